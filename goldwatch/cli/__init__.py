@@ -1,0 +1,80 @@
+"""The ``goldwatch`` command line.
+
+Subcommands live in their own modules and are imported only when invoked (or when ``--help`` lists them), so
+``goldwatch --help`` stays fast and never imports torch, onnxruntime or evidently.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from goldwatch._version import __version__
+from goldwatch.cli._common import AppState
+from goldwatch.logs import configure_logging
+
+__all__ = ["main"]
+
+# command name -> "module:attribute"; each module imports its heavy dependencies inside the command body.
+COMMANDS: dict[str, str] = {
+    "config": "goldwatch.cli.config_cmd:config",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.version_option(__version__, "--version", prog_name="goldwatch")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="GOLDWATCH_CONFIG",
+    help="goldwatch.toml to use (default: ./goldwatch.toml if present, else built-in defaults).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Log level (default: from the config, else info).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text for people, json for log shippers (default: from the config, else text).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str | None) -> None:
+    """goldwatch: model integrity and drift watchdog.
+
+    Exit codes: 0 all checks passed, 1 a check failed, 2 usage, input or environment error.
+    """
+    ctx.obj = AppState(config_path, log_level=log_level, log_format=log_format)
+    # Logging is set from the flags now and again from the config when a command loads it, so that a broken
+    # config still lets `goldwatch config check` report it cleanly.
+    configure_logging(level=log_level or "info", fmt=log_format or "text")  # type: ignore[arg-type]

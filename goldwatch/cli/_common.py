@@ -1,0 +1,120 @@
+"""What every CLI command shares: error-to-exit-code mapping, ``--json`` output, progress bars, the config.
+
+The CLI only parses arguments, calls the library, prints, and maps outcomes to exit codes:
+
+* 0 -- every check passed
+* 1 -- a check failed (corruption, drift, regression): the result says which, with its numbers
+* 2 -- usage, input or environment error: one message saying what, where, and how to fix it
+
+The library never calls ``sys.exit``; commands return an exit code through :func:`finish`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from goldwatch.config import GoldwatchConfig, load_config
+from goldwatch.errors import GoldwatchError
+from goldwatch.logs import configure_logging
+from goldwatch.serialize import to_jsonable
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAIL",
+    "EXIT_OK",
+    "AppState",
+    "emit_json",
+    "finish",
+    "guarded",
+    "json_option",
+    "progress",
+    "show_progress",
+]
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+class AppState:
+    """Per-invocation state put on the click context by the root group; the config is loaded on first use."""
+
+    def __init__(
+        self, config_path: str | None = None, *, log_level: str | None = None, log_format: str | None = None
+    ) -> None:
+        self.config_path = config_path
+        self.log_level = log_level
+        self.log_format = log_format
+        self._config: GoldwatchConfig | None = None
+
+    @property
+    def config(self) -> GoldwatchConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+            # flags win over the file
+            configure_logging(
+                level=self.log_level or self._config.logging.level,
+                fmt=self.log_format or self._config.logging.format,  # type: ignore[arg-type]
+            )
+        return self._config
+
+
+def state() -> AppState:
+    ctx = click.get_current_context()
+    obj = ctx.find_object(AppState)
+    if obj is None:  # a command invoked outside the root group (e.g. in a unit test)
+        obj = ctx.ensure_object(AppState)
+    return obj
+
+
+def guarded(func: F) -> F:
+    """Map goldwatch's errors to one message on stderr and exit code 2; a check failure returns 1 via ``finish``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GoldwatchError as err:
+            click.echo(f"goldwatch: error: {err}", err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("goldwatch: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+
+
+def emit_json(result: Any) -> None:
+    click.echo(json.dumps(to_jsonable(result), indent=2, allow_nan=False))
+
+
+def finish(ok: bool) -> None:
+    """Exit 0 if every check passed, else 1."""
+    sys.exit(EXIT_OK if ok else EXIT_FAIL)
+
+
+def show_progress() -> bool:
+    """Progress bars only for a person at a terminal: never in CI or when stderr is redirected."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("GOLDWATCH_NO_PROGRESS")
+
+
+@contextmanager
+def progress(iterable: Iterable[T], *, label: str, length: int | None = None) -> Iterator[Iterable[T]]:
+    """Wrap ``iterable`` in a progress bar on a TTY; pass it through unchanged otherwise."""
+    if not show_progress():
+        yield iterable
+        return
+    with click.progressbar(iterable, length=length, label=label, file=sys.stderr) as bar:
+        yield bar

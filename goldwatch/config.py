@@ -1,0 +1,232 @@
+"""``goldwatch.toml``: one TOML file validated into typed, frozen objects.
+
+Every section has defaults, so an empty file (or no file) is a valid configuration. Validation reports *all*
+problems at once, each with its key path, in one :class:`~goldwatch.errors.ConfigError` naming the file.
+
+Secrets (PagerDuty routing keys, webhook URLs with tokens, bearer tokens) never live in the TOML: the file names
+an environment variable (``*_env``) or a file (``*_file``) that holds them, and :func:`resolve_secret` reads it
+at the point of use. A secret-looking key written directly in the file is refused.
+
+>>> cfg = parse_config('[detectors]\\np_threshold = 0.01\\n', source="inline")
+>>> cfg.detectors.p_threshold, cfg.detectors.correction
+(0.01, 'bonferroni')
+>>> parse_config('[detectors]\\np_threshold = "low"\\nwindow = 3\\n', source="goldwatch.toml")
+Traceback (most recent call last):
+...
+goldwatch.errors.ConfigError: goldwatch.toml: 2 problems: detectors.p_threshold: Input should be a valid number, ...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from goldwatch.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "AlertsConfig",
+    "DetectorsConfig",
+    "GateConfig",
+    "GoldenConfig",
+    "GoldwatchConfig",
+    "LoggingConfig",
+    "PagerDutyConfig",
+    "RegistryConfig",
+    "WebhookConfig",
+    "load_config",
+    "parse_config",
+    "resolve_secret",
+]
+
+DEFAULT_CONFIG_NAME = "goldwatch.toml"
+
+# Key names that would hold a secret if written directly; the file must name an env var or a file instead.
+_SECRET_WORDS = ("routing_key", "token", "password", "secret", "api_key")
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are frozen after validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class DetectorsConfig(_Section):
+    """Defaults for drift tests (see :mod:`goldwatch.detectors`)."""
+
+    test: str = Field("ks", description="detector name from the detector registry, e.g. 'ks', 'psi'")
+    p_threshold: float = Field(0.05, gt=0, lt=1, description="family-wise (or FDR) significance level")
+    correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    min_effect: float | None = Field(
+        None, ge=0, description="effect-size floor: a feature drifts only if its statistic also exceeds this"
+    )
+    nan_policy: Literal["raise", "omit"] = "raise"
+
+
+class GoldenConfig(_Section):
+    """Defaults for golden-set capture and replay."""
+
+    repeats: int = Field(5, ge=1, le=1000, description="runs per device when calibrating tolerances")
+    safety_factor: float = Field(4.0, ge=1.0, description="tolerance = measured noise x safety factor (+ floor)")
+    min_top1_agreement: float = Field(1.0, ge=0, le=1)
+    min_cosine: float = Field(0.9999, ge=-1, le=1)
+
+
+class RegistryConfig(_Section):
+    """Where the registry keeps its database and artifact store, and how the server is told to reload."""
+
+    root: Path = Path(".goldwatch")
+    keep_known_good: int = Field(3, ge=1, description="retention: known-good versions kept per model")
+    layout: Literal["current-link", "numbered"] = "current-link"
+    serving_dir: Path | None = None
+    reload: Literal["none", "oip", "http", "command"] = "none"
+    reload_url: str | None = None
+    reload_command: list[str] | None = None
+    fallback_model: Path | None = None
+    ready_timeout_s: float = Field(30.0, gt=0)
+
+
+class GateConfig(_Section):
+    """Thresholds of ``goldwatch gate`` (flags override them)."""
+
+    min_top1_agreement: float = Field(0.99, ge=0, le=1, description="candidate vs baseline top-1 agreement")
+    metric_min_absolute_change: float = Field(0.0, ge=0)
+    metric_min_relative_change: float = Field(0.0, ge=0)
+    drift_p_threshold: float = Field(0.01, gt=0, lt=1)
+    latency_budget_ms_p95: float | None = Field(None, gt=0)
+
+
+class PagerDutyConfig(_Section):
+    events_url: str = "https://events.pagerduty.com"
+    routing_key_env: str = "GOLDWATCH_PAGERDUTY_ROUTING_KEY"
+    routing_key_file: Path | None = None
+    rate_limit_per_minute: int = Field(120, ge=1)
+
+
+class WebhookConfig(_Section):
+    name: str
+    url_env: str | None = Field(None, description="env var holding the webhook URL (URLs often embed a token)")
+    url_file: Path | None = None
+
+
+class AlertsConfig(_Section):
+    source: str | None = Field(None, description="host/pod name shown to responders; default: the hostname")
+    runbook_url: str | None = None
+    rto_seconds: float = Field(60.0, gt=0, description="recovery-time objective reported with each incident")
+    pagerduty: PagerDutyConfig = PagerDutyConfig()
+    webhooks: list[WebhookConfig] = []
+    outbox_path: Path | None = None
+
+
+class GoldwatchConfig(_Section):
+    """The whole ``goldwatch.toml``."""
+
+    logging: LoggingConfig = LoggingConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
+    golden: GoldenConfig = GoldenConfig()
+    registry: RegistryConfig = RegistryConfig()
+    gate: GateConfig = GateConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+
+def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:
+    found: list[str] = []
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found += _secret_keys(value, prefix=f"{path}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    found += _secret_keys(item, prefix=f"{path}[{i}].")
+        if not key.endswith(("_env", "_file")) and any(word in key.lower() for word in _SECRET_WORDS):
+            found.append(path)
+    return found
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchConfig:
+    """Parse and validate TOML ``text``; ``source`` names the file in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", where=source, hint="check the syntax at that line") from None
+    secrets = _secret_keys(raw)
+    if secrets:
+        raise ConfigError(
+            f"secrets must not be written in the config file ({', '.join(secrets)})",
+            where=source,
+            hint="remove them and name an environment variable (KEY_env = \"VAR\") or a file (KEY_file = \"path\")",
+        )
+    try:
+        return GoldwatchConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            if err["type"] != "extra_forbidden" and err["type"] != "missing" and "input" in err:
+                msg += f" (got {err['input']!r})"
+            problems.append(f"{_format_loc(err['loc'])}: {msg}")
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ConfigError(
+            f"{count}: " + "; ".join(problems),
+            where=source,
+            hint="see the configuration reference in README.md",
+        ) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> GoldwatchConfig:
+    """Load ``path``; with ``None``, ``./goldwatch.toml`` if it exists, else the embedded defaults."""
+    if path is None:
+        default = Path(DEFAULT_CONFIG_NAME)
+        if not default.is_file():
+            return GoldwatchConfig()
+        path = default
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", where=str(path), hint="pass an existing goldwatch.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the file ({exc})", where=str(path)) from None
+    return parse_config(text, source=str(path))
+
+
+def resolve_secret(*, env: str | None, file: Path | None, what: str) -> str | None:
+    """Read a secret from the environment variable ``env`` or from ``file`` (env wins); None if neither is set.
+
+    The value is never logged; errors name only the variable or file, never the secret.
+    """
+    if env and os.environ.get(env):
+        return os.environ[env].strip()
+    if file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the {what} file ({exc.strerror})", where=str(file), hint="check the path and permissions"
+            ) from None
+        if not value:
+            raise ConfigError(f"the {what} file is empty", where=str(file))
+        return value
+    return None

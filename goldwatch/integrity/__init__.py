@@ -1,0 +1,1 @@
+"""goldwatch.integrity"""
