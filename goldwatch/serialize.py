@@ -41,7 +41,8 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "to_dict") and callable(obj.to_dict) and not isinstance(obj, type):
         return to_jsonable(obj.to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+        fields = [f.name for f in dataclasses.fields(obj) if not f.name.startswith("_")]
+        return {name: to_jsonable(getattr(obj, name)) for name in fields}
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
