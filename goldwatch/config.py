@@ -84,6 +84,10 @@ class GoldenConfig(_Section):
     safety_factor: float = Field(4.0, ge=1.0, description="tolerance = measured noise x safety factor (+ floor)")
     min_top1_agreement: float = Field(1.0, ge=0, le=1)
     min_cosine: float = Field(0.9999, ge=-1, le=1)
+    drift_alpha: float = Field(
+        0.01, ge=0, lt=1, description="output-distribution test level per replay (Bonferroni); 0 disables it"
+    )
+    batch_size: int = Field(0, ge=0, description="samples per inference call; 0: all at once")
 
 
 class RegistryConfig(_Section):
@@ -101,26 +105,43 @@ class RegistryConfig(_Section):
 
 
 class GateConfig(_Section):
-    """Thresholds of ``goldwatch gate`` (flags override them)."""
+    """Thresholds of ``goldwatch gate`` (flags override them; see docs/gate.md)."""
 
     min_top1_agreement: float = Field(0.99, ge=0, le=1, description="candidate vs baseline top-1 agreement")
-    metric_min_absolute_change: float = Field(0.0, ge=0)
-    metric_min_relative_change: float = Field(0.0, ge=0)
-    drift_p_threshold: float = Field(0.01, gt=0, lt=1)
-    latency_budget_ms_p95: float | None = Field(None, gt=0)
+    metric_min_absolute_change: float = Field(
+        0.0, description="MLflow-style: required gain of the candidate's metric over the baseline's (may be < 0)"
+    )
+    metric_min_relative_change: float = Field(0.0, description="required gain as a fraction of the baseline's")
+    drift_p_threshold: float = Field(0.01, gt=0, lt=1, description="output drift vs baseline: significance level")
+    drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    latency_budget_ms_p50: float | None = Field(None, gt=0, description="per-batch p50 budget; none = report only")
+    latency_budget_ms_p95: float | None = Field(None, gt=0, description="per-batch p95 budget; none = report only")
+    latency_repeats: int = Field(20, ge=1, le=10000, description="timed batches per device")
+    min_device_top1_agreement: float = Field(1.0, ge=0, le=1, description="CPU vs CUDA top-1 agreement")
 
 
 class PagerDutyConfig(_Section):
-    events_url: str = "https://events.pagerduty.com"
+    """PagerDuty Events API v2. Active when the routing key resolves (env var wins over the file)."""
+
+    events_url: str | None = Field(
+        None, pattern=r"^https?://\S+$",
+        description="Events API base URL; $GOLDWATCH_PAGERDUTY_EVENTS_URL wins; default https://events.pagerduty.com",
+    )
+    events_url_env: str = "GOLDWATCH_PAGERDUTY_EVENTS_URL"
     routing_key_env: str = "GOLDWATCH_PAGERDUTY_ROUTING_KEY"
     routing_key_file: Path | None = None
-    rate_limit_per_minute: int = Field(120, ge=1)
+    rate_limit_per_minute: int = Field(120, ge=1, description="PagerDuty allows about 120 events/min per key")
+    timeout_s: float = Field(10.0, gt=0, le=300)
 
 
 class WebhookConfig(_Section):
-    name: str
+    """A generic JSON webhook (e.g. a Slack incoming webhook); the URL comes from url_env or url_file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url_env: str | None = Field(None, description="env var holding the webhook URL (URLs often embed a token)")
     url_file: Path | None = None
+    rate_limit_per_minute: int = Field(60, ge=1)
+    timeout_s: float = Field(10.0, gt=0, le=300)
 
 
 class AlertsConfig(_Section):
@@ -129,7 +150,12 @@ class AlertsConfig(_Section):
     rto_seconds: float = Field(60.0, gt=0, description="recovery-time objective reported with each incident")
     pagerduty: PagerDutyConfig = PagerDutyConfig()
     webhooks: list[WebhookConfig] = []
-    outbox_path: Path | None = None
+    outbox_path: Path | None = Field(None, description="alert outbox database; default <registry.root>/alerts.sqlite")
+    renotify_s: float = Field(3600.0, gt=0, description="re-send an unchanged open incident at most this often")
+    resolve_after_s: float = Field(0.0, ge=0, description="resolve only after checks pass for this long (anti-flap)")
+    retry_base_s: float = Field(2.0, gt=0, description="first retry delay; doubles per attempt, with jitter")
+    retry_max_delay_s: float = Field(300.0, gt=0, description="upper bound of one retry delay")
+    max_age_s: float = Field(86400.0, gt=0, description="undelivered this long: kept as a dead letter")
 
 
 class GoldwatchConfig(_Section):

@@ -20,6 +20,12 @@ __all__ = ["main"]
 # command name -> "module:attribute"; each module imports its heavy dependencies inside the command body.
 COMMANDS: dict[str, str] = {
     "config": "goldwatch.cli.config_cmd:config",
+    "fingerprint": "goldwatch.cli.integrity:fingerprint",
+    "verify": "goldwatch.cli.integrity:verify",
+    "golden": "goldwatch.cli.golden:golden",
+    "gate": "goldwatch.cli.gate:gate",
+    "registry": "goldwatch.cli.registry:registry",
+    "alert": "goldwatch.cli.alert:alert",
 }
 
 

@@ -1,1 +1,49 @@
-"""goldwatch.integrity"""
+"""Weights integrity: file digests and one tensor fingerprint that is bit-identical on CPU and CUDA.
+
+* :func:`build_manifest` / :class:`ArtifactManifest` -- per-file SHA-256 (or BLAKE3 / XXH3-128) digests and
+  per-tensor, per-1 MiB-block fingerprints of a model file or directory (safetensors, ONNX with external data,
+  torch checkpoints read with ``weights_only=True``, any other file by digest).
+* :func:`verify_artifact` -- check files on disk; :func:`verify_tensors` / :func:`verify_module` -- check weights
+  resident in memory, on their own device, without a host copy. Both return an :class:`IntegrityReport` whose
+  ``mismatches`` name the file, tensor and byte range.
+* :mod:`goldwatch.integrity.fingerprint` -- the fingerprint's definition and the proof of its properties.
+
+Importing this package imports numpy only; torch, onnx and triton are imported when a tensor of theirs is used.
+"""
+
+from typing import Any
+
+from goldwatch.integrity.digest import file_digest
+from goldwatch.integrity.fingerprint import BLOCK_BYTES, TensorFingerprint
+from goldwatch.integrity.fingerprint_numpy import fingerprint_array, fingerprint_buffer
+from goldwatch.integrity.manifest import ArtifactManifest, FileEntry, TensorEntry, build_manifest
+from goldwatch.integrity.resident import fingerprint_module, fingerprint_state_dict, verify_module
+from goldwatch.integrity.verify import IntegrityReport, Mismatch, fingerprint_any, verify_artifact, verify_tensors
+
+__all__ = [
+    "BLOCK_BYTES",
+    "ArtifactManifest",
+    "FileEntry",
+    "IntegrityReport",
+    "Mismatch",
+    "TensorEntry",
+    "TensorFingerprint",
+    "build_manifest",
+    "file_digest",
+    "fingerprint_any",
+    "fingerprint_array",
+    "fingerprint_buffer",
+    "fingerprint_module",
+    "fingerprint_state_dict",
+    "fingerprint_tensor",
+    "verify_artifact",
+    "verify_module",
+    "verify_tensors",
+]
+
+
+def fingerprint_tensor(tensor: Any, *, backend: str = "auto") -> TensorFingerprint:
+    """Fingerprint a torch tensor on its device (lazy wrapper: torch is imported only when called)."""
+    from goldwatch.integrity.fingerprint_torch import fingerprint_tensor as _impl
+
+    return _impl(tensor, backend=backend)  # type: ignore[arg-type]

@@ -1,1 +1,30 @@
-"""goldwatch.runtimes"""
+"""Model runtimes behind one small interface: ONNX Runtime, PyTorch (TorchScript, torch.export, state dict +
+factory) and remote Open Inference Protocol v2 servers.
+
+Only :mod:`goldwatch.runtimes.base` (numpy) is imported here; each runtime imports its library when a model of
+that kind is loaded.
+"""
+
+from goldwatch.runtimes.base import (
+    DESCRIPTOR_NAME,
+    DeviceUnavailableError,
+    ModelIdentity,
+    Runtime,
+    Signature,
+    TensorSpec,
+    cuda_available,
+    load_model,
+    normalize_device,
+)
+
+__all__ = [
+    "DESCRIPTOR_NAME",
+    "DeviceUnavailableError",
+    "ModelIdentity",
+    "Runtime",
+    "Signature",
+    "TensorSpec",
+    "cuda_available",
+    "load_model",
+    "normalize_device",
+]

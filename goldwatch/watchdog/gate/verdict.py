@@ -194,12 +194,16 @@ class GateVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON verdict (``verdict.schema.json``): plain data, with exit code, counts and headline added."""
+        # The fields a CI script reads first come first.
         data: dict[str, Any] = {
-            f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+            "schema": self.schema,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "headline": self.headline(),
+            "counts": self.counts,
         }
-        data["exit_code"] = self.exit_code
-        data["counts"] = self.counts
-        data["headline"] = self.headline()
+        for f in dataclasses.fields(self):
+            data.setdefault(f.name, to_jsonable(getattr(self, f.name)))
         return data
 
     def to_json(self) -> str:

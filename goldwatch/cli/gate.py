@@ -1,0 +1,125 @@
+"""``goldwatch gate``: the CI gate before promotion. Exit 0 pass, 1 a check failed, 2 the gate could not run.
+
+Reports: ``--junit`` (CI test view), ``--markdown`` (e.g. append to ``$GITHUB_STEP_SUMMARY``), ``--json`` (the
+verdict, schema in docs/gate.md; ``-`` for stdout) and ``--html`` (self-contained, with plots). When the gate
+cannot run, the reports that can be written still are, recording the error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from goldwatch.cli._common import EXIT_ERROR, guarded, state
+
+if TYPE_CHECKING:  # the gate's modules are imported inside the command, keeping `goldwatch --help` fast
+    from goldwatch.watchdog.gate.reports import ReportPaths
+    from goldwatch.watchdog.gate.verdict import GateVerdict
+
+__all__ = ["gate"]
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command()
+@click.option("--candidate", required=True, metavar="MODEL",
+              help="Model to gate: .onnx, .pt, .pt2, a goldwatch-model.json folder or an OIP v2 URL.")
+@click.option("--golden", "golden", multiple=True, required=True, metavar="DIR",
+              help="Golden set folder to replay (repeatable).")
+@click.option("--baseline", metavar="MODEL", help="Model to compare with (e.g. the one in production).")
+@click.option("--baseline-registry", metavar="NAME",
+              help="Compare with NAME's newest known-good version in the registry.")
+@click.option("--registry", "registry_root", type=click.Path(file_okay=False, path_type=Path),
+              help="Registry root (default: [registry] root of goldwatch.toml).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+              help="Integrity manifest to verify the candidate's bytes against.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "all"]), default="cpu", show_default=True,
+              help="all: CPU, plus CUDA and CPU/CUDA agreement when a GPU is present.")
+@click.option("--junit", type=_PATH, help="Write JUnit XML here.")
+@click.option("--markdown", type=_PATH, help="Write a Markdown summary here.")
+@click.option("--json", "json_path", type=_PATH, help="Write the JSON verdict here ('-' for stdout).")
+@click.option("--html", type=_PATH, help="Write the self-contained HTML report here.")
+@click.option("--evidently", is_flag=True,
+              help="Embed an Evidently drift report of the outputs in the HTML (needs goldwatch[reports]).")
+@click.option("--promote", is_flag=True, help="On pass, register the candidate and promote it to known-good.")
+@click.option("--model-name", metavar="NAME", help="Registry model name for --promote (default: --baseline-registry).")
+@click.option("--min-top1-agreement", type=click.FloatRange(0, 1), help="Candidate vs baseline top-1 agreement.")
+@click.option("--metric-min-absolute-change", type=float, help="Required metric gain over the baseline (abs).")
+@click.option("--metric-min-relative-change", type=float, help="Required metric gain over the baseline (fraction).")
+@click.option("--drift-p-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Significance level of the output drift test.")
+@click.option("--latency-budget-ms-p50", type=click.FloatRange(0, min_open=True), help="p50 budget per batch.")
+@click.option("--latency-budget-ms-p95", type=click.FloatRange(0, min_open=True), help="p95 budget per batch.")
+@click.option("--latency-repeats", type=click.IntRange(1, 10000), help="Timed batches per device.")
+@guarded
+def gate(
+    candidate: str, golden: tuple[str, ...], baseline: str | None, baseline_registry: str | None,
+    registry_root: Path | None, manifest: Path | None, device: str, junit: Path | None, markdown: Path | None,
+    json_path: Path | None, html: Path | None, evidently: bool, promote: bool, model_name: str | None,
+    min_top1_agreement: float | None, metric_min_absolute_change: float | None,
+    metric_min_relative_change: float | None, drift_p_threshold: float | None,
+    latency_budget_ms_p50: float | None, latency_budget_ms_p95: float | None, latency_repeats: int | None,
+) -> None:
+    """Gate a model version before promotion: verify, replay golden sets, compare with the baseline.
+
+    Exit codes: 0 pass, 1 a check failed, 2 the gate could not run (the reports still say why).
+    """
+    from goldwatch.watchdog.gate.reports import ReportPaths, write_reports
+    from goldwatch.watchdog.gate.runner import GateThresholds, run_gate
+    from goldwatch.watchdog.gate.verdict import ErrorInfo, GateVerdict, ModelRef
+
+    config = state().config
+    thresholds = GateThresholds.from_config(
+        config.gate, min_top1_agreement=min_top1_agreement, metric_min_absolute_change=metric_min_absolute_change,
+        metric_min_relative_change=metric_min_relative_change, drift_p_threshold=drift_p_threshold,
+        latency_budget_ms_p50=latency_budget_ms_p50, latency_budget_ms_p95=latency_budget_ms_p95,
+        latency_repeats=latency_repeats,
+    )
+    to_stdout = json_path is not None and str(json_path) == "-"
+    paths = ReportPaths(junit=junit, markdown=markdown, json=None if to_stdout else json_path, html=html)
+    problems = paths.problems()
+    if problems:
+        # Do no work, but record the error in every report that can be written, so the CI job shows why.
+        _kind, err = problems[0]
+        verdict = GateVerdict.from_checks([], error=ErrorInfo.from_exception(err), candidate=ModelRef(candidate),
+                                          golden_sets=list(golden))
+        write_reports(verdict, paths, skip=frozenset(k for k, _ in problems))
+        raise err
+    from goldwatch.watchdog.gate.evidently_report import OutputCollector, drift_report_html
+
+    if evidently and html is None:
+        raise click.UsageError("--evidently needs --html FILE (the Evidently report is embedded there)")
+    collector = OutputCollector() if evidently else None
+    root = registry_root
+    if root is None and (baseline_registry or promote):
+        root = config.registry.root
+    verdict = run_gate(
+        candidate, list(golden), baseline=baseline, baseline_registry=baseline_registry, registry_root=root,
+        manifest=manifest, device=device, thresholds=thresholds, promote=promote, promote_model=model_name,
+        on_compare=collector,
+    )
+    evidently_html = drift_report_html(collector) if collector is not None and verdict.error is None else None
+    failed = write_reports(verdict, paths, evidently_html=evidently_html)
+    if to_stdout:
+        click.echo(verdict.to_json(), nl=False)
+    _print_summary(verdict, paths, to_stdout=to_stdout)
+    if verdict.error is not None:
+        click.echo(f"goldwatch: error: {verdict.error.message()}", err=True)
+        sys.exit(EXIT_ERROR)
+    if failed:
+        raise failed[0][1]
+    sys.exit(verdict.exit_code)
+
+
+def _print_summary(verdict: GateVerdict, paths: ReportPaths, *, to_stdout: bool) -> None:
+    # With the JSON on stdout, the human summary goes to stderr so the JSON stays parseable.
+    err = to_stdout
+    click.echo(verdict.headline(), err=err)
+    for c in verdict.checks:
+        if c.status in ("fail", "error"):
+            click.echo(f"  {c.status.upper():5} {c.name}: {c.summary}", err=err)
+    for kind, path in paths.items():
+        click.echo(f"  {kind}: {path}", err=err)

@@ -1,0 +1,141 @@
+"""``goldwatch golden``: build golden sets, replay them, and write example models with a golden set.
+
+Exit codes: 0 every check passed, 1 a check failed (the model answers differently), 2 bad input, an unreachable
+server or a missing dependency. Heavy libraries are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
+from goldwatch.errors import InvalidInputError
+
+DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+BATCH = click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Samples per inference call.")
+
+
+def _roles(values: tuple[str, ...]) -> dict[str, str]:
+    roles = {}
+    for item in values:
+        name, sep, role = item.partition("=")
+        if not sep or not name or not role:
+            raise InvalidInputError(f"expected OUTPUT=ROLE, got {item!r}", where="--role", hint="e.g. --role logits=scores")
+        roles[name] = role
+    return roles
+
+
+def _print_checks(checks: Any) -> None:
+    for check in checks:
+        mark = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "skip"}[check.status]
+        click.echo(f"  {mark:5} {check.name}: {check.summary}")
+
+
+@click.group()
+def golden() -> None:
+    """Golden sets: capture a model's approved answers, and replay them to prove it still gives them."""
+
+
+@golden.command("build")
+@click.option("--model", "model", required=True, help="Model file/directory (.onnx, .pt, .pt2, dir) or OIP v2 URL.")
+@click.option("--inputs", "inputs", required=True, type=click.Path(dir_okay=False), help=".npz/.npy/.csv/.parquet")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Golden set directory to write.")
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Optional class labels, one per sample.")
+@DEVICE
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Runs per device (default: config, 5).")
+@click.option("--safety-factor", type=click.FloatRange(min=1.0), default=None, help="Noise multiplier (default 4).")
+@click.option("--role", "roles", multiple=True, help="OUTPUT=scores|embedding|tensor (default: guessed).")
+@BATCH
+@click.option("--overwrite", is_flag=True, help="Replace an existing golden set directory.")
+@json_option
+@guarded
+def build(
+    model: str, inputs: str, out: str, labels: str | None, device: str, repeats: int | None,
+    safety_factor: float | None, roles: tuple[str, ...], batch_size: int | None, overwrite: bool, as_json: bool,
+) -> None:
+    """Run MODEL on INPUTS, store the answers and tolerances calibrated from repeated runs."""
+    from goldwatch.golden_sets import build_golden_set
+
+    cfg = state().config.golden
+    golden_set = build_golden_set(
+        model, inputs, out, labels=labels, device=device, repeats=repeats or cfg.repeats,
+        safety_factor=safety_factor or cfg.safety_factor, roles=_roles(roles),
+        batch_size=batch_size or cfg.batch_size or None, overwrite=overwrite,
+    )
+    if as_json:
+        emit_json(golden_set)
+        return
+    click.echo(f"golden set: {out} ({golden_set.n_samples} samples, model {golden_set.model.source})")
+    for name, tol in golden_set.tolerances.items():
+        d = tol.derivation
+        click.echo(
+            f"  {name} [{golden_set.roles[name]}]: atol {tol.atol:.3g}, rtol {tol.rtol:.3g} "
+            f"(observed noise {d.get('observed_max_abs', 0):.3g} on {', '.join(d.get('devices', []))}; "
+            f"bound by {d.get('bound_by')})"
+        )
+
+
+@golden.command("replay")
+@click.option("--model", "model", required=True, help="Model file/directory or OIP v2 URL to check.")
+@click.option("--golden", "golden_dir", required=True, type=click.Path(file_okay=False), help="Golden set directory.")
+@DEVICE
+@click.option("--cross-device", is_flag=True, help="Also replay on the other device (CUDA) and compare the two.")
+@BATCH
+@json_option
+@guarded
+def replay_cmd(
+    model: str, golden_dir: str, device: str, cross_device: bool, batch_size: int | None, as_json: bool
+) -> None:
+    """Replay a golden set through MODEL. Exit 0 if every answer is within tolerance, 1 if not, 2 on error."""
+    from goldwatch.golden_sets import replay
+
+    cfg = state().config.golden
+    report = replay(
+        model, golden_dir, device=device, cross_device=cross_device,
+        batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
+        min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None,
+    )
+    if as_json:
+        emit_json(report)
+    else:
+        counts = report.counts()
+        verdict = "PASS" if report.ok else "FAIL"
+        click.echo(
+            f"{verdict}: {model} on {report.device} vs {golden_dir} ({report.n_samples} samples): "
+            f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
+        )
+        _print_checks(report.checks)
+    finish(report.ok)
+
+
+@golden.command("example")
+@click.argument("kind", type=click.Choice(["tabular", "conv"]))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Directory to write into.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Weight-initialisation seed.")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Runs when calibrating (default 5).")
+@json_option
+@guarded
+def example(kind: str, out: str, seed: int, repeats: int | None, as_json: bool) -> None:
+    """Train and write an example KIND model (ONNX + TorchScript + state dict), inputs, labels and a golden set."""
+    from goldwatch.examples import write_example
+    from goldwatch.golden_sets import build_golden_set
+
+    cfg = state().config.golden
+    art = write_example(kind, out, seed=seed)
+    golden_dir = Path(out) / "golden"
+    assert art.onnx is not None
+    golden_set = build_golden_set(
+        art.onnx, art.inputs, golden_dir, labels=art.labels, repeats=repeats or cfg.repeats,
+        safety_factor=cfg.safety_factor, overwrite=True,
+    )
+    if as_json:
+        emit_json({"example": art, "golden": golden_dir, "n_samples": golden_set.n_samples})
+        return
+    click.echo(f"example {kind!r} (seed {seed}, held-out accuracy {art.accuracy:.3f}) written to {out}:")
+    for fmt, path in art.models.items():
+        click.echo(f"  {fmt:12} {path}")
+    click.echo(f"  {'inputs':12} {art.inputs}\n  {'labels':12} {art.labels}\n  {'golden':12} {golden_dir}")
+    click.echo(f"try: goldwatch golden replay --model {art.onnx} --golden {golden_dir}")

@@ -1,0 +1,96 @@
+"""``goldwatch fingerprint`` and ``goldwatch verify``: write an artifact manifest, check an artifact against one."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from goldwatch.cli._common import emit_json, finish, guarded, json_option, show_progress
+
+__all__ = ["fingerprint", "verify"]
+
+_PROGRESS_MIN_BYTES = 256 << 20  # no bar for small artifacts: it would only flicker
+
+
+def _artifact_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return 0
+
+
+@contextmanager
+def _byte_progress(path: Path, *, label: str, passes: int) -> Iterator[Callable[[int], None] | None]:
+    """A callback advancing a progress bar on stderr (TTY only, large artifacts only), or None."""
+    total = _artifact_bytes(path) * passes
+    if not show_progress() or total < _PROGRESS_MIN_BYTES:
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+@click.command("fingerprint")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the manifest here (default: print it on stdout).")
+@click.option("--digest", type=click.Choice(["sha256", "blake3", "xxh3"]), default="sha256", show_default=True,
+              help="File digest: sha256 (= HF LFS oid), or the fast blake3 / xxh3 (XXH3-128).")
+@json_option
+@guarded
+def fingerprint(path: Path, output: Path | None, digest: str, as_json: bool) -> None:
+    """Write the integrity manifest of a model file or directory.
+
+    Records each file's digest and, for safetensors, ONNX (with external data) and torch checkpoints, a
+    fingerprint of every tensor per 1 MiB block. Exit 0 on success, 2 if a file is malformed or hostile.
+    """
+    from goldwatch.integrity.manifest import build_manifest
+
+    with _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
+        manifest = build_manifest(path, digest=digest, on_bytes=on_bytes)
+    if output is None:
+        emit_json(manifest)
+        return
+    manifest.save(output)
+    tensors = sum(len(f.tensors) for f in manifest.files)
+    size = sum(f.size for f in manifest.files)
+    if as_json:
+        emit_json({"manifest": str(output), "files": len(manifest.files), "tensors": tensors, "bytes": size,
+                   "digest": digest})
+    else:
+        click.echo(f"{output}: {len(manifest.files)} file(s), {tensors} tensor(s), {size} bytes, digest {digest}")
+
+
+@click.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The manifest written by `goldwatch fingerprint`.")
+@click.option("--no-locate", is_flag=True, help="Stop at the file digest; do not name the tensor and block.")
+@json_option
+@guarded
+def verify(path: Path, manifest_path: Path, no_locate: bool, as_json: bool) -> None:
+    """Check a model file or directory against its manifest.
+
+    Exit 0 when every byte matches, 1 on a mismatch (each printed with file, tensor and byte range), 2 on error.
+    """
+    from goldwatch.integrity.manifest import ArtifactManifest
+    from goldwatch.integrity.verify import verify_artifact
+
+    manifest = ArtifactManifest.load(manifest_path)
+    with _byte_progress(path, label="verifying", passes=1) as on_bytes:
+        report = verify_artifact(path, manifest, locate=not no_locate, on_bytes=on_bytes)
+    if as_json:
+        emit_json(report)
+    elif report.ok:
+        click.echo(f"{path}: intact ({report.files_checked} file(s), {report.bytes_checked} bytes, "
+                   f"{manifest.digest}, {report.duration_s:.2f} s)")
+    else:
+        click.echo(f"{path}: {len(report.mismatches)} mismatch(es)")
+        for m in report.mismatches:
+            click.echo(f"  {m.kind}: {m.message}")
+    finish(report.ok)

@@ -1,0 +1,218 @@
+"""``goldwatch registry``: add, list, show, promote, quarantine, roll back and check model versions.
+
+The registry root, serving directory, layout, reload adapter and fallback come from ``[registry]`` in
+goldwatch.toml; ``--root``, ``--serving-dir`` and ``--layout`` override them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
+from goldwatch.errors import RegistryError
+
+if TYPE_CHECKING:
+    from goldwatch.watchdog.registry import Registry
+
+
+def _open(ctx: click.Context, model: str | None = None) -> Registry:
+    from goldwatch.watchdog.registry import Registry, Serving, make_pointer, make_reloader
+
+    opts = ctx.parent.params if ctx.parent is not None else {}
+    cfg = state().config.registry
+    root = Path(opts.get("root") or cfg.root)
+    serving_dir = opts.get("serving_dir") or cfg.serving_dir
+    serving: dict[str, Serving] = {}
+    if model is not None and serving_dir is not None:
+        reloader = make_reloader(cfg.reload, model=model, url=cfg.reload_url, command=cfg.reload_command,
+                                 timeout_s=cfg.ready_timeout_s)
+        serving[model] = Serving(make_pointer(opts.get("layout") or cfg.layout, Path(serving_dir)),
+                                 reloader=reloader, fallback=cfg.fallback_model, ready_timeout_s=cfg.ready_timeout_s)
+    return Registry.open(root, serving=serving)
+
+
+def _evidence(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise RegistryError(f"not valid JSON ({exc})", where="--evidence", hint='e.g. --evidence \'{"run": 42}\'') \
+            from None
+    if not isinstance(value, dict):
+        raise RegistryError("must be a JSON object", where="--evidence", hint='e.g. --evidence \'{"run": 42}\'')
+    return value
+
+
+def _line(mv: Any) -> str:
+    serving = "  (serving)" if mv.serving else ""
+    return f"{mv.model} {mv.version:<8} {mv.state:<12} {mv.size_bytes:>12} B  {mv.digest[:12]}  {mv.created_at}{serving}"
+
+
+@click.group("registry")
+@click.option("--root", type=click.Path(file_okay=False), envvar="GOLDWATCH_REGISTRY_ROOT",
+              help="Registry directory (default: registry.root from the config, else ./.goldwatch).")
+@click.option("--serving-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory the inference server reads (default: registry.serving_dir).")
+@click.option("--layout", type=click.Choice(["current-link", "numbered"]), default=None,
+              help="Serving pointer layout (default: registry.layout).")
+def registry(root: str | None, serving_dir: str | None, layout: str | None) -> None:
+    """Model versions, their verified known-good states, and verified rollback."""
+
+
+@registry.command("add")
+@click.argument("model")
+@click.argument("path", type=click.Path())
+@click.option("--version", "version", default=None, help="Version name (default: the next number).")
+@click.option("--golden", multiple=True, type=click.Path(), help="Golden set to link (repeatable).")
+@click.option("--actor", default=None, help="Who is adding it (default: user@host).")
+@click.option("--reason", default="registered", show_default=True)
+@json_option
+@click.pass_context
+@guarded
+def add(ctx: click.Context, model: str, path: str, version: str | None, golden: tuple[str, ...],
+        actor: str | None, reason: str, as_json: bool) -> None:
+    """Store PATH (file or directory) as a new candidate version of MODEL and compute its manifest."""
+    with _open(ctx) as reg:
+        mv = reg.add(model, path, version=version, golden=golden, actor=actor, reason=reason)
+    if as_json:
+        emit_json(mv)
+    else:
+        click.echo(f"added {mv.model} {mv.version} ({mv.size_bytes} bytes, digest {mv.digest[:16]}) as candidate")
+
+
+@registry.command("list")
+@click.argument("model", required=False)
+@click.option("--state", "state_", type=click.Choice(["candidate", "known-good", "quarantined", "retired"]))
+@json_option
+@click.pass_context
+@guarded
+def list_(ctx: click.Context, model: str | None, state_: Any, as_json: bool) -> None:
+    """List versions (of MODEL, or of every model), oldest first."""
+    with _open(ctx) as reg:
+        versions = reg.list(model, state=state_)
+    if as_json:
+        emit_json(versions)
+        return
+    for mv in versions:
+        click.echo(_line(mv))
+    if not versions:
+        click.echo("no versions")
+
+
+@registry.command("show")
+@click.argument("model")
+@click.argument("version", required=False)
+@json_option
+@click.pass_context
+@guarded
+def show(ctx: click.Context, model: str, version: str | None, as_json: bool) -> None:
+    """Show MODEL (versions, what is served, audit trail) or one VERSION of it."""
+    with _open(ctx) as reg:
+        versions = [reg.get(model, version)] if version is not None else reg.list(model)
+        history = reg.history(model, version)
+        serving = reg.serving_target(model)
+    if as_json:
+        emit_json({"model": model, "versions": versions, "history": history,
+                   "serving": {"version": serving[0], "target": serving[1]} if serving else None})
+        return
+    for mv in versions:
+        click.echo(_line(mv))
+        click.echo(f"    path: {mv.path}\n    manifest: {mv.manifest_path}")
+        for g in mv.golden:
+            click.echo(f"    golden: {g}")
+    click.echo("history:")
+    for e in history:
+        change = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state else ""
+        click.echo(f"  {e.at}  {e.action:<10} {e.version or '-':<8} {change:<26} {e.actor}: {e.reason}")
+
+
+@registry.command("promote")
+@click.argument("model")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--actor", default=None, help="Who (default: user@host).")
+@click.option("--evidence", default=None, help="JSON object recorded with the promotion (e.g. the gate verdict).")
+@click.option("--serve/--no-serve", default=None,
+              help="Also switch the serving pointer (default: when a serving directory is configured).")
+@json_option
+@click.pass_context
+@guarded
+def promote(ctx: click.Context, model: str, version: str, reason: str, actor: str | None, evidence: str | None,
+            serve: bool | None, as_json: bool) -> None:
+    """Verify VERSION's artifact and mark it known-good (exit 2, nothing changed, if it fails to verify)."""
+    with _open(ctx, model) as reg:
+        mv = reg.promote(model, version, actor=actor, reason=reason, evidence=_evidence(evidence), serve=serve)
+    if as_json:
+        emit_json(mv)
+    else:
+        click.echo(f"promoted {mv.model} {mv.version} to {mv.state}" + (" (serving)" if mv.serving else ""))
+
+
+@registry.command("quarantine")
+@click.argument("model")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--actor", default=None, help="Who (default: user@host).")
+@json_option
+@click.pass_context
+@guarded
+def quarantine(ctx: click.Context, model: str, version: str, reason: str, actor: str | None, as_json: bool) -> None:
+    """Mark VERSION as bad: it is never promoted, served or rolled back to again."""
+    with _open(ctx) as reg:
+        mv = reg.quarantine(model, version, actor=actor, reason=reason)
+    if as_json:
+        emit_json(mv)
+    else:
+        click.echo(f"quarantined {mv.model} {mv.version}")
+
+
+@registry.command("rollback")
+@click.argument("model")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--actor", default=None, help="Who (default: user@host).")
+@click.option("--keep-current", is_flag=True, help="Do not quarantine the version rolled back from.")
+@json_option
+@click.pass_context
+@guarded
+def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, keep_current: bool,
+             as_json: bool) -> None:
+    """Serve the newest known-good version that re-verifies; exit 1 if there is none (or the server fails)."""
+    with _open(ctx, model) as reg:
+        result = reg.rollback(model, actor=actor, reason=reason, quarantine_current=not keep_current)
+    if as_json:
+        emit_json({**_jsonable(result), "ok": result.ok, "total_s": result.total_s, "summary": result.summary()})
+    else:
+        click.echo(result.summary())
+        for skipped in result.skipped:
+            click.echo(f"  skipped {skipped.version}: {skipped.reason} (quarantined)")
+        click.echo("  phases: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.phases.items()))
+    finish(result.ok)
+
+
+@registry.command("check")
+@click.argument("model")
+@click.option("--load", is_flag=True, help="Also load the rollback target with its runtime.")
+@json_option
+@click.pass_context
+@guarded
+def check(ctx: click.Context, model: str, load: bool, as_json: bool) -> None:
+    """Rollback readiness: a target exists, its digests match, the pointer agrees (exit 1 if not)."""
+    with _open(ctx, model) as reg:
+        report = reg.check(model, load=load)
+    if as_json:
+        emit_json({"model": report.model, "ok": report.ok, "target": report.target, "checks": report.checks})
+    else:
+        for c in report.checks:
+            click.echo(f"{c.status.upper():<5} {c.name}: {c.summary}")
+    finish(report.ok)
+
+
+def _jsonable(value: Any) -> Any:
+    from goldwatch.serialize import to_jsonable
+
+    return to_jsonable(value)

@@ -1,0 +1,74 @@
+"""The output-distribution check of a replay, via :func:`goldwatch.detectors.detect_drift`.
+
+A golden replay compares answers one by one; this adds a two-sample Kolmogorov-Smirnov test per output column
+(replayed vs expected, Bonferroni-corrected), which reports *how* a wrong model's outputs moved (a shifted or
+squashed distribution) in the detectors' own terms.
+
+This is the one place that knows the detectors' spelling. If :mod:`goldwatch.detectors` does not provide
+``detect_drift`` (older checkouts), scipy's vectorized ``ks_2samp`` with the same correction stands in.
+
+>>> rng = np.random.default_rng(0)
+>>> ref = rng.normal(size=(200, 3))
+>>> output_drift("golden:y:distribution", ref, ref.copy(), alpha=0.01).status
+'pass'
+>>> output_drift("golden:y:distribution", ref, ref + 1.0, alpha=0.01).status
+'fail'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from goldwatch.checks import Check
+
+__all__ = ["MAX_COLUMNS", "output_drift"]
+
+#: columns tested per output; wider outputs (feature maps) are subsampled at an even stride
+MAX_COLUMNS = 256
+
+
+def _pvalues(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    try:
+        from goldwatch.detectors import detect_drift
+    except ImportError:
+        detect_drift = None
+    if detect_drift is not None:
+        report = detect_drift(reference, current, test="ks", alpha=1.0, correction="none")
+        feats = report.features
+        return np.asarray(feats.statistic, float), np.asarray(feats.pvalue, float), "goldwatch.detectors ks"
+    from scipy import stats
+
+    res = stats.ks_2samp(reference, current, axis=0)
+    return np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue), "scipy ks_2samp"
+
+
+def output_drift(name: str, reference: np.ndarray, current: np.ndarray, *, alpha: float) -> Check:
+    """One check: does any column of ``current`` (n, k) come from another distribution than ``reference``'s?"""
+    if not (np.all(np.isfinite(current)) and np.all(np.isfinite(reference))):
+        return Check(name=name, status="skip", summary="non-finite outputs: see the nonfinite check")
+    cols = reference.shape[1]
+    if cols > MAX_COLUMNS:
+        idx = np.linspace(0, cols - 1, MAX_COLUMNS).round().astype(int)
+        reference, current = reference[:, idx], current[:, idx]
+    if np.array_equal(reference, current):
+        # identical samples: statistic 0, p-value 1 for every column; skip the test's cost on the common path
+        stat, pvalue, method = np.zeros(reference.shape[1]), np.ones(reference.shape[1]), "identical samples"
+    else:
+        stat, pvalue, method = _pvalues(reference, current)
+    m = len(pvalue)
+    adjusted = np.minimum(pvalue * m, 1.0)  # Bonferroni: family-wise error <= alpha over the m columns
+    drifted = adjusted < alpha
+    worst = int(np.argmin(adjusted))
+    n_drifted = int(drifted.sum())
+    return Check(
+        name=name,
+        status="fail" if n_drifted else "pass",
+        summary=(
+            f"{n_drifted} of {m} column(s) drifted (min Bonferroni p = {adjusted[worst]:.3g} < {alpha})"
+            if n_drifted
+            else f"no column drifted (min Bonferroni p = {adjusted[worst]:.3g} >= {alpha})"
+        ),
+        measured={"min_pvalue": float(adjusted[worst]), "max_statistic": float(stat.max()), "drifted": n_drifted},
+        threshold={"alpha": alpha, "correction": "bonferroni", "columns": m},
+        details={"method": method, "worst_column": worst},
+    )

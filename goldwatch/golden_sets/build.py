@@ -1,0 +1,196 @@
+"""Capturing a golden set: run the approved model, store its answers, calibrate tolerances from measured noise.
+
+>>> import tempfile
+>>> from goldwatch.examples import write_example
+>>> tmp = tempfile.mkdtemp()
+>>> art = write_example("tabular", tmp, formats=("onnx",))
+>>> golden = build_golden_set(art.onnx, art.inputs, tmp + "/golden", labels=art.labels, repeats=3)
+>>> golden.n_samples, golden.roles, golden.tolerances["logits"].derivation["devices"]
+(256, {'logits': 'scores'}, ['cpu'])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goldwatch._version import __version__
+from goldwatch.errors import GoldenSetError, InvalidInputError
+from goldwatch.golden_sets.calibrate import calibrate
+from goldwatch.golden_sets.format import ROLES, GoldenSet
+from goldwatch.golden_sets.inputs import load_inputs, load_labels
+from goldwatch.logs import get_logger
+from goldwatch.runtimes.base import Runtime, cuda_available, load_model, normalize_device
+
+__all__ = ["build_golden_set", "guess_role", "run_batches"]
+
+log = get_logger(__name__)
+
+ModelLike = str | os.PathLike[str] | Runtime
+MAX_SCORE_CLASSES = 1000
+
+
+def run_batches(runtime: Runtime, inputs: Mapping[str, np.ndarray], *, batch_size: int | None) -> dict[str, np.ndarray]:
+    """Run ``inputs`` through ``runtime`` in batches of ``batch_size`` samples (all at once with None)."""
+    n = next(iter(inputs.values())).shape[0]
+    if batch_size is None or batch_size >= n:
+        return runtime.run(inputs)
+    if batch_size < 1:
+        raise InvalidInputError(f"batch size must be >= 1, got {batch_size}", where="--batch-size")
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, n, batch_size):
+        parts.append(runtime.run({k: v[start : start + batch_size] for k, v in inputs.items()}))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def guess_role(output: np.ndarray, labels: np.ndarray | None) -> str:
+    """``scores`` for (n, C) float outputs that look like class scores, ``embedding`` for wide ones, else ``tensor``.
+
+    >>> guess_role(np.zeros((4, 3), np.float32), None), guess_role(np.zeros((4, 4096), np.float32), None)
+    ('scores', 'embedding')
+    """
+    if output.dtype.kind != "f" or output.ndim != 2 or output.shape[1] < 2:
+        return "tensor"
+    if labels is not None:
+        return "scores" if int(labels.max(initial=0)) < output.shape[1] else "embedding"
+    return "scores" if output.shape[1] <= MAX_SCORE_CLASSES else "embedding"
+
+
+def _versions() -> dict[str, str]:
+    found = {"goldwatch": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for dist in ("torch", "onnxruntime", "mlserver"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _is_spec(model: Any) -> bool:
+    return isinstance(model, (str, os.PathLike))
+
+
+def build_golden_set(
+    model: ModelLike,
+    inputs: str | os.PathLike[str] | Mapping[str, np.ndarray],
+    out: str | os.PathLike[str] | None,
+    *,
+    labels: str | os.PathLike[str] | np.ndarray | None = None,
+    device: str = "cpu",
+    devices: Sequence[str] | None = None,
+    repeats: int = 5,
+    safety_factor: float = 4.0,
+    roles: Mapping[str, str] | None = None,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+) -> GoldenSet:
+    """Run ``model`` on ``inputs``, store the answers and calibrated tolerances, and save to ``out`` (if given).
+
+    ``devices`` are the devices whose noise is measured; by default ``device`` plus CUDA when a GPU is present and
+    ``model`` is a file or directory (it can be loaded twice). The expected answers come from the first run on
+    ``device``. Nothing is written unless everything succeeded.
+    """
+    if repeats < 1:
+        raise InvalidInputError(f"repeats must be >= 1, got {repeats}", where="--repeats")
+    if safety_factor < 1:
+        raise InvalidInputError(f"safety factor must be >= 1, got {safety_factor}", where="--safety-factor")
+    device = normalize_device(device)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise GoldenSetError("the output directory already exists", where=str(out), hint="choose a new directory")
+    runtime = load_model(model, device=device) if _is_spec(model) else model
+    assert not isinstance(runtime, (str, os.PathLike))
+    try:
+        signature = runtime.signature
+        arrays = load_inputs(inputs, signature) if _is_spec(inputs) else {k: np.asarray(v) for k, v in inputs.items()}
+        signature.check_inputs(arrays, where="inputs")
+        n = next(iter(arrays.values())).shape[0]
+        label_array = None
+        if labels is not None:
+            label_array = (
+                load_labels(labels, n_samples=n) if _is_spec(labels) else np.asarray(labels).astype(np.int64)
+            )
+            if label_array.shape != (n,):
+                raise InvalidInputError(f"labels have shape {label_array.shape}, expected ({n},)", where="labels")
+        if devices is None:
+            devices = [runtime.device]
+            if _is_spec(model) and runtime.device == "cpu" and runtime.kind != "oip" and cuda_available():
+                devices.append("cuda")
+        devices = [normalize_device(d) for d in devices]
+        expected = run_batches(runtime, arrays, batch_size=batch_size)
+        _check_finite(expected)
+        runs: list[tuple[str, Mapping[str, np.ndarray]]] = []
+        for dev in devices:
+            other = runtime if dev == runtime.device else _load_on(model, dev)
+            try:
+                for _ in range(repeats):
+                    runs.append((dev, run_batches(other, arrays, batch_size=batch_size)))
+            finally:
+                if other is not runtime:
+                    other.close()
+        tolerances = calibrate(expected, runs, safety_factor=safety_factor)
+    finally:
+        if runtime is not model:
+            runtime.close()
+    chosen = {name: guess_role(value, label_array) for name, value in expected.items()}
+    for name, role in (roles or {}).items():
+        if name not in chosen or role not in ROLES:
+            raise InvalidInputError(
+                f"bad role {name}={role}", where="--role", hint=f"outputs: {sorted(chosen)}; roles: {list(ROLES)}"
+            )
+        chosen[name] = role
+    baseline: dict[str, Any] = {}
+    if label_array is not None:
+        for name, role in chosen.items():
+            if role == "scores":
+                baseline[name] = {"label_accuracy": float(np.mean(expected[name].argmax(axis=1) == label_array))}
+    golden = GoldenSet(
+        model=runtime.identity,
+        signature=signature,
+        inputs=arrays,
+        expected=expected,
+        tolerances=tolerances,
+        roles=chosen,
+        labels=label_array,
+        baseline=baseline,
+        provenance={
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "device": runtime.device,
+            "devices": list(devices),
+            "repeats": repeats,
+            "batch_size": batch_size,
+            "platform": platform.platform(),
+            "versions": _versions(),
+        },
+    )
+    if out is not None:
+        golden.save(out, overwrite=overwrite)
+        log.info("golden set with %d samples written to %s", golden.n_samples, out)
+    return golden
+
+
+def _load_on(model: ModelLike, device: str) -> Runtime:
+    if not _is_spec(model):
+        raise InvalidInputError(
+            f"cannot measure noise on {device}: a loaded runtime lives on one device",
+            hint="pass the model path instead of a runtime, or devices=None",
+        )
+    assert isinstance(model, (str, os.PathLike))
+    return load_model(model, device=device)
+
+
+def _check_finite(expected: Mapping[str, np.ndarray]) -> None:
+    for name, value in expected.items():
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            bad = np.unique(np.nonzero(~np.isfinite(value.reshape(value.shape[0], -1)))[0])
+            raise GoldenSetError(
+                f"the model answered NaN/Inf on {len(bad)} sample(s) (first: {bad[:5].tolist()}) for output {name!r}",
+                where="inputs",
+                hint="a golden set holds finite, approved answers: fix the model or drop those inputs",
+            )

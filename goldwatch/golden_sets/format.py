@@ -1,0 +1,259 @@
+"""The on-disk golden set: a directory with a JSON manifest and pickle-free ``.npz`` data files.
+
+Layout::
+
+    golden/
+      golden.json      manifest: schema version, model identity + digest, IO signature, tolerances (and how they
+                       were derived), output roles, baseline metrics, provenance, sha256 of every data file
+      inputs.npz       one array per model input (batch first)
+      expected.npz     one array per model output: the approved model's answers
+      labels.npz       optional: "labels", one integer class per sample
+
+Loading checks every data file's sha256 before reading it and reads with ``allow_pickle=False``; a tampered,
+truncated or foreign file is a :class:`~goldwatch.errors.GoldenSetError` naming the file. Saving writes a
+temporary directory beside the target and renames it into place, so a crash never leaves half a golden set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from goldwatch.errors import GoldenSetError, StateError
+from goldwatch.golden_sets._atomic import atomic_dir
+from goldwatch.runtimes.base import ModelIdentity, Signature
+
+__all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance"]
+
+FORMAT = "goldwatch-golden-set"
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "golden.json"
+
+#: scores: class scores/logits (top-1, top-k, label accuracy); embedding: vectors (cosine); tensor: anything else
+Role = Literal["scores", "embedding", "tensor"]
+ROLES = ("scores", "embedding", "tensor")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """Per-output tolerance: replayed outputs pass when ``max |a - e| <= atol`` and the per-sample relative error
+    ``max_j |a_ij - e_ij| / max(max_j |e_ij|, floor_abs) <= rtol``. ``derivation`` records how both were obtained."""
+
+    atol: float
+    rtol: float
+    derivation: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"atol": self.atol, "rtol": self.rtol, "derivation": dict(self.derivation)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tolerance:
+        return cls(atol=float(data["atol"]), rtol=float(data["rtol"]), derivation=dict(data.get("derivation") or {}))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+@dataclasses.dataclass
+class GoldenSet:
+    """A loaded (or freshly built) golden set. ``path`` is where it lives on disk, ``None`` before saving."""
+
+    model: ModelIdentity
+    signature: Signature
+    inputs: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+    tolerances: dict[str, Tolerance]
+    roles: dict[str, str]
+    labels: np.ndarray | None = None
+    baseline: dict[str, Any] = dataclasses.field(default_factory=dict)
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    path: Path | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def n_samples(self) -> int:
+        return int(next(iter(self.inputs.values())).shape[0])
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.expected)
+
+    def tolerance(self, output: str) -> Tolerance:
+        """The calibrated tolerance of ``output`` (``KeyError`` for an unknown output)."""
+        return self.tolerances[output]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON summary (the manifest without file digests); the arrays are not included."""
+        return {k: v for k, v in self.manifest(files={}).items() if k != "files"} | {"path": self.path}
+
+    # -- manifest ---------------------------------------------------------------------------------------------
+
+    def manifest(self, *, files: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "schema_version": self.schema_version,
+            "model": self.model.to_dict(),
+            "signature": self.signature.to_dict(),
+            "n_samples": self.n_samples,
+            "outputs": {
+                name: {"role": self.roles.get(name, "tensor"), "tolerance": self.tolerances[name].to_dict()}
+                for name in self.expected
+            },
+            "has_labels": self.labels is not None,
+            "baseline": self.baseline,
+            "provenance": self.provenance,
+            "files": dict(files),
+        }
+
+    def _data_files(self) -> dict[str, bytes]:
+        files = {"inputs.npz": _npz_bytes(self.inputs), "expected.npz": _npz_bytes(self.expected)}
+        if self.labels is not None:
+            files["labels.npz"] = _npz_bytes({"labels": self.labels})
+        return files
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the golden set to directory ``path`` atomically; an existing one is replaced only with
+        ``overwrite``."""
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise GoldenSetError(
+                "the output directory already exists", where=str(target), hint="choose a new directory or overwrite"
+            )
+        if target.exists() and not target.is_dir():
+            raise GoldenSetError("the output path is a file, not a directory", where=str(target))
+        files = self._data_files()
+        digests = {name: _sha256(data) for name, data in files.items()}
+        with atomic_dir(target, overwrite=overwrite) as tmp:
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+            (tmp / MANIFEST_NAME).write_text(
+                json.dumps(_jsonable(self.manifest(files=digests)), indent=2, allow_nan=False) + "\n"
+            )
+        self.path = target
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> GoldenSet:
+        """Read and verify the golden set in directory ``path``."""
+        root = Path(path)
+        manifest_path = root / MANIFEST_NAME
+        where = str(manifest_path)
+        if not root.is_dir():
+            raise GoldenSetError("golden set directory not found", where=str(root), hint="pass a golden set folder")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise GoldenSetError(
+                f"no {MANIFEST_NAME} here: not a golden set", where=str(root), hint="build one: goldwatch golden build"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise GoldenSetError(f"unreadable manifest ({exc})", where=where) from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise GoldenSetError(f"not a golden set manifest (format must be {FORMAT!r})", where=where)
+        version = manifest.get("schema_version")
+        if not isinstance(version, int) or version < 1:
+            raise GoldenSetError(f"bad schema_version {version!r}", where=where)
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"golden set schema {version} is newer than this goldwatch understands ({SCHEMA_VERSION})",
+                where=where,
+                hint="upgrade goldwatch",
+            )
+        try:
+            files: dict[str, str] = dict(manifest["files"])
+            signature = Signature.from_dict(manifest["signature"])
+            model = ModelIdentity.from_dict(manifest["model"])
+            outputs = dict(manifest["outputs"])
+            tolerances = {n: Tolerance.from_dict(o["tolerance"]) for n, o in outputs.items()}
+            roles = {n: str(o.get("role", "tensor")) for n, o in outputs.items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GoldenSetError(f"malformed manifest: missing or bad {exc}", where=where) from None
+        bad_roles = {n: r for n, r in roles.items() if r not in ROLES}
+        if bad_roles:
+            raise GoldenSetError(f"unknown output role(s) {bad_roles}", where=where, hint=f"roles are {list(ROLES)}")
+        for required in ("inputs.npz", "expected.npz"):
+            if required not in files:
+                raise GoldenSetError(f"manifest lists no {required}", where=where)
+        arrays = {name: _read_npz(root / name, files[name]) for name in files}
+        inputs, expected = arrays["inputs.npz"], arrays["expected.npz"]
+        labels = arrays["labels.npz"].get("labels") if "labels.npz" in arrays else None
+        golden = cls(
+            model=model,
+            signature=signature,
+            inputs=inputs,
+            expected=expected,
+            tolerances=tolerances,
+            roles=roles,
+            labels=labels,
+            baseline=dict(manifest.get("baseline") or {}),
+            provenance=dict(manifest.get("provenance") or {}),
+            path=root,
+            schema_version=version,
+        )
+        golden._validate(where=str(root))
+        return golden
+
+    def _validate(self, *, where: str) -> None:
+        """The data must agree with the manifest: names, batch sizes, a tolerance per output."""
+        if sorted(self.inputs) != sorted(self.signature.input_names):
+            raise GoldenSetError(
+                f"inputs.npz holds {sorted(self.inputs)}, the manifest's signature names {self.signature.input_names}",
+                where=where,
+            )
+        if not self.expected or not set(self.expected) <= set(self.signature.output_names):
+            raise GoldenSetError(
+                f"expected.npz holds {sorted(self.expected)}, the signature names {self.signature.output_names}",
+                where=where,
+            )
+        if set(self.tolerances) != set(self.expected):
+            raise GoldenSetError(
+                f"tolerances cover {sorted(self.tolerances)}, the outputs are {sorted(self.expected)}", where=where
+            )
+        sizes = {f"input {k}": v.shape[0] if v.ndim else -1 for k, v in self.inputs.items()}
+        sizes |= {f"output {k}": v.shape[0] if v.ndim else -1 for k, v in self.expected.items()}
+        if self.labels is not None:
+            sizes["labels"] = self.labels.shape[0] if self.labels.ndim == 1 else -1
+        if len(set(sizes.values())) != 1 or -1 in sizes.values() or 0 in sizes.values():
+            raise GoldenSetError(f"arrays disagree on the number of samples: {sizes}", where=where)
+
+
+def _read_npz(path: Path, digest: str) -> dict[str, np.ndarray]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GoldenSetError("data file listed in the manifest is missing", where=str(path)) from None
+    actual = _sha256(data)
+    if actual != digest:
+        raise GoldenSetError(
+            f"sha256 mismatch: the manifest says {digest[:16]}..., the file has {actual[:16]}... "
+            "(tampered, corrupted or replaced)",
+            where=str(path),
+            hint="restore the golden set from a trusted copy, or rebuild it from an approved model",
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise GoldenSetError(f"unreadable npz data ({exc})", where=str(path)) from None
+
+
+def _jsonable(obj: Any) -> Any:
+    from goldwatch.serialize import to_jsonable
+
+    return to_jsonable(obj)

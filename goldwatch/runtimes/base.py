@@ -1,0 +1,283 @@
+"""The one small interface every model runtime implements, its signature types, and :func:`load_model`.
+
+A runtime takes named numpy arrays and returns named numpy arrays. What is behind it -- ONNX Runtime, a
+TorchScript or ``torch.export`` program, a state dict plus factory, or a remote Open Inference Protocol v2 server --
+is chosen from the model spec and imported only then, so ``import goldwatch`` stays free of torch and onnxruntime.
+
+>>> sig = Signature(inputs=(TensorSpec("x", "float32", (None, 4)),), outputs=(TensorSpec("logits", "float32", (None, 3)),))
+>>> sig.check_inputs({"x": np.zeros((2, 4), np.float32)}, where="test")
+>>> sig.check_inputs({"x": np.zeros((2, 5), np.float32)}, where="test")
+Traceback (most recent call last):
+...
+goldwatch.errors.DataError: test: input 'x' has shape (2, 5), the model expects (None, 4) ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from goldwatch.errors import ArtifactError, DataError, InvalidInputError
+
+__all__ = [
+    "DESCRIPTOR_NAME",
+    "DeviceUnavailableError",
+    "ModelIdentity",
+    "Runtime",
+    "Signature",
+    "TensorSpec",
+    "cuda_available",
+    "digest_path",
+    "load_model",
+    "normalize_device",
+]
+
+#: A directory holding this file is a "state dict + factory" torch model (see :mod:`goldwatch.runtimes.torch`).
+DESCRIPTOR_NAME = "goldwatch-model.json"
+
+_OIP_URL = re.compile(r"^https?://[^/]+/v2/models/[^/]+(/versions/[^/]+)?/?$")
+
+
+class DeviceUnavailableError(InvalidInputError):
+    """The requested device (e.g. ``cuda``) is not present or not supported by this runtime."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """Name, numpy dtype name and shape of one model input or output.
+
+    ``dtype`` is ``""`` when the runtime cannot tell; ``shape`` is ``None`` when the rank is unknown, and a ``None``
+    dimension is dynamic (typically the batch).
+    """
+
+    name: str
+    dtype: str = ""
+    shape: tuple[int | None, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        shape = data.get("shape")
+        return cls(
+            name=str(data["name"]),
+            dtype=str(data.get("dtype") or ""),
+            shape=None if shape is None else tuple(None if d is None else int(d) for d in shape),
+        )
+
+    def problem_with(self, array: np.ndarray) -> str | None:
+        """Why ``array`` cannot be fed as this tensor, or None if it fits."""
+        if self.dtype and array.dtype != np.dtype(self.dtype):
+            return f"has dtype {array.dtype}, the model expects {self.dtype}"
+        if self.shape is not None and not shapes_compatible(self.shape, array.shape):
+            return f"has shape {tuple(array.shape)}, the model expects {self.shape}"
+        return None
+
+
+def shapes_compatible(expected: Sequence[int | None], actual: Sequence[int | None]) -> bool:
+    """Same rank and equal sizes wherever both are known.
+
+    >>> shapes_compatible((None, 4), (10, 4)), shapes_compatible((None, 4), (10, 4, 1))
+    (True, False)
+    """
+    if len(expected) != len(actual):
+        return False
+    return all(e is None or a is None or e == a for e, a in zip(expected, actual))
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """The named inputs and outputs of a model."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def input(self, name: str) -> TensorSpec:
+        return next(t for t in self.inputs if t.name == name)
+
+    def output(self, name: str) -> TensorSpec:
+        return next(t for t in self.outputs if t.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        return cls(
+            inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+        )
+
+    def check_inputs(self, inputs: Mapping[str, np.ndarray], *, where: str) -> None:
+        """Raise :class:`DataError` naming every missing or extra input and the first dtype/shape mismatch."""
+        missing = [n for n in self.input_names if n not in inputs]
+        extra = [n for n in inputs if n not in self.input_names]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {missing}")
+            if extra:
+                parts.append(f"unexpected input(s) {extra}")
+            raise DataError(
+                "; ".join(parts) + f" (the model takes {self.input_names})",
+                where=where,
+                hint="name the arrays exactly as the model's inputs",
+            )
+        for spec in self.inputs:
+            problem = spec.problem_with(np.asarray(inputs[spec.name]))
+            if problem:
+                raise DataError(f"input {spec.name!r} {problem}", where=where, hint="convert or reshape the input")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIdentity:
+    """What model a runtime serves: its kind, where it came from, and the digest of its bytes when known."""
+
+    kind: str
+    source: str
+    digest: str | None = None
+    name: str | None = None
+    version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelIdentity:
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A loaded model: ``run`` maps named input arrays (batch first) to named output arrays."""
+
+    kind: str
+    device: str
+    signature: Signature
+    identity: ModelIdentity
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def normalize_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; anything else is an input error.
+
+    >>> normalize_device("CUDA:1"), normalize_device("cpu")
+    ('cuda:1', 'cpu')
+    """
+    dev = device.strip().lower()
+    if dev == "cpu" or dev == "cuda" or re.fullmatch(r"cuda:\d+", dev):
+        return dev
+    raise InvalidInputError(f"unknown device {device!r}", where="--device", hint="use cpu, cuda or cuda:N")
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA GPU or ONNX Runtime has its CUDA execution provider (imports them lazily)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except ImportError:
+        return False
+
+
+def digest_path(path: Path) -> str:
+    """``sha256:<hex>`` of a file, or of a directory's sorted (relative path, file digest) list."""
+    if path.is_file():
+        return "sha256:" + _sha256_file(path)
+    lines = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        lines.append(f"{file.relative_to(path).as_posix()}\0{_sha256_file(file)}\n")
+    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_model(spec: str | os.PathLike[str], *, device: str = "cpu", **options: Any) -> Runtime:
+    """Load ``spec`` with the runtime its form selects.
+
+    * ``*.onnx`` -- ONNX Runtime (CPU; CUDA execution provider for ``device="cuda"``)
+    * ``*.pt`` / ``*.ts`` -- TorchScript; ``*.pt2`` -- a ``torch.export`` program
+    * a directory with ``goldwatch-model.json`` -- a state dict plus a ``module:function`` factory
+    * ``http(s)://HOST:PORT/v2/models/NAME[/versions/V]`` -- a remote Open Inference Protocol v2 model
+
+    ``options`` go to the runtime's constructor (e.g. ``timeout`` for OIP).
+    """
+    device = normalize_device(device)
+    text = os.fspath(spec)
+    if text.startswith(("http://", "https://")):
+        if not _OIP_URL.match(text):
+            raise InvalidInputError(
+                f"not an Open Inference Protocol v2 model URL: {text!r}",
+                where="--model",
+                hint="use http://HOST:PORT/v2/models/NAME or .../v2/models/NAME/versions/VERSION",
+            )
+        if device != "cpu":
+            raise DeviceUnavailableError(
+                f"a remote model runs on the server's device, not {device!r}", where=text, hint="use --device cpu"
+            )
+        from goldwatch.runtimes.oip import OipRuntime
+
+        return OipRuntime(text, **options)
+    path = Path(text)
+    if not path.exists():
+        raise ArtifactError("model not found", where=str(path), hint="pass an existing model file, directory or URL")
+    if path.is_dir():
+        if not (path / DESCRIPTOR_NAME).is_file():
+            raise ArtifactError(
+                f"a model directory must contain {DESCRIPTOR_NAME}",
+                where=str(path),
+                hint="point at a .onnx/.pt/.pt2 file, or write the descriptor (see goldwatch.runtimes.torch)",
+            )
+        from goldwatch.runtimes.torch import TorchRuntime
+
+        return TorchRuntime.from_descriptor(path, device=device, **options)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from goldwatch.runtimes.onnx import OnnxRuntime
+
+        return OnnxRuntime(path, device=device, **options)
+    if suffix in (".pt", ".ts", ".pth", ".jit"):
+        from goldwatch.runtimes.torch import TorchRuntime
+
+        return TorchRuntime.from_torchscript(path, device=device, **options)
+    if suffix == ".pt2":
+        from goldwatch.runtimes.torch import TorchRuntime
+
+        return TorchRuntime.from_exported(path, device=device, **options)
+    raise ArtifactError(
+        f"unknown model format {suffix or '(no suffix)'!r}",
+        where=str(path),
+        hint="use .onnx, .pt (TorchScript), .pt2 (torch.export), a goldwatch-model.json directory or an OIP URL",
+    )

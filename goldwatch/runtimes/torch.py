@@ -1,0 +1,278 @@
+"""PyTorch models behind the :class:`~goldwatch.runtimes.base.Runtime` interface, on CPU or CUDA.
+
+Three on-disk forms are accepted, none of which unpickles arbitrary objects:
+
+* TorchScript (``.pt``) via ``torch.jit.load``;
+* a ``torch.export`` program (``.pt2``) via ``torch.export.load``;
+* a directory with a ``goldwatch-model.json`` descriptor: a state dict (``.safetensors``, or ``.pt`` loaded with
+  ``torch.load(weights_only=True)``) plus a ``"module:function"`` factory that builds the module. The factory's
+  module must already be importable (installed); the model directory is never put on ``sys.path``.
+
+The descriptor::
+
+    {"format": "goldwatch-model", "version": 1,
+     "factory": "goldwatch.examples.models:tabular_mlp", "kwargs": {},
+     "weights": "weights.safetensors",
+     "signature": {"inputs": [{"name": "x", "dtype": "float32", "shape": [null, 8]}],
+                   "outputs": [{"name": "logits", "dtype": "float32", "shape": [null, 3]}]}}
+
+TorchScript and export files written by goldwatch carry the same ``signature`` as an extra file named
+``goldwatch-signature.json``; without it, input names come from ``forward``'s schema and dtypes/shapes are unknown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goldwatch._optional import require
+from goldwatch.errors import ArtifactError
+from goldwatch.runtimes.base import (
+    DESCRIPTOR_NAME,
+    DeviceUnavailableError,
+    ModelIdentity,
+    Signature,
+    TensorSpec,
+    digest_path,
+    normalize_device,
+)
+
+__all__ = ["DESCRIPTOR_FORMAT", "SIGNATURE_EXTRA_FILE", "TorchRuntime", "import_factory"]
+
+DESCRIPTOR_FORMAT = "goldwatch-model"
+SIGNATURE_EXTRA_FILE = "goldwatch-signature.json"
+
+
+def _torch() -> Any:
+    return require("torch", purpose="running PyTorch models")
+
+
+def _torch_device(torch: Any, device: str, where: str) -> Any:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            "torch sees no CUDA GPU here", where=where, hint="run on a machine with a CUDA GPU, or use --device cpu"
+        )
+    return torch.device(device)
+
+
+def import_factory(ref: str, *, where: str) -> Callable[..., Any]:
+    """Resolve ``"package.module:function"`` (the module must be importable already)."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ArtifactError(
+            f"factory must be written 'module:function', got {ref!r}", where=where, hint="e.g. 'mypkg.models:build'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ArtifactError(
+            f"cannot import the factory module {module_name!r} ({exc})",
+            where=where,
+            hint="install the package that defines the model",
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ArtifactError(f"{module_name} has no callable {attr!r}", where=where, hint="fix the factory name")
+    return factory  # type: ignore[no-any-return]
+
+
+class TorchRuntime:
+    """A ``torch.nn.Module`` (scripted, exported or eager) run under ``torch.inference_mode`` on one device."""
+
+    kind = "torch"
+
+    def __init__(self, module: Any, signature: Signature, *, device: str, identity: ModelIdentity) -> None:
+        self._torch = _torch()
+        self.device = normalize_device(device)
+        self._device = _torch_device(self._torch, self.device, identity.source)
+        self.module = module
+        self.signature = signature
+        self.identity = identity
+
+    # -- constructors -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_module(
+        cls,
+        module: Any,
+        signature: Signature,
+        *,
+        device: str = "cpu",
+        identity: ModelIdentity | None = None,
+    ) -> TorchRuntime:
+        """Wrap an in-memory module (moved to ``device`` and put in eval mode)."""
+        torch = _torch()
+        dev = _torch_device(torch, normalize_device(device), "module")
+        module = module.to(dev).eval() if hasattr(module, "eval") else module.to(dev)
+        return cls(
+            module, signature, device=device, identity=identity or ModelIdentity(kind="torch", source="<in-memory>")
+        )
+
+    @classmethod
+    def from_torchscript(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> TorchRuntime:
+        torch = _torch()
+        path = Path(path)
+        dev = _torch_device(torch, normalize_device(device), str(path))
+        extra = {SIGNATURE_EXTRA_FILE: ""}
+        try:
+            module = torch.jit.load(str(path), map_location=dev, _extra_files=extra)
+        except Exception as exc:  # torch raises RuntimeError/ValueError/zipfile errors for bad archives
+            raise ArtifactError(
+                f"not a loadable TorchScript archive ({str(exc).splitlines()[0][:300]})",
+                where=str(path),
+                hint="save the model with torch.jit.save, or use .pt2 for torch.export programs",
+            ) from None
+        signature = cls._signature_from_extra(extra[SIGNATURE_EXTRA_FILE], where=str(path))
+        if signature is None:
+            args = [a.name for a in module.forward.schema.arguments[1:]]
+            signature = Signature(inputs=tuple(TensorSpec(n) for n in args), outputs=(TensorSpec("output"),))
+        identity = ModelIdentity(kind="torchscript", source=str(path), digest=digest_path(path), name=path.stem)
+        return cls(module.eval(), signature, device=device, identity=identity)
+
+    @classmethod
+    def from_exported(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> TorchRuntime:
+        torch = _torch()
+        path = Path(path)
+        dev = _torch_device(torch, normalize_device(device), str(path))
+        extra = {SIGNATURE_EXTRA_FILE: ""}
+        try:
+            program = torch.export.load(str(path), extra_files=extra)
+        except Exception as exc:  # torch raises many types for malformed archives
+            raise ArtifactError(
+                f"not a loadable torch.export program ({str(exc).splitlines()[0][:300]})",
+                where=str(path),
+                hint="save the program with torch.export.save",
+            ) from None
+        signature = cls._signature_from_extra(extra[SIGNATURE_EXTRA_FILE], where=str(path))
+        if signature is None:
+            signature = cls._signature_from_program(program)
+        identity = ModelIdentity(kind="torch.export", source=str(path), digest=digest_path(path), name=path.stem)
+        return cls(program.module().to(dev), signature, device=device, identity=identity)
+
+    @classmethod
+    def from_descriptor(cls, directory: str | os.PathLike[str], *, device: str = "cpu") -> TorchRuntime:
+        torch = _torch()
+        directory = Path(directory)
+        where = str(directory / DESCRIPTOR_NAME)
+        try:
+            desc = json.loads((directory / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"cannot read the model descriptor ({exc})", where=where) from None
+        if not isinstance(desc, dict) or desc.get("format") != DESCRIPTOR_FORMAT:
+            raise ArtifactError(
+                f"not a goldwatch model descriptor (format must be {DESCRIPTOR_FORMAT!r})",
+                where=where,
+                hint="see the descriptor layout in goldwatch.runtimes.torch",
+            )
+        for key in ("factory", "weights", "signature"):
+            if key not in desc:
+                raise ArtifactError(f"descriptor lacks the {key!r} key", where=where)
+        weights = (directory / str(desc["weights"])).resolve()
+        if directory.resolve() not in weights.parents:
+            raise ArtifactError("weights must be a file inside the model directory", where=where)
+        state = load_state_dict(weights)
+        factory = import_factory(str(desc["factory"]), where=where)
+        module = factory(**dict(desc.get("kwargs") or {}))
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(
+                f"the weights do not fit the factory's module ({str(exc).splitlines()[0][:300]})",
+                where=str(weights),
+                hint="the descriptor's factory/kwargs must build the architecture the weights were saved from",
+            ) from None
+        dev = _torch_device(torch, normalize_device(device), where)
+        try:
+            signature = Signature.from_dict(desc["signature"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"malformed signature in the descriptor ({exc!r})", where=where) from None
+        identity = ModelIdentity(
+            kind="torch.state_dict", source=str(directory), digest=digest_path(directory), name=directory.name
+        )
+        return cls(module.to(dev).eval(), signature, device=device, identity=identity)
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _signature_from_extra(text: str, *, where: str) -> Signature | None:
+        if not text:
+            return None
+        try:
+            return Signature.from_dict(json.loads(text))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"malformed {SIGNATURE_EXTRA_FILE} in the archive ({exc!r})", where=where) from None
+
+    @staticmethod
+    def _signature_from_program(program: Any) -> Signature:
+        specs = []
+        placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+        for name in program.graph_signature.user_inputs:
+            val = placeholders[name].meta.get("val")
+            dtype = str(val.dtype).replace("torch.", "") if val is not None else ""
+            shape = tuple(d if isinstance(d, int) else None for d in val.shape) if val is not None else None
+            specs.append(TensorSpec(name, dtype, shape))
+        outs = program.graph_signature.user_outputs
+        names = ["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))]
+        return Signature(inputs=tuple(specs), outputs=tuple(TensorSpec(n) for n in names))
+
+    def _collect(self, result: Any) -> dict[str, np.ndarray]:
+        names = self.signature.output_names
+        if isinstance(result, Mapping):
+            values = [result[n] for n in names if n in result]
+        elif isinstance(result, (tuple, list)):
+            values = list(result)
+        else:
+            values = [result]
+        if len(values) != len(names):
+            raise ArtifactError(
+                f"the model returned {len(values)} output(s), its signature names {len(names)} ({names})",
+                where=self.identity.source,
+                hint=f"save the model with a {SIGNATURE_EXTRA_FILE} extra file naming every output",
+            )
+        return {n: v.detach().to("cpu").numpy() for n, v in zip(names, values)}
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch under ``inference_mode``; outputs come back as numpy arrays on the host."""
+        self.signature.check_inputs(inputs, where=self.identity.source)
+        torch = self._torch
+        with torch.inference_mode():
+            args = [
+                torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self._device) for n in self.signature.input_names
+            ]
+            result = self.module(*args)
+            return self._collect(result)
+
+    def close(self) -> None:
+        self.module = None
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+    def __repr__(self) -> str:
+        return f"TorchRuntime({self.identity.source!r}, kind={self.identity.kind!r}, device={self.device!r})"
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    """Load tensors from ``.safetensors`` or from a ``torch.save`` file with ``weights_only=True`` (no pickle code)."""
+    torch = _torch()
+    try:
+        if path.suffix == ".safetensors":
+            st = require("safetensors.torch", purpose="reading .safetensors weights")
+            return dict(st.load_file(str(path)))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactError("weights file not found", where=str(path)) from None
+    except Exception as exc:  # safetensors/torch raise various types for truncated or hostile files
+        raise ArtifactError(
+            f"cannot load the weights ({str(exc).splitlines()[0][:300]})",
+            where=str(path),
+            hint="weights must be .safetensors or a tensors-only torch.save file",
+        ) from None
+    if not isinstance(state, Mapping):
+        raise ArtifactError(f"expected a state dict, found {type(state).__name__}", where=str(path))
+    return dict(state)

@@ -1,0 +1,153 @@
+"""Thin adapters between the gate and the areas it builds on (integrity, golden sets, detectors, registry).
+
+The gate only calls the cross-area contracts; this module is the one place that knows their exact spelling, so a
+change in another area is fixed here. Each import is lazy: ``import goldwatch.watchdog.gate`` stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goldwatch.checks import Check
+from goldwatch.errors import ArtifactError, DependencyMissingError
+
+__all__ = [
+    "DriftResult",
+    "GoldenView",
+    "artifact_checks",
+    "drift_test",
+    "load_golden",
+    "replay_golden",
+]
+
+
+# -- integrity -----------------------------------------------------------------------------------------------
+
+def artifact_checks(artifact: Path, manifest: Path) -> list[Check]:
+    """Verify ``artifact`` (file or directory) against its integrity manifest: one check per file."""
+    from goldwatch.integrity import verify_artifact
+
+    if not manifest.is_file():
+        raise ArtifactError("manifest not found", where=f"--manifest {manifest}",
+                            hint="build one: goldwatch.integrity.build_manifest(model).save(path)")
+    report = verify_artifact(artifact, manifest)
+    return list(report.to_checks(prefix="artifact"))
+
+
+# -- golden sets ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GoldenView:
+    """What the gate needs from a golden set: a name, its inputs, expected outputs, labels, tolerances."""
+
+    name: str
+    path: Path
+    inputs: Mapping[str, np.ndarray]
+    expected: Mapping[str, np.ndarray]
+    labels: np.ndarray | None
+    golden: Any
+
+    def tolerance(self, output: str) -> float | None:
+        """The calibrated absolute tolerance of ``output`` (None when the golden set has none for it)."""
+        tol = self.golden.tolerances.get(output)
+        return None if tol is None else float(tol.atol)
+
+
+def load_golden(path: Path) -> GoldenView:
+    """Load a golden set folder (GoldenSetError when malformed or tampered with)."""
+    from goldwatch.golden_sets import GoldenSet
+
+    golden = GoldenSet.load(path)
+    return GoldenView(
+        name=path.resolve().name or str(path),
+        path=path,
+        inputs=dict(golden.inputs),
+        expected=dict(golden.expected),
+        labels=golden.labels,
+        golden=golden,
+    )
+
+
+def replay_golden(
+    runtime: Any, golden: GoldenView, *, device: str, min_top1_agreement: float, min_cosine: float
+) -> tuple[list[Check], dict[str, np.ndarray]]:
+    """Replay ``golden`` through ``runtime``: (checks, outputs). GoldenSetError when it does not fit the model."""
+    from goldwatch.golden_sets import replay
+
+    report = replay(runtime, golden.golden, device=device, min_top1_agreement=min_top1_agreement,
+                    min_cosine=min_cosine)
+    return list(report.checks), {k: np.asarray(v) for k, v in report.outputs.items()}
+
+
+# -- detectors -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriftResult:
+    drifted: bool
+    statistic: np.ndarray
+    pvalue: np.ndarray  # after the multiple-testing correction
+    feature_drifted: np.ndarray
+    test: str
+
+
+def drift_test(reference: np.ndarray, current: np.ndarray, *, alpha: float, correction: str) -> DriftResult:
+    """Two-sample KS test per column of (n, n_features) arrays, with multiple-testing correction."""
+    try:
+        from goldwatch.detectors import detect_drift
+    except ImportError as exc:  # the detectors area ships detect_drift; a partial install must not crash the gate
+        raise DependencyMissingError(
+            f"goldwatch.detectors.detect_drift is not available ({exc})", where="drift check",
+            hint="reinstall goldwatch; meanwhile compare without a baseline",
+        ) from None
+    report = detect_drift(reference, current, test="ks", alpha=alpha, correction=correction)
+    pvalue = report.adjusted_pvalue if report.adjusted_pvalue is not None else report.pvalue
+    return DriftResult(
+        drifted=bool(report.drifted),
+        statistic=np.asarray(report.statistic, dtype=np.float64),
+        pvalue=np.full(len(report.statistic), np.nan) if pvalue is None else np.asarray(pvalue, dtype=np.float64),
+        feature_drifted=np.asarray(report.drifted_features, dtype=bool),
+        test=str(report.test),
+    )
+
+
+# -- registry ------------------------------------------------------------------------------------------------
+
+def known_good(root: Path, model: str) -> Any:
+    """The newest verified version of ``model`` (RegistryError when there is none)."""
+    from goldwatch.errors import RegistryError
+    from goldwatch.watchdog.registry import Registry
+
+    # create=False: a mistyped registry path is an error, not a new empty registry
+    registry = Registry.open(root, create=False)
+    try:
+        # verify_artifacts: the baseline's bytes are re-verified; a corrupted known-good is not a baseline
+        version = registry.known_good(model, verify_artifacts=True)
+    finally:
+        registry.close()
+    if version is None:
+        raise RegistryError(
+            f"model {model!r} has no known-good version whose artifact verifies", where=f"registry {root}",
+            hint="promote a version first (goldwatch gate ... --promote) or pass --baseline MODEL_FILE",
+        )
+    return version
+
+
+def promote(
+    root: Path, model: str, artifact: Path, *, golden: Sequence[Path], actor: str, reason: str,
+    evidence: Mapping[str, Any],
+) -> Any:
+    """Register ``artifact`` as a new version of ``model`` (if not already there) and promote it to known-good."""
+    from goldwatch.watchdog.registry import Registry
+
+    registry = Registry.open(root)
+    try:
+        version = registry.add(model, artifact, golden=tuple(str(g) for g in golden), actor=actor,
+                               reason="registered by goldwatch gate")
+        return registry.promote(model, version.version, actor=actor, reason=reason, evidence=dict(evidence))
+    finally:
+        registry.close()

@@ -1,0 +1,444 @@
+"""``run_gate``: verify the artifact, replay the golden sets, compare with the baseline, decide.
+
+The runner never raises a goldwatch error to its caller: when the gate cannot run (a candidate that does not load,
+a golden set for another model, an unknown baseline), the verdict is ``error`` and carries the message, so the
+JUnit/Markdown/JSON/HTML reports still say why. Checks that could run before the error are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from goldwatch.checks import Check
+from goldwatch.config import GateConfig, GoldenConfig
+from goldwatch.errors import GoldwatchError, InvalidInputError
+from goldwatch.logs import get_logger
+from goldwatch.watchdog.gate import _adapters as areas
+from goldwatch.watchdog.gate.metrics import (
+    error_histogram,
+    is_class_scores,
+    measure_latency,
+    metric_delta_check,
+    nonfinite_check,
+    task_metric,
+    top1_agreement,
+)
+from goldwatch.watchdog.gate.verdict import BarPlot, ErrorInfo, GateVerdict, HistogramPlot, ModelRef, Promotion
+
+__all__ = ["GateThresholds", "resolve_devices", "run_gate"]
+
+log = get_logger(__name__)
+
+# Drift tests on more columns than this use evenly spaced columns: a per-pixel KS test on a segmentation map adds
+# cost, not evidence, and the report says how many were tested.
+MAX_DRIFT_FEATURES = 512
+# Bars in one drift chart; the rest are summarised in the note.
+MAX_DRIFT_BARS = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class GateThresholds:
+    """The limits the gate holds a candidate to (``goldwatch.toml [gate]``, overridden by flags)."""
+
+    min_top1_agreement: float = 0.99
+    metric_min_absolute_change: float = 0.0
+    metric_min_relative_change: float = 0.0
+    drift_p_threshold: float = 0.01
+    drift_correction: str = "bonferroni"
+    latency_budget_ms_p50: float | None = None
+    latency_budget_ms_p95: float | None = None
+    latency_repeats: int = 20
+    min_device_top1_agreement: float = 1.0
+    golden_min_top1_agreement: float = 1.0
+    golden_min_cosine: float = 0.9999
+
+    @classmethod
+    def from_config(cls, config: GateConfig, golden: GoldenConfig | None = None, **overrides: Any) -> GateThresholds:
+        """The config's values (``[gate]``, and ``[golden]`` for replay), with every non-None override on top.
+
+        >>> GateThresholds.from_config(GateConfig(), min_top1_agreement=0.9, drift_p_threshold=None)
+        ... # doctest: +ELLIPSIS
+        GateThresholds(min_top1_agreement=0.9, ..., drift_p_threshold=0.01, ...)
+        """
+        golden = golden or GoldenConfig()
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)}
+        values["golden_min_top1_agreement"] = golden.min_top1_agreement
+        values["golden_min_cosine"] = golden.min_cosine
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def resolve_devices(device: Literal["cpu", "cuda", "all"] | str) -> tuple[list[str], list[Check]]:
+    """Devices to run on, and skip checks explaining any left out (``all`` without a GPU)."""
+    from goldwatch.runtimes.base import DeviceUnavailableError, cuda_available
+
+    if device == "cpu":
+        return ["cpu"], []
+    if device == "cuda":
+        if not cuda_available():
+            raise DeviceUnavailableError(
+                "no CUDA GPU is available on this machine", where="--device cuda",
+                hint="use --device cpu, or --device all to include CUDA only when present",
+            )
+        return ["cuda"], []
+    if device == "all":
+        if cuda_available():
+            return ["cpu", "cuda"], []
+        return ["cpu"], [Check(name="device:cuda", status="skip",
+                               summary="--device all: no CUDA GPU on this machine, ran on CPU only")]
+    raise InvalidInputError(f"unknown device {device!r}", where="--device", hint="use cpu, cuda or all")
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class _Run:
+    """Mutable state of one gate run: the checks and plots collected so far."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.histograms: list[HistogramPlot] = []
+        self.bars: list[BarPlot] = []
+
+    def guarded_check(self, name: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one check; a goldwatch error inside it becomes an ``error`` check, and the gate goes on."""
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        except GoldwatchError as err:
+            self.checks.append(Check(name=name, status="error", summary=str(err),
+                                     duration_s=time.perf_counter() - start))
+            return None
+
+
+def _prefixed(checks: Sequence[Check], area: str, tag: str) -> list[Check]:
+    """``golden:logits:max_abs_error`` -> ``golden:TAG:logits:max_abs_error``: one name per golden set/device."""
+    out = []
+    for c in checks:
+        rest = c.name[len(area) + 1:] if c.name.startswith(f"{area}:") else c.name
+        out.append(dataclasses.replace(c, name=f"{area}:{tag}:{rest}"))
+    return out
+
+
+def _golden_outputs(run: _Run, runtime: Any, golden: areas.GoldenView, device: str, tag: str,
+                    th: GateThresholds) -> dict[str, np.ndarray]:
+    checks, outputs = areas.replay_golden(
+        runtime, golden, device=device, min_top1_agreement=th.golden_min_top1_agreement,
+        min_cosine=th.golden_min_cosine,
+    )
+    run.checks.extend(_prefixed(checks, "golden", tag))
+    for name, actual in outputs.items():
+        expected = golden.expected.get(name)
+        if expected is None or np.shape(expected) != np.shape(actual):
+            continue
+        tol = golden.tolerance(name)
+        run.histograms.append(error_histogram(
+            actual, expected, tolerance=tol, title=f"{golden.name} · {name} · {device}", group="golden",
+            note=f"|{device} output − golden expected| per element; tolerance "
+                 + (f"{tol:.3g} (calibrated)" if tol is not None else "not set"),
+        ))
+    run.checks.append(nonfinite_check(outputs, name=f"finite:{tag}"))
+    return outputs
+
+
+def _latency(run: _Run, runtime: Any, inputs: Mapping[str, np.ndarray], tag: str, th: GateThresholds) -> None:
+    batch = int(next(iter(inputs.values())).shape[0]) if inputs else 0
+    stats = measure_latency(lambda: runtime.run(inputs), batch_size=batch, repeats=th.latency_repeats)
+    budgets = {"p50_ms": th.latency_budget_ms_p50, "p95_ms": th.latency_budget_ms_p95}
+    over = [k for k, b in budgets.items() if b is not None and getattr(stats, k) > b]
+    set_budgets = {k: b for k, b in budgets.items() if b is not None}
+    text = f"batch of {batch}: p50 {stats.p50_ms:.3g} ms, p95 {stats.p95_ms:.3g} ms over {stats.repeats} runs"
+    if set_budgets:
+        text += " (budget " + ", ".join(f"{k.split('_')[0]} {v:g} ms" for k, v in set_budgets.items()) + ")"
+    else:
+        text += " (no budget set)"
+    run.checks.append(Check(
+        name=f"latency:{tag}", status="fail" if over else "pass", summary=text,
+        measured={"p50_ms": stats.p50_ms, "p95_ms": stats.p95_ms, "mean_ms": stats.mean_ms,
+                  "batch_size": batch, "repeats": stats.repeats},
+        threshold={f"max_{k}": v for k, v in set_budgets.items()},
+    ))
+    limit = th.latency_budget_ms_p95
+    run.bars.append(BarPlot(
+        title=f"latency per batch · {tag}", group="latency", labels=["p50", "p95", "mean"],
+        values=[stats.p50_ms, stats.p95_ms, stats.mean_ms],
+        flagged=[k in over for k in ("p50_ms", "p95_ms", "mean")], y_label="ms", limit=limit,
+        note=f"{stats.repeats} timed runs of a batch of {batch}",
+    ))
+
+
+def _agreement(
+    run: _Run, candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], *, tag: str,
+    min_agreement: float, group: str, what: str,
+) -> None:
+    labels, values, flagged = [], [], []
+    for name, ref in reference.items():
+        cand = candidate.get(name)
+        check_name = f"{group}:{tag}:{name}:top1_agreement"
+        if cand is None or cand.shape != ref.shape:
+            run.checks.append(Check(
+                name=check_name, status="fail",
+                summary=f"output {name!r}: candidate shape {None if cand is None else cand.shape}, {what} "
+                        f"{ref.shape}", details={"candidate_outputs": sorted(candidate)},
+            ))
+            continue
+        if not is_class_scores(ref):
+            diff = float(np.max(np.abs(cand.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
+            run.checks.append(Check(
+                name=check_name, status="skip",
+                summary=f"output {name!r} is not class scores (shape {ref.shape}); max |diff| vs {what} {diff:.3g}",
+                measured={"max_abs_diff": diff},
+            ))
+            continue
+        agree = top1_agreement(cand, ref)
+        check = Check.from_comparison(check_name, measured=agree, threshold=min_agreement, higher_is_worse=False)
+        run.checks.append(dataclasses.replace(check, summary=f"top-1 agreement with {what}: {check.summary}"))
+        labels.append(f"{tag}:{name}")
+        values.append(agree)
+        flagged.append(check.status == "fail")
+    if labels:
+        run.bars.append(BarPlot(
+            title=f"top-1 agreement with {what} · {tag}", group=group, labels=labels, values=values,
+            flagged=flagged, y_label="agreement", limit=min_agreement, y_max=1.0,
+            note=f"fraction of golden inputs where candidate and {what} pick the same class",
+        ))
+
+
+def _metrics(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray], golden: areas.GoldenView,
+             th: GateThresholds) -> None:
+    if golden.labels is None:
+        return
+    # the labelled output: the only one, or the first with class scores
+    names = [n for n in cand if n in base]
+    scored = [n for n in names if is_class_scores(cand[n])] or names
+    if not scored:
+        return
+    out = scored[0]
+    metric, c_val, better = task_metric(cand[out], golden.labels)
+    _, b_val, _ = task_metric(base[out], golden.labels)
+    run.checks.append(metric_delta_check(
+        metric, candidate=c_val, baseline=b_val, greater_is_better=better,
+        min_absolute_change=th.metric_min_absolute_change, min_relative_change=th.metric_min_relative_change,
+        name=f"baseline:{golden.name}:{out}:{metric}",
+    ))
+
+
+def _drift(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray], tag: str,
+           th: GateThresholds) -> None:
+    for name, ref in base.items():
+        cur = cand.get(name)
+        if cur is None or cur.shape != ref.shape or ref.ndim == 0 or not np.issubdtype(ref.dtype, np.number):
+            continue
+        ref2 = ref.reshape(ref.shape[0], -1).astype(np.float64)
+        cur2 = cur.reshape(cur.shape[0], -1).astype(np.float64)
+        total = ref2.shape[1]
+        cols = np.arange(total)
+        if total > MAX_DRIFT_FEATURES:
+            cols = np.unique(np.linspace(0, total - 1, MAX_DRIFT_FEATURES).astype(int))
+            ref2, cur2 = ref2[:, cols], cur2[:, cols]
+        result = areas.drift_test(ref2, cur2, alpha=th.drift_p_threshold, correction=th.drift_correction)
+        n_drift = int(result.feature_drifted.sum())
+        tested = f"{len(cols)} of {total}" if len(cols) < total else f"{total}"
+        min_p = float(np.nanmin(result.pvalue)) if result.pvalue.size else float("nan")
+        run.checks.append(Check(
+            name=f"drift:{tag}:{name}", status="fail" if result.drifted else "pass",
+            summary=f"output {name!r}: {n_drift} of {tested} columns drifted vs baseline "
+                    f"({result.test}, alpha {th.drift_p_threshold:g}, {th.drift_correction}; min adjusted p {min_p:.3g})",
+            measured={"drifted_columns": n_drift, "tested_columns": len(cols), "min_adjusted_pvalue": min_p,
+                      "max_statistic": float(np.nanmax(result.statistic)) if result.statistic.size else None},
+            threshold={"alpha": th.drift_p_threshold, "correction": th.drift_correction},
+            details={"drifted_columns": cols[result.feature_drifted].tolist()[:100]},
+        ))
+        order = np.argsort(-np.nan_to_num(result.statistic, nan=-1.0), kind="stable")[:MAX_DRIFT_BARS]
+        order = np.sort(order)
+        note = f"{result.test} statistic per output column; red: drifted after {th.drift_correction} correction"
+        if len(order) < len(cols):
+            note += f" (showing the {len(order)} largest of {len(cols)})"
+        run.bars.append(BarPlot(
+            title=f"drift vs baseline · {tag} · {name}", group="drift",
+            labels=[str(int(cols[i])) for i in order], values=[float(result.statistic[i]) for i in order],
+            flagged=[bool(result.feature_drifted[i]) for i in order], y_label="KS statistic", y_max=1.0,
+            note=note,
+        ))
+
+
+def _device_agreement(run: _Run, outputs: Mapping[str, Mapping[str, np.ndarray]], golden: areas.GoldenView,
+                      th: GateThresholds) -> None:
+    cpu, cuda = outputs.get("cpu"), outputs.get("cuda")
+    if cpu is None or cuda is None:
+        return
+    _agreement(run, cuda, cpu, tag=golden.name, min_agreement=th.min_device_top1_agreement, group="device",
+               what="CPU")
+    for name, ref in cpu.items():
+        if name not in cuda or cuda[name].shape != ref.shape:
+            continue
+        tol = golden.tolerance(name)
+        diff = np.abs(cuda[name].astype(np.float64) - ref.astype(np.float64))
+        max_diff = float(np.max(diff)) if diff.size else 0.0
+        if tol is not None:
+            check = Check.from_comparison(f"device:{golden.name}:{name}:max_abs_diff", measured=max_diff,
+                                          threshold=tol, higher_is_worse=True, unit="abs (cuda vs cpu)")
+            run.checks.append(check)
+        run.histograms.append(error_histogram(
+            cuda[name], ref, tolerance=tol, group="device",
+            title=f"{golden.name} · {name} · |cuda − cpu|", note="element-wise CPU/CUDA difference; "
+            "tolerance: the golden set's calibrated one",
+        ))
+
+
+def _model_ref(spec: str | os.PathLike[str], runtime: Any = None, *, name: str | None = None,
+               version: str | None = None) -> ModelRef:
+    kind = getattr(runtime, "kind", None) if runtime is not None else None
+    return ModelRef(spec=os.fspath(spec), name=name, version=version, runtime=kind)
+
+
+def run_gate(
+    candidate: str | os.PathLike[str],
+    golden: Sequence[str | os.PathLike[str]],
+    *,
+    baseline: str | os.PathLike[str] | None = None,
+    baseline_registry: str | None = None,
+    registry_root: str | os.PathLike[str] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    thresholds: GateThresholds | None = None,
+    promote: bool = False,
+    promote_model: str | None = None,
+    actor: str = "goldwatch gate",
+    latency: bool = True,
+    on_compare: Callable[[str, Mapping[str, np.ndarray], Mapping[str, np.ndarray]], None] | None = None,
+) -> GateVerdict:
+    """Run every gate check on ``candidate`` and return the verdict (never raises a goldwatch error).
+
+    ``golden``: one or more golden-set folders. ``baseline``: a model spec, or ``baseline_registry``: the name
+    of a model whose newest known-good version in the registry at ``registry_root`` is the baseline.
+    ``promote``: when the verdict is ``pass``, register the candidate under ``promote_model`` (default: the
+    baseline's registry name) and promote it to known-good with the verdict as evidence. ``latency``: time
+    batches (turn off for quick library use). ``on_compare(golden, candidate_outputs, baseline_outputs)`` is
+    called for each golden set compared with the baseline (e.g. to build an Evidently report from them).
+    """
+    from goldwatch.runtimes import load_model
+
+    th = thresholds or GateThresholds()
+    started, t0 = _now(), time.perf_counter()
+    run = _Run()
+    cand_ref = _model_ref(candidate)
+    base_ref: ModelRef | None = None
+    devices: list[str] = [device]
+    error: ErrorInfo | None = None
+    runtimes: list[Any] = []
+    root = Path(registry_root) if registry_root is not None else None
+    try:
+        if baseline is not None and baseline_registry is not None:
+            raise InvalidInputError("--baseline and --baseline-registry both given", where="gate",
+                                    hint="compare with one baseline: a model file, or the registry's known-good")
+        if not golden:
+            raise InvalidInputError("no golden set given", where="--golden", hint="pass --golden DIR (repeatable)")
+        devices, skipped = resolve_devices(device)
+        run.checks.extend(skipped)
+        goldens = [areas.load_golden(Path(g)) for g in golden]
+        base_spec: str | os.PathLike[str] | None = baseline
+        if baseline_registry is not None:
+            if root is None:
+                raise InvalidInputError("--baseline-registry needs a registry", where="--baseline-registry",
+                                        hint="set [registry] root in goldwatch.toml or pass --registry DIR")
+            mv = areas.known_good(root, baseline_registry)
+            base_spec = mv.path
+            base_ref = ModelRef(spec=f"registry:{baseline_registry}", name=mv.model, version=str(mv.version))
+        if manifest is not None:
+            start = time.perf_counter()
+            found = areas.artifact_checks(Path(candidate), Path(manifest))
+            elapsed = time.perf_counter() - start
+            run.checks.extend(
+                dataclasses.replace(
+                    c, name=c.name if c.name.startswith("artifact") else f"artifact:{c.name}",
+                    duration_s=c.duration_s if c.duration_s is not None else elapsed / max(len(found), 1),
+                )
+                for c in found
+            )
+        else:
+            run.checks.append(Check(name="artifact:manifest", status="skip",
+                                    summary="no --manifest given: the artifact's bytes were not verified"))
+        cand_rts = {}
+        for dev in devices:
+            cand_rts[dev] = load_model(candidate, device=dev)
+            runtimes.append(cand_rts[dev])
+        cand_ref = _model_ref(candidate, cand_rts[devices[0]])
+        base_rt = None
+        if base_spec is not None:
+            base_rt = load_model(base_spec, device="cpu")
+            runtimes.append(base_rt)
+            base_ref = dataclasses.replace(base_ref or _model_ref(base_spec), runtime=base_rt.kind)
+        for g in goldens:
+            outputs: dict[str, dict[str, np.ndarray]] = {}
+            for dev in devices:
+                tag = f"{g.name}:{dev}"
+                outputs[dev] = _golden_outputs(run, cand_rts[dev], g, dev, tag, th)
+                if latency:
+                    run.guarded_check(f"latency:{tag}", _latency, run, cand_rts[dev], g.inputs, tag, th)
+            _device_agreement(run, outputs, g, th)
+            if base_rt is not None:
+                cand_out = outputs["cpu"] if "cpu" in outputs else outputs[devices[0]]
+                base_out = {k: np.asarray(v) for k, v in base_rt.run(dict(g.inputs)).items()}
+                run.guarded_check(f"baseline:{g.name}", _agreement, run, cand_out, base_out, tag=g.name,
+                                  min_agreement=th.min_top1_agreement, group="baseline", what="baseline")
+                run.guarded_check(f"baseline:{g.name}:metric", _metrics, run, cand_out, base_out, g, th)
+                run.guarded_check(f"drift:{g.name}", _drift, run, cand_out, base_out, g.name, th)
+                if on_compare is not None:
+                    on_compare(g.name, cand_out, base_out)
+        if base_rt is None:
+            run.checks.append(Check(name="baseline:agreement", status="skip",
+                                    summary="no baseline given: agreement, metric deltas and drift not compared"))
+    except GoldwatchError as err:
+        log.debug("gate stopped: %s", err)
+        error = ErrorInfo.from_exception(err)
+    finally:
+        for rt in runtimes:
+            try:
+                rt.close()
+            except Exception as exc:  # closing must not hide the verdict
+                log.warning("closing %s failed: %s", getattr(rt, "kind", "runtime"), exc)
+    verdict = GateVerdict.from_checks(
+        run.checks, error=error, candidate=cand_ref, baseline=base_ref,
+        golden_sets=[os.fspath(g) for g in golden], manifest=None if manifest is None else os.fspath(manifest),
+        devices=devices, thresholds=dataclasses.asdict(th), histograms=run.histograms, bars=run.bars,
+        started_at=started,
+    )
+    if promote:
+        _promote(verdict, candidate, golden, root=root, model=promote_model or baseline_registry, actor=actor)
+    verdict.finished_at = _now()
+    verdict.duration_s = time.perf_counter() - t0
+    return verdict
+
+
+def _promote(verdict: GateVerdict, candidate: str | os.PathLike[str], golden: Sequence[str | os.PathLike[str]],
+             *, root: Path | None, model: str | None, actor: str) -> None:
+    """Record a passing verdict in the registry; a failed promotion turns the verdict into an error."""
+    if not verdict.ok:
+        return
+    try:
+        if root is None or model is None:
+            raise InvalidInputError(
+                "--promote needs a registry and a model name", where="--promote",
+                hint="pass --registry DIR and --baseline-registry NAME (or --model-name NAME)",
+            )
+        evidence = {"gate_verdict": verdict.to_dict()}
+        mv = areas.promote(root, model, Path(candidate), golden=[Path(g) for g in golden], actor=actor,
+                           reason=f"goldwatch gate: {verdict.headline()}", evidence=evidence)
+        verdict.promotion = Promotion(registry=str(root), model=mv.model, version=str(mv.version),
+                                      state=str(mv.state))
+        verdict.candidate = dataclasses.replace(verdict.candidate or ModelRef(spec=os.fspath(candidate)),
+                                                name=mv.model, version=str(mv.version))
+    except GoldwatchError as err:
+        verdict.error = ErrorInfo.from_exception(err)
+        verdict.verdict = "error"

@@ -1,0 +1,182 @@
+"""The registry's typed results: versions, transitions, rollback outcomes and readiness reports.
+
+Every result is a dataclass (so ``goldwatch.serialize.to_jsonable`` turns it into ``--json`` output) and the
+pass/fail ones also speak :class:`~goldwatch.checks.Check`, which is what the CI gate and the sidecar consume.
+
+>>> r = RollbackResult(model="m", from_version="7", to_version="6", phases={"switch": 0.001, "reload": 0.2})
+>>> r.ok, r.summary()
+(True, 'rolled back m 7 -> 6 in 0.201 s')
+>>> [c.status for c in r.to_checks()]
+['pass']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from goldwatch.checks import Check
+
+__all__ = [
+    "STATES",
+    "Event",
+    "ModelVersion",
+    "ReadinessReport",
+    "RecoveryAction",
+    "RetentionReport",
+    "RollbackResult",
+    "SkippedVersion",
+    "State",
+    "TRANSITIONS",
+]
+
+State = Literal["candidate", "known-good", "quarantined", "retired"]
+STATES: tuple[State, ...] = ("candidate", "known-good", "quarantined", "retired")
+
+# Allowed state changes. A quarantined version never becomes known-good again: its bytes were proven wrong once,
+# so the fix is to add the artifact again (a new version with a fresh manifest), which keeps the audit trail honest.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    "candidate": frozenset({"known-good", "quarantined", "retired"}),
+    "known-good": frozenset({"quarantined", "retired"}),
+    "quarantined": frozenset({"retired"}),
+    "retired": frozenset(),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model.
+
+    ``path`` is the artifact (file or directory) inside the content-addressed store; ``manifest_path`` its
+    integrity manifest; ``digest`` the store's tree digest (same bytes, same digest).
+    """
+
+    model: str
+    version: str
+    seq: int
+    state: State
+    path: Path
+    manifest_path: Path
+    digest: str
+    size_bytes: int
+    created_at: str
+    created_by: str
+    golden: tuple[str, ...] = ()
+    serving: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One entry of the audit trail: who did what to which version, when, and why."""
+
+    id: int
+    model: str
+    version: str | None
+    action: str
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    reason: str
+    at: str
+    evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedVersion:
+    """A known-good version rollback did not use, and why (it was quarantined when its bytes failed)."""
+
+    version: str
+    reason: str
+    quarantined: bool
+
+
+@dataclasses.dataclass
+class RollbackResult:
+    """What a rollback did. ``phases`` holds seconds per phase (select, switch, verify_after, reload, ready)."""
+
+    model: str
+    from_version: str | None
+    to_version: str | None
+    skipped: list[SkippedVersion] = dataclasses.field(default_factory=list)
+    fallback: Path | None = None
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
+    server_ready: bool | None = None
+    error: str | None = None
+
+    @property
+    def switched(self) -> bool:
+        return self.to_version is not None or self.fallback is not None
+
+    @property
+    def ok(self) -> bool:
+        """A target (or the fallback) is serving and the server, when one was told, is ready."""
+        return self.switched and self.error is None and self.server_ready is not False
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.phases.values())
+
+    def summary(self) -> str:
+        if not self.switched:
+            return f"no rollback for {self.model}: {self.error or 'no verified known-good version'}"
+        target = self.to_version if self.to_version is not None else f"fallback {self.fallback}"
+        text = f"rolled back {self.model} {self.from_version or '(none)'} -> {target} in {self.total_s:.3g} s"
+        if self.skipped:
+            text += f" (skipped {', '.join(s.version for s in self.skipped)})"
+        if self.error:
+            text += f"; {self.error}"
+        return text
+
+    def to_checks(self, prefix: str = "registry") -> list[Check]:
+        return [
+            Check(
+                name=f"{prefix}:{self.model}:rollback",
+                status="pass" if self.ok else ("error" if self.switched else "fail"),
+                summary=self.summary(),
+                measured={"total_s": round(self.total_s, 6), **{k: round(v, 6) for k, v in self.phases.items()}},
+                details={
+                    "from": self.from_version,
+                    "to": self.to_version,
+                    "fallback": str(self.fallback) if self.fallback else None,
+                    "skipped": [dataclasses.asdict(s) for s in self.skipped],
+                },
+            )
+        ]
+
+
+@dataclasses.dataclass
+class ReadinessReport:
+    """Whether ``model`` can be rolled back right now: a target exists, its digests match, (optionally) it loads."""
+
+    model: str
+    target: str | None
+    checks: list[Check] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_checks(self) -> list[Check]:
+        return list(self.checks)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryAction:
+    """What opening the registry did with an operation a crash left half-done."""
+
+    intent_id: int
+    op: str
+    model: str
+    outcome: Literal["completed", "reverted"]
+    detail: str
+
+
+@dataclasses.dataclass
+class RetentionReport:
+    """What retention retired and deleted; ``kept`` are the known-good versions left."""
+
+    model: str
+    kept: list[str] = dataclasses.field(default_factory=list)
+    retired: list[str] = dataclasses.field(default_factory=list)
+    deleted_bytes: int = 0

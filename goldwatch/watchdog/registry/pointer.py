@@ -1,0 +1,254 @@
+"""The serving pointer: what the inference server loads, switched atomically, in two layouts.
+
+``current-link`` (MLServer, custom servers): ``<serving dir>/current`` is a symbolic link to the version's artifact
+in the store. Switching creates the new link under a temporary name, fsyncs the directory, ``os.replace``-s it over
+``current`` (atomic: a reader sees the old or the new target, never neither) and fsyncs the directory again.
+
+``numbered`` (Triton's model repository): ``<serving dir>/<N>/`` holds the files of the version served. Switching
+copies the artifact into a staging directory with a non-numeric name (which Triton ignores), fsyncs every file,
+then the staging directory, renames it to ``N+1`` and fsyncs the serving directory; only then are lower numbers
+removed. A crash between the rename and the removal leaves two numbered directories, and the highest, which is the
+one Triton serves under its default ``latest`` policy, is the new one. Which store path each number holds is
+recorded beside the numbered directories (``.goldwatch-pointer.json``), so the served copy holds exactly the
+artifact's files and re-verifies against its manifest.
+
+The fsync order is what makes a switch durable as well as atomic: file contents, then the directory that holds
+them, then the rename, then the directory that holds the renamed entry.
+
+>>> import tempfile, pathlib
+>>> with tempfile.TemporaryDirectory() as d:
+...     v1, v2 = pathlib.Path(d, "v1"), pathlib.Path(d, "v2")
+...     for v in (v1, v2): v.mkdir(); _ = (v / "w.bin").write_text(v.name)
+...     ptr = make_pointer("numbered", pathlib.Path(d, "serve"))
+...     ptr.switch(ptr.stage(v1, label="m:1")); ptr.switch(ptr.stage(v2, label="m:2"))
+...     state = ptr.read()
+...     names = sorted(p.name for p in ptr.directory.iterdir())
+>>> state.label, state.number, names
+('m:2', 2, ['2'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Literal, Protocol
+
+from goldwatch.errors import RegistryError
+from goldwatch.watchdog.registry._fsutil import fsync_dir, fsync_file, tmp_name, write_json_atomic
+
+__all__ = ["CurrentLinkPointer", "NumberedPointer", "PointerState", "ServingPointer", "make_pointer"]
+
+Layout = Literal["current-link", "numbered"]
+MARKER = ".goldwatch-pointer.json"
+_STAGING_PREFIX = ".goldwatch-staging"
+
+
+@dataclasses.dataclass(frozen=True)
+class PointerState:
+    """What the pointer serves now: ``source`` is the store path it was switched to, ``label`` who set it."""
+
+    source: Path
+    label: str
+    number: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """A switch prepared and durable under a temporary name, not yet visible to the server."""
+
+    path: Path
+    source: Path
+    label: str
+
+
+class ServingPointer(Protocol):
+    layout: Layout
+    directory: Path
+
+    def read(self) -> PointerState | None: ...
+    def stage(self, source: Path, *, label: str) -> Staged: ...
+    def switch(self, staged: Staged) -> None: ...
+    def served_path(self) -> Path | None: ...
+    def cleanup(self) -> list[Path]: ...
+    def spec(self) -> dict[str, str]: ...
+
+
+def make_pointer(layout: str, directory: Path) -> ServingPointer:
+    """The pointer for ``layout`` ('current-link' or 'numbered') in ``directory`` (created if missing)."""
+    if layout == "current-link":
+        return CurrentLinkPointer(Path(directory))
+    if layout == "numbered":
+        return NumberedPointer(Path(directory))
+    raise RegistryError(
+        f"unknown serving layout {layout!r}", where="registry.layout", hint="use 'current-link' or 'numbered'"
+    )
+
+
+def _ensure_dir(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise RegistryError(
+            "the serving directory is not a directory", where=str(directory), hint="point serving_dir at a directory"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+class CurrentLinkPointer:
+    """``<directory>/current`` -> the artifact in the store."""
+
+    layout: Layout = "current-link"
+
+    def __init__(self, directory: Path, *, link_name: str = "current") -> None:
+        self.directory = directory
+        self.link = directory / link_name
+        self.labels = directory / MARKER
+
+    def spec(self) -> dict[str, str]:
+        return {"layout": self.layout, "directory": str(self.directory)}
+
+    def read(self) -> PointerState | None:
+        try:
+            target = Path(os.readlink(self.link))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RegistryError(
+                f"the serving pointer is not a symbolic link ({exc.strerror})", where=str(self.link),
+                hint="move the file away; goldwatch manages this name",
+            ) from None
+        # The label is advisory (for people); the link target is the truth.
+        label = ""
+        with contextlib.suppress(OSError, ValueError):
+            label = json.loads(self.labels.read_text()).get(str(target), "")
+        return PointerState(source=target, label=label)
+
+    def served_path(self) -> Path | None:
+        return self.link if self.link.is_symlink() else None
+
+    def stage(self, source: Path, *, label: str) -> Staged:
+        _ensure_dir(self.directory)
+        tmp = self.directory / tmp_name(_STAGING_PREFIX)
+        os.symlink(source.resolve(), tmp)
+        fsync_dir(self.directory)
+        return Staged(path=tmp, source=source.resolve(), label=label)
+
+    def switch(self, staged: Staged) -> None:
+        os.replace(staged.path, self.link)
+        fsync_dir(self.directory)
+        # Keyed by target so a crash between the two renames leaves a label that does not claim the wrong target.
+        write_json_atomic(self.labels, {str(staged.source): staged.label})
+
+    def cleanup(self) -> list[Path]:
+        removed = []
+        if self.directory.is_dir():
+            for entry in self.directory.glob(f".{_STAGING_PREFIX}.tmp-*"):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+            if removed:
+                fsync_dir(self.directory)
+        return removed
+
+
+class NumberedPointer:
+    """Triton-style ``<directory>/<N>/`` version directories; the highest number is served."""
+
+    layout: Layout = "numbered"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        # Which store path each number holds. Kept beside the numbered directories, not inside them, so the
+        # served copy holds exactly the artifact's files (and verifies against its manifest).
+        self.labels = directory / MARKER
+
+    def spec(self) -> dict[str, str]:
+        return {"layout": self.layout, "directory": str(self.directory)}
+
+    def _numbers(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+    def read(self) -> PointerState | None:
+        numbers = self._numbers()
+        if not numbers:
+            return None
+        top = numbers[-1]
+        try:
+            entry = json.loads(self.labels.read_text())[str(top)]
+            return PointerState(source=Path(entry["source"]), label=str(entry["label"]), number=top)
+        except (OSError, ValueError, KeyError, TypeError):
+            # A version directory someone else put there: served, but not by us.
+            return PointerState(source=self.directory / str(top), label="", number=top)
+
+    def served_path(self) -> Path | None:
+        numbers = self._numbers()
+        return self.directory / str(numbers[-1]) if numbers else None
+
+    def stage(self, source: Path, *, label: str) -> Staged:
+        _ensure_dir(self.directory)
+        staging = self.directory / tmp_name(_STAGING_PREFIX)
+        staging.mkdir()
+        try:
+            # Copies, not links: the served files must not share an inode with the store, or corrupting the
+            # served copy would corrupt the very backup a rollback needs.
+            if source.is_dir():
+                shutil.copytree(source, staging, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, staging / source.name)
+            for path in staging.rglob("*"):
+                if path.is_file():
+                    os.chmod(path, 0o644)
+                    fsync_file(path)
+            for d in sorted({p for p in staging.rglob("*") if p.is_dir()} | {staging}, reverse=True):
+                fsync_dir(d)
+            fsync_dir(self.directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return Staged(path=staging, source=source.resolve(), label=label)
+
+    def switch(self, staged: Staged) -> None:
+        numbers = self._numbers()
+        new = self.directory / str((numbers[-1] if numbers else 0) + 1)
+        # Label first: a crash before the rename leaves an entry for a number that does not exist (ignored).
+        labels = {str(n): e for n, e in self._labels().items() if n.isdigit() and int(n) in numbers[-1:]}
+        labels[new.name] = {"source": str(staged.source), "label": staged.label}
+        write_json_atomic(self.labels, labels)
+        os.rename(staged.path, new)
+        fsync_dir(self.directory)
+        self._drop_below(int(new.name))
+
+    def _labels(self) -> dict[str, dict[str, str]]:
+        try:
+            data = json.loads(self.labels.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _drop_below(self, keep: int) -> None:
+        dropped = False
+        for n in self._numbers():
+            if n < keep:
+                # Rename out of the numeric namespace first so the server never sees a half-deleted version.
+                doomed = self.directory / tmp_name(_STAGING_PREFIX)
+                os.rename(self.directory / str(n), doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+                dropped = True
+        if dropped:
+            fsync_dir(self.directory)
+
+    def cleanup(self) -> list[Path]:
+        removed = []
+        if self.directory.is_dir():
+            for entry in self.directory.glob(f".{_STAGING_PREFIX}.tmp-*"):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+            numbers = self._numbers()
+            if numbers:
+                self._drop_below(numbers[-1])
+            if removed:
+                fsync_dir(self.directory)
+        return removed

@@ -1,0 +1,214 @@
+"""Verified rollback and rollback readiness.
+
+Rollback picks the newest known-good version other than the one being served whose artifact re-verifies against
+its manifest; a known-good version that fails is quarantined on the spot and reported (a corrupted backup is worse
+than none: it would be served). It then switches the pointer under the intent journal, re-checks what is served,
+tells the server to reload and waits until it is ready, timing each phase. With no verified known-good version it
+serves the configured fallback, or reports that there is none and changes nothing.
+
+>>> import tempfile, pathlib
+>>> from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+>>> with tempfile.TemporaryDirectory() as d:
+...     reg = Registry.open(pathlib.Path(d, "reg"))
+...     reg.attach("m", Serving(make_pointer("current-link", pathlib.Path(d, "serve"))))
+...     for i in (1, 2):
+...         p = pathlib.Path(d, f"w{i}.bin"); _ = p.write_bytes(bytes([i]) * 8)
+...         _ = reg.promote("m", reg.add("m", p).version, reason="approved")
+...     result = reg.rollback("m", reason="v2 answers wrong")
+...     states = [(v.version, v.state, v.serving) for v in reg.list("m")]
+...     reg.close()
+>>> result.from_version, result.to_version, result.ok, sorted(result.phases)
+('2', '1', True, ['select', 'switch', 'verify_after'])
+>>> states
+[('1', 'known-good', True), ('2', 'quarantined', False)]
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from goldwatch.checks import Check
+from goldwatch.errors import GoldwatchError
+from goldwatch.watchdog.registry import db as _db
+from goldwatch.watchdog.registry import journal
+from goldwatch.watchdog.registry._integrity_adapter import verify
+from goldwatch.watchdog.registry.models import ModelVersion, ReadinessReport, RollbackResult, SkippedVersion
+
+if TYPE_CHECKING:
+    from goldwatch.watchdog.registry.core import Registry
+
+__all__ = ["readiness", "run_rollback"]
+
+
+def _select(reg: Registry, model: str, current: str | None, *, actor: str,
+            result: RollbackResult) -> ModelVersion | None:
+    for mv in reversed(reg.list(model, state="known-good")):
+        if mv.version == current:
+            continue
+        check = reg.verify(mv)
+        if check.ok:
+            return mv
+        why = "artifact failed verification: " + "; ".join(check.problems[:5])
+        reg.quarantine(model, mv.version, actor=actor, reason=f"rollback target rejected: {why}",
+                       evidence={"problems": check.problems[:50]})
+        result.skipped.append(SkippedVersion(version=mv.version, reason=why, quarantined=True))
+    return None
+
+
+def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence: dict[str, Any] | None,
+                 quarantine_current: bool) -> RollbackResult:
+    """The body of :meth:`Registry.rollback` (call that instead)."""
+    from goldwatch.errors import RegistryError
+
+    if not reason:
+        raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
+    reg._require_model(model)
+    serving = reg.serving_for(model)
+    with reg._locked():
+        served = reg.serving_target(model)
+        current = served[0] if served else None
+        result = RollbackResult(model=model, from_version=current, to_version=None)
+        t0 = time.perf_counter()
+        target = _select(reg, model, current, actor=actor, result=result)
+        result.phases["select"] = time.perf_counter() - t0
+        journal.crash_point("rollback:selected")
+        if target is None:
+            if serving is None or serving.fallback is None:
+                result.error = "no verified known-good version to roll back to, and no fallback model configured"
+                return result
+            source = Path(serving.fallback)
+            if not source.exists():
+                result.error = f"no verified known-good version, and the fallback model {source} does not exist"
+                return result
+            result.fallback = source
+        else:
+            source = target.path
+            result.to_version = target.version
+        transitions = []
+        if quarantine_current and current is not None and reg.get(model, current).state in ("candidate",
+                                                                                            "known-good"):
+            transitions.append([current, "quarantined"])
+        payload = {
+            "actor": actor, "reason": reason, "action": "rollback",
+            "evidence": {**(evidence or {}), "from": current, "to": result.to_version,
+                         "fallback": str(result.fallback) if result.fallback else None,
+                         "skipped": [s.version for s in result.skipped]},
+            "transitions": transitions, "serve": True, "version": result.to_version,
+            "source": str(source.resolve()), "pointer": serving.pointer.spec() if serving else None,
+        }
+        intent = journal.begin(reg._conn, op="rollback", model=model, payload=payload)
+        journal.crash_point("rollback:intent")
+        t0 = time.perf_counter()
+        if serving is not None:
+            staged = serving.pointer.stage(source, label=f"{model}:{result.to_version or 'fallback'}")
+            journal.crash_point("rollback:staged")
+            serving.pointer.switch(staged)
+            journal.crash_point("rollback:switched")
+        with _db.write(reg._conn):
+            reg._apply(model, payload)
+            journal.close(reg._conn, intent, "done")
+        result.phases["switch"] = time.perf_counter() - t0
+        journal.crash_point("rollback:committed")
+    if serving is None:
+        return result
+    t0 = time.perf_counter()
+    _verify_after(serving.pointer, source, target, result)
+    result.phases["verify_after"] = time.perf_counter() - t0
+    if serving.reloader is not None and result.error is None:
+        try:
+            t0 = time.perf_counter()
+            serving.reloader.reload(model=model, version=result.to_version, path=source)
+            result.phases["reload"] = time.perf_counter() - t0
+            journal.crash_point("rollback:reloaded")
+            t0 = time.perf_counter()
+            serving.reloader.wait_ready(timeout_s=serving.ready_timeout_s)
+            result.phases["ready"] = time.perf_counter() - t0
+            result.server_ready = True
+        except GoldwatchError as exc:
+            result.server_ready = False
+            result.error = f"the server did not confirm the reload: {exc}"
+    return result
+
+
+def _verify_after(pointer: Any, source: Path, target: ModelVersion | None, result: RollbackResult) -> None:
+    """Re-check what the server will read after the switch."""
+    state = pointer.read()
+    if state is None or Path(state.source) != source.resolve():
+        result.error = f"after the switch the pointer serves {state.source if state else 'nothing'}, not {source}"
+        return
+    if pointer.layout == "numbered" and target is not None:
+        # The served bytes are a copy: verify the copy (the link layout serves the very bytes just verified).
+        served = pointer.served_path()
+        check = verify(served / target.path.name if target.path.is_file() else served, target.manifest_path)
+        if not check.ok:
+            result.error = "the served copy fails verification: " + "; ".join(check.problems[:5])
+
+
+def readiness(reg: Registry, model: str, *, load: bool = False) -> ReadinessReport:
+    """Can ``model`` be rolled back now? Target exists, its digests match, the pointer agrees, (optionally) loads."""
+    reg._require_model(model)
+    served = reg.serving_target(model)
+    current = served[0] if served else None
+    report = ReadinessReport(model=model, target=None)
+    prefix = f"registry:{model}"
+    target: ModelVersion | None = None
+    for mv in reversed(reg.list(model, state="known-good")):
+        if mv.version == current:
+            continue
+        t0 = time.perf_counter()
+        check = reg.verify(mv)
+        took = time.perf_counter() - t0
+        if check.ok:
+            target = mv
+            report.checks.append(Check(name=f"{prefix}:target-digest", status="pass",
+                                       summary=f"{mv.version}: {check.checks[0].summary if check.checks else 'ok'}",
+                                       measured={"version": mv.version}, duration_s=took))
+            break
+        report.checks.append(Check(name=f"{prefix}:backup:{mv.version}", status="fail",
+                                   summary=f"known-good {mv.version} is corrupted: " + "; ".join(check.problems[:3]),
+                                   details={"problems": check.problems[:50]}, duration_s=took))
+    serving = reg.serving_for(model)
+    fallback = serving.fallback if serving else None
+    if target is not None:
+        report.target = target.version
+        report.checks.insert(0, Check(name=f"{prefix}:target", status="pass",
+                                      summary=f"rollback target: {target.version}"))
+    elif fallback is not None and Path(fallback).exists():
+        report.checks.insert(0, Check(name=f"{prefix}:target", status="pass",
+                                      summary=f"no verified known-good version; fallback {fallback} exists"))
+    else:
+        report.checks.insert(0, Check(name=f"{prefix}:target", status="fail",
+                                      summary="no verified known-good version to roll back to"
+                                      + (" and no fallback model" if fallback is None else
+                                         f"; fallback {fallback} is missing")))
+    if serving is not None and served is not None:
+        state = serving.pointer.read()
+        agrees = state is not None and str(Path(state.source)) == served[1]
+        report.checks.append(Check(
+            name=f"{prefix}:pointer", status="pass" if agrees else "fail",
+            summary=(f"pointer serves {served[0] or 'fallback'}" if agrees else
+                     f"pointer serves {state.source if state else 'nothing'}, registry says {served[1]}"),
+        ))
+    if load:
+        report.checks.append(_load_check(prefix, target))
+    return report
+
+
+def _load_check(prefix: str, target: ModelVersion | None) -> Check:
+    name = f"{prefix}:target-loads"
+    if target is None:
+        return Check(name=name, status="skip", summary="no target to load")
+    try:
+        from goldwatch.runtimes import load_model
+    except ImportError:
+        return Check(name=name, status="skip", summary="goldwatch.runtimes.load_model is not available")
+    t0 = time.perf_counter()
+    try:
+        runtime = load_model(target.path)
+        runtime.close()
+    except Exception as exc:  # any runtime failure means "does not load"; the message says which
+        return Check(name=name, status="fail", summary=f"{target.version} does not load: {exc}",
+                     duration_s=time.perf_counter() - t0)
+    return Check(name=name, status="pass", summary=f"{target.version} loads", duration_s=time.perf_counter() - t0)

@@ -1,0 +1,204 @@
+"""Content-addressed artifact store on the local filesystem.
+
+Layout under the store root::
+
+    objects/ab/abcdef...     each distinct file once, named by its SHA-256, read-only
+    trees/<tree digest>/<artifact name>[/...]   an artifact as it was added: hard links to the objects
+    manifests/<tree digest>.json                 its integrity manifest
+
+The tree digest covers the artifact's name and every file's relative path, size and SHA-256, so the same bytes
+added twice land in the same tree (deduplicated) and a tree's name proves what it should contain. Trees are built
+under a temporary name and renamed into place, so a crash never leaves a half-built tree under a real name.
+An object no tree links to any more has a link count of 1, which is how garbage collection finds it.
+
+>>> import tempfile, pathlib
+>>> with tempfile.TemporaryDirectory() as d:
+...     src = pathlib.Path(d, "model.bin"); _ = src.write_bytes(b"\\x00" * 10)
+...     store = ArtifactStore(pathlib.Path(d, "store"))
+...     a, b = store.put(src), store.put(src)
+...     same = a.tree == b.tree and a.path.read_bytes() == b"\\x00" * 10
+>>> same, a.size_bytes, a.path.name
+(True, 10, 'model.bin')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from goldwatch.errors import RegistryError
+from goldwatch.watchdog.registry._fsutil import fsync_dir, tmp_name
+from goldwatch.watchdog.registry._integrity_adapter import write_manifest
+
+__all__ = ["ArtifactStore", "StoredArtifact"]
+
+_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredArtifact:
+    tree: str
+    path: Path
+    manifest_path: Path
+    size_bytes: int
+    files: int
+
+
+class ArtifactStore:
+    """A content-addressed store rooted at ``root`` (created on first use)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.trees = self.root / "trees"
+        self.manifests = self.root / "manifests"
+        self.tmp = self.root / "tmp"
+
+    def ensure(self) -> None:
+        for d in (self.root, self.objects, self.trees, self.manifests, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # ---- adding -------------------------------------------------------------------------------------------
+    def put(self, source: Path) -> StoredArtifact:
+        """Copy ``source`` (a file or a directory tree of regular files) into the store; idempotent."""
+        source = Path(source)
+        files = _list_source(source)
+        self.ensure()
+        entries: list[tuple[str, str, int]] = []
+        for rel, path in files:
+            digest, size = self._put_object(path)
+            entries.append((rel, digest, size))
+        kind = "file" if source.is_file() else "directory"
+        listing = json.dumps([source.name, kind, sorted(entries)], separators=(",", ":")).encode()
+        tree = hashlib.sha256(listing).hexdigest()
+        final = self.trees / tree
+        if not final.exists():
+            staging = self.tmp / tmp_name("tree")
+            try:
+                base = staging / source.name
+                if kind == "directory":
+                    base.mkdir(parents=True)
+                else:
+                    staging.mkdir(parents=True)
+                for rel, digest, _size in entries:
+                    dest = base / rel if kind == "directory" else base
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(self._object_path(digest), dest)
+                for d in sorted({p.parent for p in staging.rglob("*")} | {staging}, reverse=True):
+                    fsync_dir(d)
+                try:
+                    os.rename(staging, final)
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):  # someone else built the same tree
+                        raise
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+            fsync_dir(self.trees)
+        artifact = final / source.name
+        manifest = self.manifests / f"{tree}.json"
+        if not manifest.exists():
+            write_manifest(artifact, manifest)
+            fsync_dir(self.manifests)
+        return StoredArtifact(
+            tree=tree, path=artifact, manifest_path=manifest,
+            size_bytes=sum(e[2] for e in entries), files=len(entries),
+        )
+
+    def _object_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest
+
+    def _put_object(self, path: Path) -> tuple[str, int]:
+        # Copy and hash in one pass, then rename under the digest: readers never see a partial object.
+        tmp = self.tmp / tmp_name("obj")
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with path.open("rb") as src, tmp.open("wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    h.update(chunk)
+                    dst.write(chunk)
+                    size += len(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            digest = h.hexdigest()
+            target = self._object_path(digest)
+            if target.exists():
+                return digest, size
+            target.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
+            return digest, size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # ---- removing -----------------------------------------------------------------------------------------
+    def delete_tree(self, tree: str) -> int:
+        """Remove tree ``tree``, its manifest, and objects nothing else links to; returns the bytes freed."""
+        final = self.trees / tree
+        freed = 0
+        if final.exists():
+            # Rename first: a crash mid-delete leaves a tmp directory (cleaned later), never a partial tree.
+            doomed = self.tmp / tmp_name("delete")
+            os.rename(final, doomed)
+            fsync_dir(self.trees)
+            linked = [p for p in doomed.rglob("*") if p.is_file()]
+            inodes = {(p.stat().st_dev, p.stat().st_ino) for p in linked}
+            shutil.rmtree(doomed)
+            for obj in self.objects.glob("*/*"):
+                st = obj.stat()
+                if (st.st_dev, st.st_ino) in inodes and st.st_nlink == 1:
+                    freed += st.st_size
+                    obj.unlink()
+        (self.manifests / f"{tree}.json").unlink(missing_ok=True)
+        return freed
+
+    def clean_tmp(self) -> None:
+        """Remove leftovers of crashed writers (only call while holding the registry lock)."""
+        if self.tmp.exists():
+            for entry in self.tmp.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+
+def _list_source(source: Path) -> list[tuple[str, Path]]:
+    if not source.exists():
+        raise RegistryError("artifact not found", where=str(source), hint="pass an existing model file or directory")
+    if source.is_file():
+        return [(source.name, source)]
+    if not source.is_dir():
+        raise RegistryError("not a regular file or directory", where=str(source))
+    out: list[tuple[str, Path]] = []
+    for path in sorted(source.rglob("*")):
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            # A link could point anywhere (outside the artifact, at /etc/passwd); content addressing needs bytes.
+            raise RegistryError(
+                "symbolic links are not stored", where=str(path), hint="replace the link with the file it points to"
+            )
+        if stat.S_ISREG(mode):
+            out.append((path.relative_to(source).as_posix(), path))
+        elif not stat.S_ISDIR(mode):
+            raise RegistryError("not a regular file", where=str(path))
+    if not out:
+        raise RegistryError("the directory holds no files", where=str(source), hint="add the model's files to it")
+    return out
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        # Filesystems without hard links: copy (the object then only serves deduplication of later adds).
+        shutil.copyfile(src, dest)
+        with dest.open("rb+") as fh:
+            os.fsync(fh.fileno())

@@ -1,0 +1,37 @@
+"""Helpers shared by the registry tests (a module, not a fixture, so subprocess scripts can import it too)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_weights(path: Path, seed: int, *, n: int = 64) -> Path:
+    """A directory artifact holding one deterministic weight matrix (``weights.npz``)."""
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    np.savez(path / "weights.npz", w=rng.standard_normal((n, 4)).astype(np.float32))
+    return path
+
+
+def corrupt(path: Path, *, offset: int = -9) -> None:
+    """Flip one bit of ``path`` in place (store files are read-only: make it writable first)."""
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def concurrent_writer(root: str, serve_dir: str, worker: int, count: int) -> None:
+    """Run in another process: add and promote ``count`` versions (each promote switches the pointer)."""
+    from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+
+    src = Path(root).parent / f"src-{worker}"
+    with Registry.open(root) as reg:
+        reg.attach("m", Serving(make_pointer("current-link", Path(serve_dir))))
+        for i in range(count):
+            art = write_weights(src / str(i), seed=1000 * worker + i, n=8)
+            mv = reg.add("m", art, actor=f"worker-{worker}")
+            reg.promote("m", mv.version, actor=f"worker-{worker}", reason="concurrent")

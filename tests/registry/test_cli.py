@@ -1,0 +1,118 @@
+"""``goldwatch registry``: exit codes 0/1/2, --json, one-line errors, the config section, the real script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from registry_helpers import corrupt, write_weights
+
+from goldwatch.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)  # no stray ./goldwatch.toml
+    monkeypatch.delenv("GOLDWATCH_CONFIG", raising=False)
+    runner = CliRunner()
+    base = ["registry", "--root", str(tmp_path / "reg"), "--serving-dir", str(tmp_path / "serve")]
+
+    def run(*args: str, base_args: list[str] | None = None):
+        return runner.invoke(main, [*(base if base_args is None else base_args), *args], catch_exceptions=False)
+
+    return run
+
+
+def test_add_promote_list_show_rollback_check(cli, tmp_path: Path) -> None:
+    for seed in (1, 2):
+        src = write_weights(tmp_path / f"m{seed}", seed)
+        res = cli("add", "fraud", str(src), "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["state"] == "candidate"
+    assert cli("promote", "fraud", "1", "--reason", "gate ok", "--evidence", '{"run": 1}').exit_code == 0
+    res = cli("promote", "fraud", "2", "--reason", "gate ok", "--actor", "alice")
+    assert res.exit_code == 0 and res.output.strip() == "promoted fraud 2 to known-good (serving)"
+    res = cli("list", "--json")
+    assert [(v["version"], v["state"], v["serving"]) for v in json.loads(res.output)] == [
+        ("1", "known-good", False), ("2", "known-good", True)]
+    res = cli("check", "fraud", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["target"] == "1"
+    res = cli("rollback", "fraud", "--reason", "v2 drifted", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert (out["from_version"], out["to_version"], out["ok"]) == ("2", "1", True)
+    assert {"select", "switch", "verify_after"} <= set(out["phases"])
+    res = cli("show", "fraud", "--json")
+    shown = json.loads(res.output)
+    assert shown["serving"]["version"] == "1"
+    assert [e["action"] for e in shown["history"]][-2:] == ["quarantine", "serve"]
+    res = cli("show", "fraud", "2")
+    assert "quarantined" in res.output and "v2 drifted" in res.output
+    # nothing left to roll back to: exit 1, and the check says why
+    res = cli("rollback", "fraud", "--reason", "again")
+    assert res.exit_code == 1 and "no verified known-good version" in res.output
+    res = cli("check", "fraud")
+    assert res.exit_code == 1 and "FAIL  registry:fraud:target" in res.output
+
+
+def test_bad_input_exits_2_with_one_message_and_changes_nothing(cli, tmp_path: Path) -> None:
+    src = write_weights(tmp_path / "m1", 1)
+    assert cli("add", "fraud", str(src)).exit_code == 0
+    cases = [
+        (("promote", "nope", "1", "--reason", "x"), "unknown model 'nope' (known: fraud)"),
+        (("promote", "fraud", "9", "--reason", "x"), "unknown version '9' of 'fraud' (known: 1)"),
+        (("add", "fraud", str(tmp_path / "missing")), "artifact not found"),
+        (("promote", "fraud", "1", "--reason", "x", "--evidence", "[1]"), "--evidence: must be a JSON object"),
+    ]
+    for args, message in cases:
+        res = cli(*args)
+        assert res.exit_code == 2, (args, res.output)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("goldwatch: error: ") and message in lines[0]
+    reg = tmp_path / "reg" / "store" / "trees"
+    corrupt(next(reg.glob("*/m1/weights.npz")))
+    res = cli("promote", "fraud", "1", "--reason", "x")
+    assert res.exit_code == 2 and "fails verification" in res.stderr
+    assert json.loads(cli("list", "--json").output)[0]["state"] == "candidate"
+    assert not (tmp_path / "serve").exists()
+    (tmp_path / "notreg").mkdir()
+    (tmp_path / "notreg" / "README").write_text("x")
+    res = cli("list", base_args=["registry", "--root", str(tmp_path / "notreg")])
+    assert res.exit_code == 2 and "is not a goldwatch registry (no registry.db" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "notreg").iterdir()) == ["README"]
+
+
+def test_config_section_drives_serving_and_reload(cli, tmp_path: Path) -> None:
+    log = tmp_path / "reloads.log"
+    (tmp_path / "goldwatch.toml").write_text(
+        "[registry]\n"
+        f'root = "{tmp_path / "reg"}"\n'
+        f'serving_dir = "{tmp_path / "triton" / "fraud"}"\n'
+        'layout = "numbered"\n'
+        'reload = "command"\n'
+        f'reload_command = ["sh", "-c", "echo $GOLDWATCH_VERSION >> {log}"]\n'
+    )
+    for seed in (1, 2):
+        assert cli("add", "fraud", str(write_weights(tmp_path / f"m{seed}", seed)), base_args=["registry"]).exit_code == 0
+        assert cli("promote", "fraud", str(seed), "--reason", "ok", base_args=["registry"]).exit_code == 0
+    res = cli("rollback", "fraud", "--reason", "bad", base_args=["registry"])
+    assert res.exit_code == 0, res.output
+    assert log.read_text().split() == ["1", "2", "1"]
+    assert sorted(p.name for p in (tmp_path / "triton" / "fraud").iterdir() if p.name.isdigit()) == ["3"]
+
+
+def test_console_script_subprocess(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("goldwatch")
+    src = write_weights(tmp_path / "m1", 1)
+    env_args = [str(exe), "registry", "--root", str(tmp_path / "reg")]
+    done = subprocess.run([*env_args, "add", "fraud", str(src), "--json"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == "1"
+    done = subprocess.run([*env_args, "quarantine", "fraud", "1"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, check=False)
+    assert done.returncode == 2 and "Missing option '--reason'" in done.stderr

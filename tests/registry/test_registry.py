@@ -1,0 +1,101 @@
+"""Registry operations: add, promote (verified), quarantine, states, audit trail, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from registry_helpers import corrupt
+
+from goldwatch.errors import RegistryError
+from goldwatch.watchdog.registry import Registry
+
+
+def test_add_numbers_versions_and_records_the_manifest(registry: Registry, artifact, tmp_path: Path) -> None:
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    v1 = registry.add("fraud", artifact(1), golden=[golden], actor="ci")
+    v2 = registry.add("fraud", artifact(2), version="2024-06-rc1")
+    v3 = registry.add("fraud", artifact(3))
+    assert [v.version for v in registry.list("fraud")] == ["1", "2024-06-rc1", "3"]
+    assert v1.state == "candidate" and v1.created_by == "ci" and v1.golden == (str(golden.resolve()),)
+    assert v1.manifest_path.is_file() and (v1.path / "weights.npz").is_file()
+    assert v2.seq == 2 and v3.seq == 3
+    assert registry.verify(v1).ok
+    assert registry.models() == ["fraud"]
+
+
+def test_unknown_model_and_version_say_what_exists(registry: Registry, artifact) -> None:
+    registry.add("fraud", artifact(1))
+    with pytest.raises(RegistryError, match=r"unknown model 'frud' \(known: fraud\)"):
+        registry.get("frud", "1")
+    with pytest.raises(RegistryError, match=r"unknown version '9' of 'fraud' \(known: 1\)"):
+        registry.promote("fraud", "9", reason="x")
+    with pytest.raises(RegistryError, match="invalid model"):
+        registry.add("../etc", artifact(1))
+    with pytest.raises(RegistryError, match="already exists"):
+        registry.add("fraud", artifact(2), version="1")
+    assert len(registry.list("fraud")) == 1
+
+
+def test_promote_verifies_and_records_who_when_why(registry: Registry, artifact) -> None:
+    v = registry.add("m", artifact(1), actor="ci")
+    promoted = registry.promote("m", v.version, actor="alice", reason="gate passed", evidence={"run": 7})
+    assert promoted.state == "known-good"
+    ev = registry.history("m")[-1]
+    assert (ev.action, ev.from_state, ev.to_state, ev.actor, ev.reason) == (
+        "promote", "candidate", "known-good", "alice", "gate passed")
+    assert ev.evidence["run"] == 7 and ev.evidence["verified_s"] >= 0
+    assert ev.at.endswith("+00:00")
+
+
+def test_promoting_a_corrupted_version_changes_nothing(registry: Registry, artifact) -> None:
+    v = registry.add("m", artifact(1))
+    corrupt(v.path / "weights.npz")
+    before = registry.history("m")
+    with pytest.raises(RegistryError, match="fails verification: weights.npz") as err:
+        registry.promote("m", v.version, reason="looks fine")
+    assert err.value.exit_code == 2 and "nothing was changed" in str(err.value)
+    assert registry.get("m", v.version).state == "candidate"
+    assert registry.history("m") == before
+
+
+def test_illegal_transitions(registry: Registry, artifact) -> None:
+    v = registry.add("m", artifact(1))
+    registry.quarantine("m", v.version, reason="bad", actor="bob")
+    with pytest.raises(RegistryError, match="only a candidate can be promoted"):
+        registry.promote("m", v.version, reason="retry")
+    registry.retire("m", v.version, reason="cleanup")
+    with pytest.raises(RegistryError, match="is retired; it cannot become quarantined"):
+        registry.quarantine("m", v.version, reason="again")
+    with pytest.raises(RegistryError, match="a reason is required"):
+        registry.quarantine("m", v.version, reason="")
+    assert [e.action for e in registry.history("m")] == ["add", "quarantine", "retire"]
+
+
+def test_known_good_is_the_newest_verified(registry: Registry, artifact) -> None:
+    assert registry.list() == []
+    vs = [registry.add("m", artifact(i)) for i in (1, 2, 3)]
+    for v in vs[:2]:
+        registry.promote("m", v.version, reason="ok")
+    assert registry.known_good("m").version == "2"
+    corrupt(vs[1].path / "weights.npz")
+    assert registry.known_good("m").version == "2"  # by state
+    assert registry.known_good("m", verify_artifacts=True).version == "1"  # by bytes
+
+
+def test_promote_with_pointer_serves_the_version(served_registry: Registry, artifact) -> None:
+    reg = served_registry
+    v = reg.promote("m", reg.add("m", artifact(1)).version, reason="first")
+    assert v.serving
+    served = reg.serving_for("m").pointer.served_path()
+    assert (served / "weights.npz").read_bytes() == (v.path / "weights.npz").read_bytes()
+    assert reg.serving_target("m") == ("1", str(v.path.resolve()))
+    assert reg.check("m").checks[-1].status == "pass"  # the pointer agrees with the registry
+
+
+def test_promote_without_pointer_refuses_to_serve(registry: Registry, artifact) -> None:
+    v = registry.add("m", artifact(1))
+    with pytest.raises(RegistryError, match="no serving pointer is attached"):
+        registry.promote("m", v.version, reason="x", serve=True)
+    assert registry.get("m", v.version).state == "candidate"
