@@ -36,7 +36,6 @@ def _weights(path: Path, seed: int, size_mb: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 MB model, 3 rollbacks (for development)")
-    parser.add_argument("--layout", choices=["current-link", "numbered"], default="current-link")
     args = parser.parse_args()
     size_mb, repeats = (10, 3) if args.quick else (100, 5)
 
@@ -45,10 +44,8 @@ def main() -> None:
         repo = tmp / "repo"
         model_dir = write_model_dir(repo, "fraud")
         reg = Registry.open(tmp / "reg")
-        pointer = make_pointer(args.layout, model_dir)
-        if args.layout == "numbered":
-            # MLServer reads one directory: point its uri at the highest number the pointer maintains.
-            raise SystemExit("the MLServer benchmark uses the current-link layout (MLServer has no version dirs)")
+        # MLServer reads one model directory (no numbered versions): the current-link layout is the one it uses.
+        pointer = make_pointer("current-link", model_dir)
         reg.attach("fraud", Serving(pointer))
         for seed in (1, 2):
             mv = reg.add("fraud", _weights(tmp / "src" / str(seed), seed, size_mb))
@@ -83,7 +80,7 @@ def main() -> None:
     rows += [["**switch + reload + ready**", f"**{critical * 1000:.1f}**"], ["total (incl. verification)",
                                                                            f"{total * 1000:.1f}"]]
     lines = [
-        f"Model: {artifact_mb:.0f} MB weights.npz, MLServer 1.7 (parallel workers off), layout {args.layout}, "
+        f"Model: {artifact_mb:.0f} MB weights.npz, MLServer 1.7 (parallel workers off), current-link layout, "
         f"median of {repeats} rollbacks (each re-verifies the target's SHA-256 manifest in `select`).",
         "",
         table(["phase", "median ms"], rows),

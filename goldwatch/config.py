@@ -95,8 +95,13 @@ class RegistryConfig(_Section):
 
     root: Path = Path(".goldwatch")
     keep_known_good: int = Field(3, ge=1, description="retention: known-good versions kept per model")
-    layout: Literal["current-link", "numbered"] = "current-link"
+    layout: Literal["current-link", "numbered", "mlflow-alias"] = Field(
+        "current-link",
+        description="serving pointer: a 'current' symlink, Triton numbered version dirs, or an MLflow model alias",
+    )
     serving_dir: Path | None = None
+    mlflow_registry_uri: str | None = Field(None, description="layout 'mlflow-alias': the MLflow registry URI")
+    mlflow_alias: str = Field("champion", min_length=1, description="layout 'mlflow-alias': the alias moved")
     reload: Literal["none", "oip", "http", "command"] = "none"
     reload_url: str | None = None
     reload_command: list[str] | None = None

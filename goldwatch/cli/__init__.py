@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "verify": "goldwatch.cli.integrity:verify",
     "golden": "goldwatch.cli.golden:golden",
     "gate": "goldwatch.cli.gate:gate",
+    "demo": "goldwatch.cli.demo:demo",
     "registry": "goldwatch.cli.registry:registry",
     "alert": "goldwatch.cli.alert:alert",
 }

@@ -45,7 +45,8 @@ def _delivery_checks(mgr: AlertManager, step: str, ids: dict[str, int]) -> list[
             checks.append(Check(name=name, status="fail", summary=f"{step} rejected: {entry.dead_reason}"))
         else:
             checks.append(Check(name=name, status="error", summary=(
-                f"{step} not delivered yet after {entry.attempts} attempt(s): {entry.last_error or 'not due'}; "
+                f"{step} not delivered yet after {entry.attempts} attempt(s): "
+                f"{entry.last_error or 'queued behind an earlier event of the same incident'}; "
                 "kept in the outbox (goldwatch alert flush)")))
     return checks
 
@@ -60,7 +61,7 @@ def alert() -> None:
               help="Seconds to keep retrying each event before giving up (it stays queued).")
 @json_option
 @guarded
-def test_cmd(timeout_s: float, as_json: bool) -> None:
+def send_test(timeout_s: float, as_json: bool) -> None:
     """Send a test trigger, then its resolve, through every configured sink."""
     from goldwatch.checks import CheckReport
 
@@ -125,6 +126,16 @@ def _age(seconds: float) -> str:
 @guarded
 def list_cmd(status: str, as_json: bool) -> None:
     """Show queued (pending) and dead-letter events, and the open incidents."""
+    from goldwatch.watchdog.alerts.manager import outbox_path
+
+    cfg = state().config
+    path = outbox_path(cfg.alerts, default_dir=cfg.registry.root)
+    if not path.exists():  # listing must not create an outbox as a side effect
+        if as_json:
+            emit_json({"events": [], "open_incidents": [], "outbox": str(path)})
+        else:
+            click.echo(f"outbox: empty (no outbox at {path} yet)")
+        return
     mgr = _manager(require_sink=False)
     try:
         entries = mgr.outbox.entries(None if status == "all" else status)  # type: ignore[arg-type]

@@ -109,6 +109,10 @@ def gate(
     if verdict.error is not None:
         click.echo(f"goldwatch: error: {verdict.error.message()}", err=True)
         sys.exit(EXIT_ERROR)
+    if verdict.verdict == "error":
+        broken = [c for c in verdict.checks if c.status == "error"]
+        click.echo(f"goldwatch: error: check {broken[0].name} could not run: {broken[0].summary}", err=True)
+        sys.exit(EXIT_ERROR)
     if failed:
         raise failed[0][1]
     sys.exit(verdict.exit_code)

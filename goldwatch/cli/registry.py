@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
-from goldwatch.errors import RegistryError
+from goldwatch.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
     from goldwatch.watchdog.registry import Registry
+    from goldwatch.watchdog.registry.pointer import ServingPointer
 
 
 def _open(ctx: click.Context, model: str | None = None) -> Registry:
@@ -26,12 +27,24 @@ def _open(ctx: click.Context, model: str | None = None) -> Registry:
     cfg = state().config.registry
     root = Path(opts.get("root") or cfg.root)
     serving_dir = opts.get("serving_dir") or cfg.serving_dir
+    layout = opts.get("layout") or cfg.layout
     serving: dict[str, Serving] = {}
-    if model is not None and serving_dir is not None:
+    pointer: ServingPointer | None = None
+    if model is not None and layout == "mlflow-alias":
+        if not cfg.mlflow_registry_uri:
+            raise ConfigError("layout 'mlflow-alias' needs mlflow_registry_uri",
+                              where="goldwatch.toml: registry.mlflow_registry_uri",
+                              hint='e.g. mlflow_registry_uri = "sqlite:///mlflow.db"')
+        from goldwatch.watchdog.registry.mlflow_backend import MlflowAliasPointer
+
+        pointer = MlflowAliasPointer(cfg.mlflow_registry_uri, model, alias=cfg.mlflow_alias)
+    elif model is not None and serving_dir is not None:
+        pointer = make_pointer(layout, Path(serving_dir))
+    if model is not None and pointer is not None:
         reloader = make_reloader(cfg.reload, model=model, url=cfg.reload_url, command=cfg.reload_command,
                                  timeout_s=cfg.ready_timeout_s)
-        serving[model] = Serving(make_pointer(opts.get("layout") or cfg.layout, Path(serving_dir)),
-                                 reloader=reloader, fallback=cfg.fallback_model, ready_timeout_s=cfg.ready_timeout_s)
+        serving[model] = Serving(pointer, reloader=reloader, fallback=cfg.fallback_model,
+                                 ready_timeout_s=cfg.ready_timeout_s)
     return Registry.open(root, serving=serving)
 
 
@@ -50,7 +63,8 @@ def _evidence(text: str | None) -> dict[str, Any] | None:
 
 def _line(mv: Any) -> str:
     serving = "  (serving)" if mv.serving else ""
-    return f"{mv.model} {mv.version:<8} {mv.state:<12} {mv.size_bytes:>12} B  {mv.digest[:12]}  {mv.created_at}{serving}"
+    return (f"{mv.model} {mv.version:<8} {mv.state:<12} {mv.size_bytes:>12} B  {mv.digest[:12]}  "
+            f"{mv.created_at}{serving}")
 
 
 @click.group("registry")
@@ -58,7 +72,7 @@ def _line(mv: Any) -> str:
               help="Registry directory (default: registry.root from the config, else ./.goldwatch).")
 @click.option("--serving-dir", type=click.Path(file_okay=False), default=None,
               help="Directory the inference server reads (default: registry.serving_dir).")
-@click.option("--layout", type=click.Choice(["current-link", "numbered"]), default=None,
+@click.option("--layout", type=click.Choice(["current-link", "numbered", "mlflow-alias"]), default=None,
               help="Serving pointer layout (default: registry.layout).")
 def registry(root: str | None, serving_dir: str | None, layout: str | None) -> None:
     """Model versions, their verified known-good states, and verified rollback."""

@@ -25,7 +25,9 @@ True
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -42,32 +44,59 @@ MAX_AUTO_N = 10000  # scipy's threshold: "auto" is exact when max(n1, n2) <= MAX
 Method = Literal["auto", "exact", "asymp"]
 
 
-def ks_statistic_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> np.ndarray:
-    """KS statistic of columns that are already sorted ascending, finite; shapes (n1, F) and (n2, F).
+def _statistic_rows(ref_rows: np.ndarray, cur_rows: np.ndarray, *, ref_sorted: bool) -> np.ndarray:
+    """KS statistic of each row pair; rows (F, n1) and (F, n2), finite, contiguous."""
+    n1, n2 = ref_rows.shape[1], cur_rows.shape[1]
+    a = ref_rows if ref_sorted else np.sort(ref_rows, axis=1)
+    merged = np.concatenate([a, np.sort(cur_rows, axis=1)], axis=1)
+    # timsort (kind="stable") merges the two sorted runs in linear time
+    order = np.argsort(merged, axis=1, kind="stable")
+    values = np.take_along_axis(merged, order, axis=1)
+    c2 = np.cumsum(order >= n1, axis=1)
+    c1 = np.arange(1, n1 + n2 + 1) - c2
+    # scipy: cdf1 = searchsorted(side="right") / n1, i.e. the counts at the end of each tie group, same division
+    diff = np.abs(c1 / n1 - c2 / n2)
+    diff[:, :-1][values[:, 1:] == values[:, :-1]] = 0.0
+    return np.max(diff, axis=1)
 
-    Processes blocks of features so the merge buffers stay around 100 MB whatever F is.
-    """
-    n1, n2 = ref_sorted.shape[0], cur_sorted.shape[0]
-    n_features = ref_sorted.shape[1]
+
+def _map_feature_blocks(func: Any, n_features: int, n_rows: int) -> np.ndarray:
+    """Run ``func(cols) -> values`` over cache-sized feature blocks on all cores (numpy's sorts release the GIL)."""
+    blocks = list(iter_feature_chunks(n_features, n_rows, budget_elems=1_000_000))
     out = np.empty(n_features)
-    for cols in iter_feature_chunks(n_features, n1 + n2):
-        # (F, n) layout: each feature's values contiguous, which is what sort/argsort along the last axis want.
-        merged = np.concatenate([ref_sorted[:, cols].T, cur_sorted[:, cols].T], axis=1)
-        order = np.argsort(merged, axis=1, kind="stable")
-        values = np.take_along_axis(merged, order, axis=1)
-        c2 = np.cumsum(order >= n1, axis=1)
-        c1 = np.arange(1, n1 + n2 + 1) - c2
-        # scipy: cdf1 = searchsorted(side="right") / n1 - the counts at the end of each tie group, same division.
-        diff = np.abs(c1 / n1 - c2 / n2)
-        last = np.ones_like(values, dtype=bool)
-        last[:, :-1] = values[:, 1:] != values[:, :-1]
-        out[cols] = np.max(np.where(last, diff, 0.0), axis=1)
+    workers = min(len(blocks), os.cpu_count() or 1)
+    if workers <= 1:
+        for cols in blocks:
+            out[cols] = func(cols)
+        return out
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for cols, values in zip(blocks, pool.map(func, blocks)):
+            out[cols] = values
     return out
+
+
+def ks_statistic_sorted(ref_sorted: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """KS statistic with a reference whose columns are already sorted ascending; (n1, F) and (n2, F), finite."""
+    n_rows = ref_sorted.shape[0] + current.shape[0]
+
+    def block(cols: slice) -> np.ndarray:
+        return _statistic_rows(
+            np.ascontiguousarray(ref_sorted[:, cols].T), np.ascontiguousarray(current[:, cols].T), ref_sorted=True
+        )
+
+    return _map_feature_blocks(block, ref_sorted.shape[1], n_rows)
 
 
 def ks_statistic(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     """KS statistic of finite (n1, F) and (n2, F) arrays."""
-    return ks_statistic_sorted(np.sort(reference, axis=0), np.sort(current, axis=0))
+    n_rows = reference.shape[0] + current.shape[0]
+
+    def block(cols: slice) -> np.ndarray:
+        return _statistic_rows(
+            np.ascontiguousarray(reference[:, cols].T), np.ascontiguousarray(current[:, cols].T), ref_sorted=False
+        )
+
+    return _map_feature_blocks(block, reference.shape[1], n_rows)
 
 
 def _ks_statistic_torch(reference: Any, current: Any) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,11 +173,14 @@ def write_model(model: Any, kind: str, out_dir: Path, *, formats: Sequence[str])
         )
     if "torchscript" in wanted:
         paths["torchscript"] = out_dir / "model.pt"
-        scripted = torch.jit.trace(model, example)
-        atomic_file(
-            paths["torchscript"],
-            lambda tmp: torch.jit.save(scripted, str(tmp), _extra_files={"goldwatch-signature.json": sig_json}),
-        )
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in torch >= 2.9 but still what many servers load; keep writing it quietly
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.trace(model, example)
+            atomic_file(
+                paths["torchscript"],
+                lambda tmp: torch.jit.save(scripted, str(tmp), _extra_files={"goldwatch-signature.json": sig_json}),
+            )
     if "state_dict" in wanted:
         st = require("safetensors.torch", purpose="writing example weights")
         paths["state_dict"] = out_dir / "model"

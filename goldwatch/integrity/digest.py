@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = ["ALGORITHMS", "DigestAlgorithm", "bytes_digest", "check_algorithm", "
 DigestAlgorithm = Literal["sha256", "blake3", "xxh3"]
 ALGORITHMS: tuple[str, ...] = ("sha256", "blake3", "xxh3")
 CHUNK = 8 << 20  # 8 MiB reads: large enough that syscall overhead vanishes, small enough to stay in L3
+MAPPED_SLICE = 256 << 20  # slices of a memory map handed to XXH3 (progress granularity)
 
 
 def check_algorithm(name: str) -> DigestAlgorithm:
@@ -59,6 +61,23 @@ def bytes_digest(data: bytes | memoryview, algorithm: str) -> str:
     return str(hasher.hexdigest())
 
 
+def _update_mapped(hasher: Any, path: Path, on_bytes: Callable[[int], None] | None) -> None:
+    """Feed a memory map of the file in large slices: XXH3 is faster than a copy into a buffer would allow."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if not size:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                for start in range(0, size, MAPPED_SLICE):
+                    hasher.update(view[start : start + MAPPED_SLICE])
+                    if on_bytes:
+                        on_bytes(min(MAPPED_SLICE, size - start))
+            finally:
+                view.release()
+
+
 def file_digest(
     path: str | os.PathLike[str], algorithm: str, *, on_bytes: Callable[[int], None] | None = None
 ) -> str:
@@ -73,6 +92,9 @@ def file_digest(
                 hasher.update_mmap(str(path))
             if on_bytes:
                 on_bytes(size)
+            return str(hasher.hexdigest())
+        if algorithm == "xxh3":
+            _update_mapped(hasher, path, on_bytes)
             return str(hasher.hexdigest())
         buf = bytearray(CHUNK)
         view = memoryview(buf)

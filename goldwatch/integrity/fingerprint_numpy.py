@@ -52,9 +52,18 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+_LOCAL = threading.local()
+
+
 def _lane_sums(words: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """``keys @ words`` modulo 2^64 for a (2, m) key slice and m uint32 words -> shape (1, 2)."""
-    return (keys @ words.astype(np.uint64)).reshape(1, 2)
+    # widen into a per-thread buffer: a fresh 2 MiB array per block would be mmap'ed and page-faulted every time
+    buf = getattr(_LOCAL, "wide", None)
+    if buf is None:
+        buf = _LOCAL.wide = np.empty(WORDS_PER_BLOCK, dtype=np.uint64)
+    wide = buf[: len(words)]
+    np.copyto(wide, words, casting="unsafe")
+    return (keys @ wide).reshape(1, 2)
 
 
 def _add_words(sums: BlockSums, words: np.ndarray, first_word: int, *, threads: int) -> None:

@@ -48,7 +48,12 @@ def torch_file_kind(path: str | os.PathLike[str]) -> TorchKind:
             return "checkpoint"
         return "none"
     with path.open("rb") as fh:
-        magic = fh.read(2)
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04" and path.suffix.lower() in {".pt", ".pth", ".ckpt"}:
+        # a zip that zipfile cannot open (no central directory): the usual sign of a truncated download
+        raise ArtifactError("torch file is a damaged zip archive (truncated?)", where=str(path),
+                            hint="download or save the checkpoint again")
+    magic = magic[:2]
     # the legacy (pre-1.6) format is a pickle stream; only the torch-specific suffixes are tried as such
     if magic == _PICKLE_PROTOCOL_2 and path.suffix.lower() in {".pt", ".pth", ".ckpt"}:
         return "checkpoint"

@@ -119,8 +119,8 @@ def _block_mismatches(file: str | None, entry: TensorEntry, actual: TensorFinger
             where = f" (file bytes [{fstart}, {fstop}){' of ' + entry.source if entry.source else ''})"
         prefix = f"{file}: " if file else ""
         out.append(Mismatch(
-            kind="block", file=file, tensor=entry.name, block=b, start=start, stop=stop, file_start=fstart,
-            file_stop=fstop,
+            kind="block", file=entry.source or file, tensor=entry.name, block=b, start=start, stop=stop,
+            file_start=fstart, file_stop=fstop,
             expected=entry.fingerprint.blocks[b] if b < len(entry.fingerprint.blocks) else None,
             actual=actual.blocks[b] if b < len(actual.blocks) else None,
             message=f"{prefix}tensor {entry.name!r} block {b} bytes [{start}, {stop}) differs{where}",
@@ -202,6 +202,7 @@ def verify_artifact(
         present = {name for name in names.values() if (root / name).is_file()}
     mismatches: list[Mismatch] = []
     report = IntegrityReport(subject=str(path), mismatches=mismatches, files=[f.path for f in manifest.files])
+    changed: set[str] = set()
     for entry in manifest.files:
         actual_name = names[entry.path]
         full = root / actual_name
@@ -222,10 +223,16 @@ def verify_artifact(
             message=f"{entry.path}: {manifest.digest} digest differs "
             f"(expected {entry.digest[:6]}..., found {digest[:6]}...)",
         ))
-        if locate and entry.tensors:
-            entry = dataclasses.replace(entry, path=actual_name) if actual_name != entry.path else entry
-            mismatches += _locate_in_file(root, entry)
-            report.tensors_checked += len(entry.tensors)
+        changed.add(entry.path)
+    if locate:
+        # re-fingerprint the tensors of every changed file, and of files whose tensors live in a changed file
+        # (an ONNX model's external data)
+        for entry in manifest.files:
+            sources = {entry.path} | {t.source for t in entry.tensors if t.source}
+            if entry.tensors and sources & changed and names[entry.path] in present:
+                renamed = dataclasses.replace(entry, path=names[entry.path])
+                mismatches += _locate_in_file(root, renamed)
+                report.tensors_checked += len(entry.tensors)
     if manifest.kind == "directory":
         for extra in sorted(present - set(names)):
             mismatches.append(Mismatch(kind="unexpected", file=extra, message=f"{extra}: file is not in the manifest"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,10 @@ class TorchRuntime:
         dev = _torch_device(torch, normalize_device(device), str(path))
         extra = {SIGNATURE_EXTRA_FILE: ""}
         try:
-            module = torch.jit.load(str(path), map_location=dev, _extra_files=extra)
+            with warnings.catch_warnings():
+                # torch >= 2.9 deprecates TorchScript; loading existing archives is exactly what users need here
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=dev, _extra_files=extra)
         except Exception as exc:  # torch raises RuntimeError/ValueError/zipfile errors for bad archives
             raise ArtifactError(
                 f"not a loadable TorchScript archive ({str(exc).splitlines()[0][:300]})",

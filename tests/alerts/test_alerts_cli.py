@@ -41,7 +41,8 @@ def _fast_config(workdir: Path) -> None:
 def test_alert_test_works_with_only_the_two_variables(pd_env: PagerDutyStub, workdir: Path) -> None:
     result = CliRunner().invoke(main, ["alert", "test"])
     assert result.exit_code == 0, result.output
-    assert "PASS  alert:pagerduty:trigger" in result.output and "PASS  alert:pagerduty:resolve" in result.output
+    assert "PASS  alert:pagerduty:trigger" in result.output
+    assert "PASS  alert:pagerduty:resolve" in result.output
     key = "goldwatch/goldwatch-alert-test/test"
     assert pd_env.accepted_actions() == [("trigger", key), ("resolve", key)]
     assert pd_env.violations == []
@@ -66,7 +67,8 @@ def test_alert_test_without_a_sink_is_a_usage_error(workdir: Path) -> None:
 def test_alert_test_with_a_bad_key_length_is_a_usage_error(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOLDWATCH_PAGERDUTY_ROUTING_KEY", "too-short-key-value")
     result = CliRunner().invoke(main, ["alert", "test"])
-    assert result.exit_code == 2 and "expected 32" in result.stderr
+    assert result.exit_code == 2
+    assert "expected 32" in result.stderr
     assert "too-short-key-value" not in result.output + result.stderr
 
 
@@ -92,16 +94,19 @@ def test_outage_then_list_then_flush(pd_env: PagerDutyStub, workdir: Path) -> No
     assert listed.exit_code == 0
     events = json.loads(listed.stdout)["events"]
     assert [e["status"] for e in events] == ["pending", "pending"]
-    assert events[0]["summary"].startswith("trigger: goldwatch alert test") and "HTTP 500" in events[0]["last_error"]
+    assert events[0]["summary"].startswith("trigger: goldwatch alert test")
+    assert "HTTP 500" in events[0]["last_error"]
     assert [i["dedup_key"] for i in json.loads(listed.stdout)["open_incidents"]] == []  # test incident resolved
     text = CliRunner().invoke(main, ["alert", "list"])
-    assert "#1 pending" in text.output and "#2 pending" in text.output
+    assert "#1 pending" in text.output
+    assert "#2 pending" in text.output
 
     with pd_env._lock:
         pd_env._answers.clear()  # PagerDuty is back
     flushed = CliRunner().invoke(main, ["alert", "flush", "--timeout", "10"])
     assert flushed.exit_code == 0, flushed.output
-    assert "delivered 2" in flushed.output and "left: 0 pending, 0 dead" in flushed.output
+    assert "delivered 2" in flushed.output
+    assert "left: 0 pending, 0 dead" in flushed.output
     assert [a for a, _ in pd_env.accepted_actions()] == ["trigger", "resolve"]
     assert "outbox: empty" in CliRunner().invoke(main, ["alert", "list"]).output
 
@@ -110,12 +115,14 @@ def test_flush_requeues_dead_letters_on_request(pd_env: PagerDutyStub, workdir: 
     pd_env.script(400)
     assert CliRunner().invoke(main, ["alert", "test"]).exit_code == 1
     dead = json.loads(CliRunner().invoke(main, ["alert", "list", "--status", "dead", "--json"]).stdout)["events"]
-    assert len(dead) == 1 and "HTTP 400" in dead[0]["dead_reason"]
+    assert len(dead) == 1
+    assert "HTTP 400" in dead[0]["dead_reason"]
     assert CliRunner().invoke(main, ["alert", "flush", "--timeout", "0"]).exit_code == 0  # nothing pending
     result = CliRunner().invoke(main, ["alert", "flush", "--requeue-dead", "--json"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert data["requeued"] == 1 and data["report"]["delivered"] == 1
+    assert data["requeued"] == 1
+    assert data["report"]["delivered"] == 1
 
 
 def test_flush_without_sinks_keeps_events_and_says_so(pd_env: PagerDutyStub, workdir: Path,
@@ -127,6 +134,14 @@ def test_flush_without_sinks_keeps_events_and_says_so(pd_env: PagerDutyStub, wor
     assert result.exit_code == 1
     assert "no alert sink is configured; queued events stay queued" in result.stderr
     assert "left: 2 pending" in result.stdout
+
+
+def test_list_without_an_outbox_creates_nothing(workdir: Path) -> None:
+    result = CliRunner().invoke(main, ["alert", "list"])
+    assert result.exit_code == 0
+    assert "no outbox at" in result.output
+    assert json.loads(CliRunner().invoke(main, ["alert", "list", "--json"]).stdout)["events"] == []
+    assert list(workdir.iterdir()) == []
 
 
 def test_console_script_alert_test(stub: PagerDutyStub, tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ def test_different_problems_get_different_keys(m1: str, c1: str, m2: str, c2: st
                                       (("a/b", "c"), ("a", "b/c")), (("m" * 300, "x"), ("m" * 301, "x"))])
 def test_names_that_sanitize_alike_stay_apart(a: tuple[str, str], b: tuple[str, str]) -> None:
     assert dedup_key(*a) != dedup_key(*b)
-    assert len(dedup_key(*a)) <= 255 and len(dedup_key(*b)) <= 255
+    assert len(dedup_key(*a)) <= 255
+    assert len(dedup_key(*b)) <= 255
 
 
 def test_readable_keys_and_classes() -> None:
@@ -58,7 +59,9 @@ def test_incident_book_lifecycle() -> None:
     assert book.on_pass(key="k", now=130.0, resolve_after_s=50) is None
     assert book.on_pass(key="k", now=170.0, resolve_after_s=50) is None
     resolved = book.on_pass(key="k", now=180.0, resolve_after_s=50)
-    assert resolved is not None and resolved.state == "resolved" and resolved.triggers == 5
+    assert resolved is not None
+    assert resolved.state == "resolved"
+    assert resolved.triggers == 5
     assert book.on_pass(key="k", now=190.0, resolve_after_s=0) is None  # nothing open
     reopened = book.on_trigger(**common, fingerprint="b", now=200.0, renotify_s=100)
     assert (reopened.reason, reopened.incident.number, reopened.incident.triggers) == ("new", 2, 1)

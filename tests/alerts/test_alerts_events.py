@@ -42,13 +42,15 @@ def test_truncate_text_keeps_whole_characters(text: str, limit: int) -> None:
     if len(text) <= limit:
         assert out == text
     else:
-        assert out.endswith("…") and text.startswith(out[:-1])
+        assert out.endswith("…")
+        assert text.startswith(out[:-1])
 
 
 def test_summary_is_cut_to_1024_characters_on_a_character_boundary() -> None:
     body = _trigger(summary="é" * 3000).to_pagerduty()
     summary = body["payload"]["summary"]
-    assert len(summary) == MAX_SUMMARY_CHARS and summary.endswith("…")
+    assert len(summary) == MAX_SUMMARY_CHARS
+    assert summary.endswith("…")
     assert validate_alert({"routing_key": ROUTING_KEY, **body}) == []
 
 
@@ -60,7 +62,8 @@ def test_full_trigger_matches_the_documented_schema() -> None:
                   client_url="https://goldwatch.example")
     body = {"routing_key": ROUTING_KEY, **ev.to_pagerduty()}
     assert validate_alert(body) == []
-    assert body["payload"]["class"] == "integrity" and body["images"][0]["src"].startswith("https://")
+    assert body["payload"]["class"] == "integrity"
+    assert body["images"][0]["src"].startswith("https://")
     assert dt.datetime.fromisoformat(body["payload"]["timestamp"]) == T0
 
 
@@ -111,17 +114,20 @@ def test_oversize_details_are_trimmed_largest_first_and_the_event_stays_valid() 
     assert validate_alert(body) == []
     kept = body["payload"]["custom_details"]
     # the small numbers a responder needs survive; the report says what was cut
-    assert kept["measured"] == {"max_abs_error": 0.25} and kept["served_version"] == "v6"
+    assert kept["measured"] == {"max_abs_error": 0.25}
+    assert kept["served_version"] == "v6"
     trimmed = kept["goldwatch_trimmed"]
     assert trimmed["original_bytes"] > MAX_EVENT_BYTES
-    assert set(trimmed["cut"]) | set(trimmed["dropped"]) <= {"evidence", "log"} and trimmed["cut"]
+    assert set(trimmed["cut"]) | set(trimmed["dropped"]) <= {"evidence", "log"}
+    assert trimmed["cut"]
     assert body["links"] == [{"href": "https://runbooks.example/x"}]
 
 
 @given(
     st.dictionaries(
         st.text(min_size=1, max_size=20),
-        st.one_of(st.integers(), st.text(max_size=3000), st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=300)),
+        st.one_of(st.integers(), st.text(max_size=3000),
+                  st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=300)),
         max_size=12,
     ),
     st.integers(min_value=600, max_value=20_000),
@@ -141,3 +147,27 @@ def test_an_event_that_cannot_fit_says_why() -> None:
     body = {"event_action": "trigger", "payload": {"summary": "s", "source": "p" * 5000, "custom_details": {}}}
     with pytest.raises(DataError, match="even without details"):
         fit_to_size(body, max_bytes=1000)
+
+
+events = st.builds(
+    AlertEvent,
+    action=st.just("trigger"),
+    dedup_key=st.text(min_size=1, max_size=255),
+    summary=st.text(min_size=1, max_size=3000).filter(str.strip),
+    source=st.text(min_size=1, max_size=200).filter(str.strip),
+    severity=st.sampled_from(["critical", "error", "warning", "info"]),
+    timestamp=st.datetimes(timezones=st.just(dt.timezone.utc)),
+    component=st.none() | st.text(max_size=50),
+    group=st.none() | st.text(max_size=50),
+    event_class=st.none() | st.text(max_size=50),
+    custom_details=st.dictionaries(st.text(max_size=30), st.integers() | st.text(max_size=200), max_size=10),
+    links=st.lists(st.builds(Link, href=st.just("https://x.example/r"), text=st.none() | st.text(max_size=20)),
+                   max_size=3),
+)
+
+
+@given(events)
+def test_every_rendered_trigger_passes_the_strict_validator(event: AlertEvent) -> None:
+    body = {"routing_key": ROUTING_KEY, **event.to_pagerduty()}
+    assert validate_alert(body) == []
+    assert len(encode_body(body)) <= MAX_EVENT_BYTES

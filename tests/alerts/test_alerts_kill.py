@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from alerts_support import FAST, ROUTING_KEY
 from pagerduty_stub import PagerDutyStub, incidents_for
 
@@ -69,12 +68,14 @@ def test_killed_between_send_and_delete_resends_harmlessly(tmp_path: Path, stub:
     assert stub.accepted_actions() == [("trigger", "goldwatch/fraud/integrity")] * 2
     # the duplicate landed on the same open incident thanks to the dedup key: still one incident
     (incident,) = incidents_for(stub, "goldwatch/fraud/integrity")
-    assert incident.state == "triggered" and len(incident.events) == 2
+    assert incident.state == "triggered"
+    assert len(incident.events) == 2
     assert mgr.outbox.counts() == {"pending": 0, "dead": 0}
     # the recovery resolves the one incident
     mgr.resolve("fraud", "integrity")
     assert mgr.flush(timeout_s=5).delivered == 1
-    assert incident.state == "resolved" and len(stub.incidents) == 1
+    assert incident.state == "resolved"
+    assert len(stub.incidents) == 1
     mgr.close()
 
 

@@ -55,15 +55,21 @@ def test_trigger_carries_what_a_responder_needs(mgr: AlertManager, stub: PagerDu
     action = ActionTaken(kind="rollback", description="rolled back v7 -> v6", from_version="v7", to_version="v6")
     timing = Timing(started_at=mgr._clock() - 12.0, detected_at=mgr._clock() - 2.0, recovered_at=mgr._clock())
     out = mgr.trigger("fraud", "golden", checks=[FAIL, PASS], served_version="v6", action=action, timing=timing)
-    assert out.queued and out.reason == "new" and out.incident and out.incident.number == 1
+    assert out.queued
+    assert out.reason == "new"
+    assert out.incident
+    assert out.incident.number == 1
     assert mgr.flush(timeout_s=5).ok
     (req,) = stub.accepted
     assert stub.violations == []
     body = req.body
-    assert body["routing_key"] == ROUTING_KEY and body["dedup_key"] == "goldwatch/fraud/golden"
+    assert body["routing_key"] == ROUTING_KEY
+    assert body["dedup_key"] == "goldwatch/fraud/golden"
     p = body["payload"]
-    assert p["severity"] == "critical" and p["source"] == "node-3/goldwatch-sidecar-7f9c"
-    assert p["component"] == "fraud" and p["class"] == "golden"
+    assert p["severity"] == "critical"
+    assert p["source"] == "node-3/goldwatch-sidecar-7f9c"
+    assert p["component"] == "fraud"
+    assert p["class"] == "golden"
     assert p["summary"] == ("fraud: golden check failed: golden:logits:max_abs_error: 0.31 outside limit "
                             "(<= 1e-05 abs); rolled back v7 -> v6 in 2.0 s (RTO 60 s met); serving v6")
     d = p["custom_details"]
@@ -73,11 +79,14 @@ def test_trigger_carries_what_a_responder_needs(mgr: AlertManager, stub: PagerDu
                                    "threshold": {"limit": 1e-5}}]
     assert d["action"] == {"kind": "rollback", "description": "rolled back v7 -> v6", "from_version": "v7",
                            "to_version": "v6"}
-    assert d["timing"]["detection_s"] == pytest.approx(10.0) and d["timing"]["recovery_s"] == pytest.approx(2.0)
-    assert d["timing"]["total_s"] == pytest.approx(12.0) and d["timing"]["within_rto"] is True
+    assert d["timing"]["detection_s"] == pytest.approx(10.0)
+    assert d["timing"]["recovery_s"] == pytest.approx(2.0)
+    assert d["timing"]["total_s"] == pytest.approx(12.0)
+    assert d["timing"]["within_rto"] is True
     assert d["timing"]["rto_s"] == 60.0
     assert d["runbook"] == "https://runbooks.example/goldwatch/golden"
-    assert d["host"] and d["pod"]
+    assert d["host"]
+    assert d["pod"]
     assert d["evidence"] == {"golden:logits:max_abs_error": {"worst_rows": [3, 17]}}
     assert body["links"] == [{"href": "https://runbooks.example/goldwatch/golden", "text": "Runbook"}]
 
@@ -104,13 +113,15 @@ def test_repeated_failures_update_one_incident_without_spamming(
     assert sum(o.queued for o in outcomes) == 1
     changed = mgr.trigger("fraud", "golden", checks=[FAIL, Check(name="golden:probs:cosine", status="fail")],
                           served_version="v6")
-    assert changed.reason == "changed" and changed.queued
+    assert changed.reason == "changed"
+    assert changed.queued
     clock.now += 601
     again = mgr.trigger("fraud", "golden", checks=[FAIL, Check(name="golden:probs:cosine", status="fail")],
                         served_version="v6")
     assert again.reason == "renotify"
     mgr.flush(timeout_s=5)
-    assert len(stub.accepted) == 3 and len(stub.incidents) == 1
+    assert len(stub.accepted) == 3
+    assert len(stub.incidents) == 1
     assert mgr.incidents("open")[0].triggers == 52
 
 
@@ -121,7 +132,9 @@ def test_resolve_when_passing_and_a_new_trigger_opens_a_new_incident(
     mgr.observe("fraud", [PASS])
     assert mgr.observe("fraud", [PASS]) == []  # nothing open: no second resolve
     (again,) = mgr.observe("fraud", [FAIL])
-    assert again.reason == "new" and again.incident and again.incident.number == 2
+    assert again.reason == "new"
+    assert again.incident
+    assert again.incident.number == 2
     mgr.flush(timeout_s=5)
     assert [a for a, _ in stub.accepted_actions()] == ["trigger", "resolve", "trigger"]
     incidents = incidents_for(stub, "goldwatch/fraud/golden")
@@ -144,7 +157,8 @@ def test_a_flapping_check_keeps_one_incident_with_resolve_after(
     assert resolved.action == "resolve"
     mgr.flush(timeout_s=5)
     assert [a for a, _ in stub.accepted_actions()] == ["trigger", "resolve"]
-    assert len(stub.incidents) == 1 and stub.incidents[0].state == "resolved"
+    assert len(stub.incidents) == 1
+    assert stub.incidents[0].state == "resolved"
     mgr.outbox.close()
 
 
@@ -166,7 +180,8 @@ def test_change_events_for_promotions_and_rollbacks(mgr: AlertManager, stub: Pag
                details={"from": "v7", "to": "v6"}, links=[Link("https://runbooks.example/r")])
     mgr.flush(timeout_s=5)
     (req,) = stub.accepted
-    assert req.path == "/v2/change/enqueue" and stub.violations == []
+    assert req.path == "/v2/change/enqueue"
+    assert stub.violations == []
     assert req.body["payload"]["custom_details"]["to"] == "v6"
     assert req.body["payload"]["source"] == "node-3/goldwatch-sidecar-7f9c"
 
@@ -185,7 +200,8 @@ def test_huge_evidence_is_trimmed_and_still_accepted(mgr: AlertManager, stub: Pa
     mgr.trigger("fraud", "drift", checks=[huge])
     mgr.flush(timeout_s=5)
     (req,) = stub.accepted
-    assert req.size <= 512 * 1024 and stub.violations == []
+    assert req.size <= 512 * 1024
+    assert stub.violations == []
     details = req.body["payload"]["custom_details"]
     assert details["failed_checks"][0]["summary"] == "412 of 5000 features drifted"
     assert "evidence" in details["goldwatch_trimmed"]["cut"] + details["goldwatch_trimmed"]["dropped"]
@@ -219,7 +235,8 @@ def test_webhook_client_errors_are_dead_letters_and_server_errors_retry(tmp_path
     mgr = AlertManager(Outbox.open(tmp_path / "a.sqlite", policy=FAST), [sink], source="p")
     mgr.change("promoted fraud v8")
     report = mgr.flush(timeout_s=5)
-    assert report.retried == 1 and report.rejected == 1
+    assert report.retried == 1
+    assert report.rejected == 1
     assert "HTTP 404: no_service" in (mgr.outbox.entries("dead")[0].dead_reason or "")
     mgr.close()
 
@@ -230,7 +247,8 @@ def test_build_sinks_from_env_and_config(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert build_sinks(parse_config("").alerts) == []
     monkeypatch.setenv("GOLDWATCH_PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
     (pd,) = build_sinks(parse_config("").alerts)
-    assert isinstance(pd, PagerDutySink) and pd.events_url == "https://events.pagerduty.com"
+    assert isinstance(pd, PagerDutySink)
+    assert pd.events_url == "https://events.pagerduty.com"
     cfg = parse_config('[alerts.pagerduty]\nevents_url = "https://proxy.example/pd"\n').alerts
     assert build_sinks(cfg)[0].events_url == "https://proxy.example/pd"  # type: ignore[attr-defined]
     monkeypatch.setenv("GOLDWATCH_PAGERDUTY_EVENTS_URL", "http://127.0.0.1:1234")
@@ -268,5 +286,6 @@ def test_from_config_puts_the_outbox_under_the_default_dir(
     with pytest.raises(ConfigError, match="no alert sink is configured"):
         AlertManager.from_config(parse_config("").alerts, default_dir=tmp_path, require_sink=True)
     mgr = AlertManager.from_config(parse_config("[alerts]\nrenotify_s = 5\n").alerts, default_dir=tmp_path)
-    assert mgr.outbox.path == tmp_path / "alerts.sqlite" and mgr.renotify_s == 5
+    assert mgr.outbox.path == tmp_path / "alerts.sqlite"
+    assert mgr.renotify_s == 5
     mgr.close()

@@ -28,7 +28,9 @@ def test_outage_of_many_retries_then_delivery_in_order(
     _queue(outbox, pd_sink, "trigger", "gw/a/integrity", "second")
     _queue(outbox, pd_sink, "resolve", "gw/a/integrity")
     report = outbox.drain({pd_sink.name: pd_sink}, timeout_s=20)
-    assert report.ok and report.delivered == 3 and report.retried == 10
+    assert report.ok
+    assert report.delivered == 3
+    assert report.retried == 10
     assert outbox.counts() == {"pending": 0, "dead": 0}
     assert stub.violations == []
     assert [(r.body["event_action"], r.body.get("payload", {}).get("summary")) for r in stub.accepted] == [
@@ -36,7 +38,8 @@ def test_outage_of_many_retries_then_delivery_in_order(
     # every failed attempt was the head event: nothing overtook it while it was backing off
     assert {r.body.get("payload", {}).get("summary") for r in stub.requests if r.status != 202} == {"first"}
     (incident,) = incidents_for(stub, "gw/a/integrity")
-    assert incident.state == "resolved" and len(incident.events) == 3
+    assert incident.state == "resolved"
+    assert len(incident.events) == 3
 
 
 def test_other_keys_are_not_blocked_by_a_key_in_backoff(
@@ -61,10 +64,14 @@ def test_a_400_is_not_retried_and_is_kept_as_a_dead_letter(
     bad = _queue(outbox, pd_sink, "trigger", "gw/a/golden")
     _queue(outbox, pd_sink, "trigger", "gw/b/golden")
     report = outbox.drain({pd_sink.name: pd_sink}, timeout_s=5)
-    assert report.rejected == 1 and report.delivered == 1 and not report.ok
+    assert report.rejected == 1
+    assert report.delivered == 1
+    assert not report.ok
     assert len([r for r in stub.requests if r.body.get("dedup_key") == "gw/a/golden"]) == 1  # no retry
     (dead,) = outbox.entries("dead")
-    assert dead.id == bad and dead.attempts == 1 and "HTTP 400" in (dead.dead_reason or "")
+    assert dead.id == bad
+    assert dead.attempts == 1
+    assert "HTTP 400" in (dead.dead_reason or "")
     assert "Event object is invalid" in (dead.dead_reason or "")
     assert report.to_checks()[0].status == "fail"
     # after a fix, a dead letter can be put back
@@ -91,7 +98,8 @@ def test_a_hanging_server_times_out_and_the_event_is_retried(stub: PagerDutyStub
     _queue(outbox, sink, "trigger", "gw/a/server")
     report = outbox.drain({sink.name: sink}, timeout_s=10)
     sink.close()
-    assert report.retried == 1 and report.delivered == 1
+    assert report.retried == 1
+    assert report.delivered == 1
     assert "timed out" in report.errors[0]
 
 
@@ -100,9 +108,11 @@ def test_network_error_is_retried(tmp_path: Path) -> None:
     box = Outbox.open(tmp_path / "o.sqlite", policy=FAST)
     _queue(box, sink, "trigger", "k")
     report = box.deliver_once({sink.name: sink})
-    assert report.retried == 1 and "network error" in report.errors[0]
+    assert report.retried == 1
+    assert "network error" in report.errors[0]
     (entry,) = box.entries("pending")
-    assert entry.attempts == 1 and entry.next_attempt_at > entry.created_at
+    assert entry.attempts == 1
+    assert entry.next_attempt_at > entry.created_at
     box.close()
     sink.close()
 
@@ -141,9 +151,11 @@ def test_rate_limit_holds_at_most_the_limit_in_any_60_second_window(tmp_path: Pa
     for i in range(12):
         box.enqueue("rec", "alert", {"n": i}, order_key=f"k{i}", route="rec-route")
     first = box.deliver_once({"rec": sink})
-    assert first.delivered == 5 and first.rate_limited == 7
+    assert first.delivered == 5
+    assert first.rate_limited == 7
     report = box.drain({"rec": sink}, timeout_s=600)
-    assert report.delivered == 7 and box.counts()["pending"] == 0
+    assert report.delivered == 7
+    assert box.counts()["pending"] == 0
     times = [t for t, _ in sink.sent]
     assert all(sum(1 for u in times if t <= u < t + 60) <= 5 for t in times)
     assert times[-1] - times[0] >= 120  # 12 events at 5/min need two more windows
@@ -171,7 +183,8 @@ def test_old_undelivered_events_expire_into_dead_letters(tmp_path: Path) -> None
     box = Outbox.open(tmp_path / "o.sqlite", policy=policy, clock=clock, sleep=clock.sleep)
     box.enqueue("rec", "alert", {"n": 1}, order_key="k", route="rec-route")
     report = box.drain({"rec": Recorder(["retry"] * 1000, clock=clock)}, timeout_s=100)
-    assert report.expired == 1 and box.counts() == {"pending": 0, "dead": 1}
+    assert report.expired == 1
+    assert box.counts() == {"pending": 0, "dead": 1}
     assert "expired after" in (box.entries("dead")[0].dead_reason or "")
     box.close()
 
@@ -202,7 +215,8 @@ def test_two_processes_sharing_the_outbox_do_not_both_send_a_leased_event(tmp_pa
             return super().send(kind, body)
 
     sink = Reentrant()
-    assert a.deliver_once({"rec": sink}).delivered == 1 and len(sink.sent) == 1
+    assert a.deliver_once({"rec": sink}).delivered == 1
+    assert len(sink.sent) == 1
     a.close()
     b.close()
 
@@ -219,9 +233,27 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_outbox_uses_wal_and_full_sync(outbox: Outbox) -> None:
     assert outbox.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert outbox.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    # delivery bookkeeping commits without fsync, and the connection is back to FULL for the next store
+    outbox.enqueue("rec", "alert", {"n": 1}, order_key="k", route="rec-route")
+    outbox.deliver_once({"rec": Recorder(["retry"])})
+    outbox.deliver_once({"rec": Recorder()})
+    assert outbox.connection.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(DataError, match="invalid retry policy"):
         RetryPolicy(base_s=10, max_delay_s=1)
     assert RetryPolicy(jitter=0.0).delay(10_000, random.Random(0)) == 300.0
+
+
+def test_a_corrupt_outbox_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="cannot open the alert outbox"):
+        Outbox.open(path)
+
+
+def test_non_json_bodies_are_refused_before_storing(outbox: Outbox) -> None:
+    with pytest.raises(DataError, match="not plain JSON"):
+        outbox.enqueue("s", "alert", {"x": float("nan")}, order_key="k", route="r")
+    assert outbox.counts() == {"pending": 0, "dead": 0}

@@ -74,8 +74,10 @@ def test_routing_key_never_logged(
         build_sinks(parse_config("").alerts)
     logging.getLogger("goldwatch.test").error("config failed: %s", err.value)
     text = stream.getvalue()
-    assert "delivered via pagerduty" in text and "rejected by pagerduty" in text  # the logs did speak
-    assert len(raw.lines) > 5 and caplog.records
+    assert "delivered via pagerduty" in text
+    assert "rejected by pagerduty" in text
+    assert len(raw.lines) > 5
+    assert caplog.records
     for where, content in [("formatted log", text), ("raw records", "\n".join(raw.lines)),
                            ("third-party logs", caplog.text), ("error", str(err.value))]:
         assert ROUTING_KEY not in content, where
@@ -94,5 +96,24 @@ def test_routing_key_never_written_to_the_outbox(tmp_path: Path, stub: PagerDuty
 
 def test_sink_repr_hides_the_key(stub: PagerDutyStub) -> None:
     sink = PagerDutySink(ROUTING_KEY, events_url=stub.url)
-    assert ROUTING_KEY not in repr(sink) and ROUTING_KEY not in str(vars(sink).get("route"))
+    assert ROUTING_KEY not in repr(sink)
+    assert ROUTING_KEY not in str(vars(sink).get("route"))
     sink.close()
+
+
+def test_webhook_url_is_masked_in_httpx_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import httpx
+
+    from goldwatch.watchdog.alerts import WebhookSink
+
+    url = "https://hooks.example/services/T000/B000/SeCrEtToKeN123"
+    sink = WebhookSink(url, name="webhook:slack", transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    box = Outbox.open(tmp_path / "a.sqlite", policy=FAST)
+    caplog.set_level(logging.DEBUG)
+    mgr = AlertManager(box, [sink], source="pod-1")
+    mgr.trigger("m", "drift", summary="drifted", severity="warning")
+    assert mgr.flush(timeout_s=5).delivered == 1
+    mgr.close()
+    assert any(r.name == "httpx" for r in caplog.records)  # httpx did log the request
+    assert "SeCrEtToKeN123" not in caplog.text
+    assert b"SeCrEtToKeN123" not in (tmp_path / "a.sqlite").read_bytes()

@@ -126,7 +126,8 @@ def test_unwritable_report_path_exit_2_but_junit_written(world: GateWorld, tmp_p
 def test_report_path_that_is_a_directory(world: GateWorld, tmp_path: Path) -> None:
     result = gate("--candidate", world.candidate, "--golden", world.golden, "--json", tmp_path)
     assert result.exit_code == 2
-    assert "is a directory, expected a file name" in result.stderr
+    assert "Invalid value for '--json'" in result.stderr
+    assert "is a directory" in result.stderr
 
 
 def test_json_to_stdout_stays_parseable(world: GateWorld) -> None:

@@ -41,7 +41,7 @@ def test_self_contained_no_network_no_script() -> None:
 def test_verdict_banner_and_sections() -> None:
     page = render_html(verdict_with_plots())
     assert 'data-verdict="fail"' in page
-    assert "FAIL: 1 of 2 checks failed (drift:g:y)" in page
+    assert ">FAIL</span><span class=\"headline\">1 of 2 checks failed (drift:g:y)<" in page
     for heading in ("Golden replay: error per output", "Agreement with the baseline", "Output drift against"):
         assert heading in page
     # failures are listed first in the checks table

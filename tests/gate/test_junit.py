@@ -29,7 +29,8 @@ def test_counts_and_elements_match_checks() -> None:
         Check("device:cuda", "skip", "no CUDA GPU"),
     ]
     suite = parse(GateVerdict.from_checks(checks, candidate=ModelRef("m.onnx")))
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "1", "1", "1")
+    counts = (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped"))
+    assert counts == ("4", "1", "1", "1")
     cases = suite.findall("testcase")
     assert [(c.get("classname"), c.get("name")) for c in cases] == [
         ("goldwatch.gate.artifact", "digest"),

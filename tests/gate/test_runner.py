@@ -168,6 +168,15 @@ def test_several_golden_sets(world: GateWorld, tmp_path) -> None:
     assert v.golden_sets == [str(world.golden), str(second)]
 
 
+def test_golden_sets_with_the_same_folder_name_get_distinct_checks(world: GateWorld, tmp_path) -> None:
+    twin = tmp_path / "golden"
+    shutil.copytree(world.golden, twin)
+    v = run_gate(world.candidate, [world.golden, twin], **FAST)
+    names = [c.name for c in v.checks]
+    assert len(names) == len(set(names))
+    assert by_name(v, "golden:golden#2:cpu:")
+
+
 def test_thresholds_from_config_and_flags() -> None:
     th = GateThresholds.from_config(GateConfig(min_top1_agreement=0.5, latency_repeats=7),
                                     GoldenConfig(min_cosine=0.9), min_top1_agreement=0.8)
@@ -218,3 +227,11 @@ def test_outputs_observer_sees_both_models(world: GateWorld) -> None:
     ((name, cand, base),) = seen
     assert name == "golden"
     np.testing.assert_array_equal(cand["logits"], base["logits"])
+
+
+def test_nan_candidate_against_baseline_fails_rather_than_errors(world: GateWorld) -> None:
+    v = run_gate(world.nan_model, [world.golden], baseline=world.candidate, **FAST)
+    assert v.verdict == "fail"
+    (drift,) = by_name(v, "drift:golden:logits")
+    assert drift.status == "skip"
+    assert "NaN/Inf" in drift.summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -50,7 +52,7 @@ def test_any_split_of_the_stream_gives_the_same_fingerprint(n: int, cuts: list[i
     data = _bytes(n, seed)
     bounds = sorted({0, n, *[c % (n + 1) for c in cuts]})
     sums = BlockSums(n)
-    pieces = list(zip(bounds[:-1], bounds[1:]))
+    pieces = list(itertools.pairwise(bounds))
     for a, b in reversed(pieces):  # order-free too
         add_bytes(sums, data[a:b], a)
     assert sums.finalize() == fingerprint_buffer(data)
@@ -65,7 +67,8 @@ def test_every_single_bit_flip_is_detected_and_located(n: int, pos: int, bit: in
     a, b = fingerprint_buffer(data), fingerprint_buffer(flipped)
     assert a.diff(b) == [(pos % n) // BLOCK_BYTES]
     # both lanes change (each on its own proves the single-word guarantee)
-    assert a.blocks[0][:16] != b.blocks[0][:16] and a.blocks[0][16:] != b.blocks[0][16:]
+    assert a.blocks[0][:16] != b.blocks[0][:16]
+    assert a.blocks[0][16:] != b.blocks[0][16:]
 
 
 @settings(max_examples=60)
@@ -112,7 +115,8 @@ def test_length_is_part_of_the_fingerprint() -> None:
     # b"ab" and b"ab\0\0" have the same zero-padded words; the byte length tells them apart
     a = fingerprint_buffer(b"ab")
     b = fingerprint_buffer(b"ab\0\0")
-    assert a.blocks != b.blocks and a.summary != b.summary
+    assert a.blocks != b.blocks
+    assert a.summary != b.summary
     assert a.diff(b) == [0]
 
 

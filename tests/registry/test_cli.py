@@ -35,12 +35,14 @@ def test_add_promote_list_show_rollback_check(cli, tmp_path: Path) -> None:
         assert json.loads(res.output)["state"] == "candidate"
     assert cli("promote", "fraud", "1", "--reason", "gate ok", "--evidence", '{"run": 1}').exit_code == 0
     res = cli("promote", "fraud", "2", "--reason", "gate ok", "--actor", "alice")
-    assert res.exit_code == 0 and res.output.strip() == "promoted fraud 2 to known-good (serving)"
+    assert res.exit_code == 0
+    assert res.output.strip() == "promoted fraud 2 to known-good (serving)"
     res = cli("list", "--json")
     assert [(v["version"], v["state"], v["serving"]) for v in json.loads(res.output)] == [
         ("1", "known-good", False), ("2", "known-good", True)]
     res = cli("check", "fraud", "--json")
-    assert res.exit_code == 0 and json.loads(res.output)["target"] == "1"
+    assert res.exit_code == 0
+    assert json.loads(res.output)["target"] == "1"
     res = cli("rollback", "fraud", "--reason", "v2 drifted", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
@@ -51,12 +53,15 @@ def test_add_promote_list_show_rollback_check(cli, tmp_path: Path) -> None:
     assert shown["serving"]["version"] == "1"
     assert [e["action"] for e in shown["history"]][-2:] == ["quarantine", "serve"]
     res = cli("show", "fraud", "2")
-    assert "quarantined" in res.output and "v2 drifted" in res.output
+    assert "quarantined" in res.output
+    assert "v2 drifted" in res.output
     # nothing left to roll back to: exit 1, and the check says why
     res = cli("rollback", "fraud", "--reason", "again")
-    assert res.exit_code == 1 and "no verified known-good version" in res.output
+    assert res.exit_code == 1
+    assert "no verified known-good version" in res.output
     res = cli("check", "fraud")
-    assert res.exit_code == 1 and "FAIL  registry:fraud:target" in res.output
+    assert res.exit_code == 1
+    assert "FAIL  registry:fraud:target" in res.output
 
 
 def test_bad_input_exits_2_with_one_message_and_changes_nothing(cli, tmp_path: Path) -> None:
@@ -72,17 +77,21 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(cli, tmp_path: P
         res = cli(*args)
         assert res.exit_code == 2, (args, res.output)
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("goldwatch: error: ") and message in lines[0]
+        assert len(lines) == 1
+        assert lines[0].startswith("goldwatch: error: ")
+        assert message in lines[0]
     reg = tmp_path / "reg" / "store" / "trees"
     corrupt(next(reg.glob("*/m1/weights.npz")))
     res = cli("promote", "fraud", "1", "--reason", "x")
-    assert res.exit_code == 2 and "fails verification" in res.stderr
+    assert res.exit_code == 2
+    assert "fails verification" in res.stderr
     assert json.loads(cli("list", "--json").output)[0]["state"] == "candidate"
     assert not (tmp_path / "serve").exists()
     (tmp_path / "notreg").mkdir()
     (tmp_path / "notreg" / "README").write_text("x")
     res = cli("list", base_args=["registry", "--root", str(tmp_path / "notreg")])
-    assert res.exit_code == 2 and "is not a goldwatch registry (no registry.db" in res.stderr
+    assert res.exit_code == 2
+    assert "is not a goldwatch registry (no registry.db" in res.stderr
     assert sorted(p.name for p in (tmp_path / "notreg").iterdir()) == ["README"]
 
 
@@ -97,7 +106,8 @@ def test_config_section_drives_serving_and_reload(cli, tmp_path: Path) -> None:
         f'reload_command = ["sh", "-c", "echo $GOLDWATCH_VERSION >> {log}"]\n'
     )
     for seed in (1, 2):
-        assert cli("add", "fraud", str(write_weights(tmp_path / f"m{seed}", seed)), base_args=["registry"]).exit_code == 0
+        src = write_weights(tmp_path / f"m{seed}", seed)
+        assert cli("add", "fraud", str(src), base_args=["registry"]).exit_code == 0
         assert cli("promote", "fraud", str(seed), "--reason", "ok", base_args=["registry"]).exit_code == 0
     res = cli("rollback", "fraud", "--reason", "bad", base_args=["registry"])
     assert res.exit_code == 0, res.output
@@ -115,4 +125,24 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["version"] == "1"
     done = subprocess.run([*env_args, "quarantine", "fraud", "1"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120, check=False)
-    assert done.returncode == 2 and "Missing option '--reason'" in done.stderr
+    assert done.returncode == 2
+    assert "Missing option '--reason'" in done.stderr
+
+
+def test_mlflow_layout_needs_a_registry_uri(cli, tmp_path: Path) -> None:
+    (tmp_path / "goldwatch.toml").write_text('[registry]\nlayout = "mlflow-alias"\n')
+    src = write_weights(tmp_path / "m1", 1)
+    assert cli("add", "fraud", str(src), base_args=["registry", "--root", str(tmp_path / "reg")]).exit_code == 0
+    res = cli("promote", "fraud", "1", "--reason", "x", base_args=["registry", "--root", str(tmp_path / "reg")])
+    assert res.exit_code == 2
+    assert "registry.mlflow_registry_uri: layout 'mlflow-alias' needs mlflow_registry_uri" in res.stderr
+
+
+def test_registry_config_section_validates() -> None:
+    from goldwatch.config import parse_config
+    from goldwatch.errors import ConfigError
+
+    cfg = parse_config('[registry]\nlayout = "mlflow-alias"\nmlflow_registry_uri = "sqlite:///m.db"\n')
+    assert (cfg.registry.layout, cfg.registry.mlflow_alias) == ("mlflow-alias", "champion")
+    with pytest.raises(ConfigError, match="registry.layout"):
+        parse_config('[registry]\nlayout = "flat"\n')

@@ -95,7 +95,8 @@ def test_rollback_killed_at_each_step(tmp_path: Path, layout: str, step: str) ->
         )
         if not switched:
             result = reg.rollback("m", reason="after the crash")
-            assert result.ok and result.to_version == "1"
+            assert result.ok
+            assert result.to_version == "1"
             assert _assert_consistent(reg, serve) == "1"
 
 

@@ -30,7 +30,9 @@ def test_current_link_switch(tmp_path: Path, versions: tuple[Path, Path]) -> Non
     assert (tmp_path / "serve" / "current" / "weights.bin").read_text() == "v1"
     ptr.switch(ptr.stage(versions[1], label="m:2"))
     state = ptr.read()
-    assert state is not None and state.source == versions[1].resolve() and state.label == "m:2"
+    assert state is not None
+    assert state.source == versions[1].resolve()
+    assert state.label == "m:2"
     assert (tmp_path / "serve" / "current" / "weights.bin").read_text() == "v2"
     assert sorted(os.listdir(tmp_path / "serve")) == [MARKER, "current"]
 
@@ -61,7 +63,9 @@ def test_numbered_layout_copies_and_bumps(tmp_path: Path, versions: tuple[Path, 
     assert (served / "weights.bin").read_text() == "v1"
     assert not (served / "weights.bin").samefile(versions[0] / "weights.bin")  # a copy, not a link
     state = ptr.read()
-    assert state.number == 3 and state.label == "m:1" and state.source == versions[0].resolve()
+    assert state.number == 3
+    assert state.label == "m:1"
+    assert state.source == versions[0].resolve()
     assert not (served / MARKER).exists()  # the served copy holds exactly the artifact
     assert json.loads((tmp_path / "serve" / MARKER).read_text())["3"]["label"] == "m:1"
 

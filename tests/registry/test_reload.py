@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,7 +75,7 @@ def test_oip_load_then_ready(server) -> None:
 def test_oip_errors_are_server_errors_not_model_verdicts(server, free_port: int) -> None:
     state, url = server
     state.load_status = 400
-    with pytest.raises(ServerUnreachableError, match='load answered HTTP 400: {"error": "nope"}'):
+    with pytest.raises(ServerUnreachableError, match=re.escape('load answered HTTP 400: {"error": "nope"}')):
         OipReloader(url, model_name="m").reload(model="m", version="1", path=Path("/x"))
     state.ready_after = 10**6
     with pytest.raises(ServerUnreachableError, match=r"model 'm' not ready after 0.2 s \(last answer: HTTP 503\)"):
@@ -104,7 +105,7 @@ def test_command_reloader(tmp_path: Path) -> None:
     with pytest.raises(ServerUnreachableError, match="reload command not found: /no/such/binary"):
         CommandReloader(["/no/such/binary"]).reload(model="m", version="1", path=tmp_path)
     never = CommandReloader(["true"], ready_argv=["false"])
-    with pytest.raises(ServerUnreachableError, match="ready command not satisfied after 0.1 s"):
+    with pytest.raises(ServerUnreachableError, match=r"ready command not satisfied after 0\.1 s"):
         never.wait_ready(timeout_s=0.1)
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goldwatch.errors import RegistryError
@@ -23,7 +23,8 @@ def test_same_bytes_same_tree_and_objects_are_shared(tmp_path: Path) -> None:
     first = store.put(src)
     second = store.put(src)
     assert first == second
-    assert first.files == 2 and first.size_bytes == 200
+    assert first.files == 2
+    assert first.size_bytes == 200
     assert (first.path / "sub" / "b.bin").read_bytes() == b"a" * 100
     assert len(list(store.objects.glob("*/*"))) == 1
     assert not any(store.tmp.iterdir())
@@ -63,12 +64,14 @@ def test_delete_tree_frees_only_unshared_objects(tmp_path: Path) -> None:
     (one / "own.bin").write_bytes(b"o" * 70)
     t1, t2 = store.put(one), store.put(two)
     assert store.delete_tree(t1.tree) == 70
-    assert not t1.path.exists() and not t1.manifest_path.exists()
+    assert not t1.path.exists()
+    assert not t1.manifest_path.exists()
     assert (t2.path / "shared.bin").read_bytes() == b"s" * 50
     assert store.delete_tree(t2.tree) == 50
     assert list(store.objects.glob("*/*")) == []
 
 
+@settings(max_examples=25)
 @given(st.dictionaries(st.from_regex(r"[a-z]{1,8}\.bin", fullmatch=True), st.binary(max_size=300),
                        min_size=1, max_size=5))
 def test_put_round_trips_any_content(tmp_path_factory: pytest.TempPathFactory, files: dict[str, bytes]) -> None:

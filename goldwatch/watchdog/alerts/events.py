@@ -198,9 +198,10 @@ class AlertEvent:
 
     def to_text(self) -> str:
         """One line for chat webhooks: severity, summary, source."""
+        summary = truncate_text(self.summary, MAX_SUMMARY_CHARS)
         if self.action == "trigger":
-            return f"[{self.severity.upper()}] {self.summary} (on {self.source})"
-        return f"[{self.action.upper()}] {self.dedup_key}" + (f": {self.summary}" if self.summary else "")
+            return f"[{self.severity.upper()}] {summary} (on {self.source})"
+        return f"[{self.action.upper()}] {self.dedup_key}" + (f": {summary}" if summary else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +238,8 @@ class ChangeEvent:
         return fit_to_size(body, max_bytes=max_bytes)
 
     def to_text(self) -> str:
-        return f"[CHANGE] {self.summary}" + (f" (on {self.source})" if self.source else "")
+        summary = truncate_text(self.summary, MAX_SUMMARY_CHARS)
+        return f"[CHANGE] {summary}" + (f" (on {self.source})" if self.source else "")
 
 
 def encode_body(body: Mapping[str, Any]) -> bytes:

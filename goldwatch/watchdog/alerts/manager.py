@@ -66,6 +66,7 @@ __all__ = [
     "Timing",
     "build_sinks",
     "default_severity",
+    "outbox_path",
 ]
 
 log = get_logger(__name__)
@@ -122,7 +123,9 @@ class ActionTaken:
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """When the problem started (if known), was detected and was recovered from; epoch seconds or datetimes.
+    """When the problem started (if known), was detected and was recovered from, in epoch seconds.
+
+    (An aware ``datetime`` passed instead is converted to epoch seconds.)
 
     >>> t = Timing(started_at=100.0, detected_at=102.5, recovered_at=104.0, rto_s=60)
     >>> t.detection_s, t.recovery_s, t.total_s, t.within_rto
@@ -256,10 +259,10 @@ class AlertManager:
             )
         policy = RetryPolicy(base_s=config.retry_base_s, max_delay_s=config.retry_max_delay_s,
                              max_age_s=config.max_age_s)
-        path = Path(config.outbox_path) if config.outbox_path else Path(default_dir) / "alerts.sqlite"
+        box = Outbox.open(outbox_path(config, default_dir=default_dir), policy=policy)
         return cls(
-            Outbox.open(path, policy=policy), sinks, source=config.source, runbook_url=config.runbook_url,
-            rto_s=config.rto_seconds, renotify_s=config.renotify_s, resolve_after_s=config.resolve_after_s,
+            box, sinks, source=config.source, runbook_url=config.runbook_url, rto_s=config.rto_seconds,
+            renotify_s=config.renotify_s, resolve_after_s=config.resolve_after_s,
         )
 
     # -- events ----------------------------------------------------------------------------------------------
@@ -357,6 +360,8 @@ class AlertManager:
         fingerprint = hashlib.sha256(json.dumps(
             [severity, sorted((c.name, c.status) for c in failed), served_version,
              action.kind if action else None, summary], sort_keys=True).encode()).hexdigest()
+        if not self.sinks:
+            log.warning("no alert sink is configured: incident %s is recorded but nobody is paged", key)
         with self.outbox.transaction():
             decision = self.book.on_trigger(
                 key=key, model=model, check_class=check_class, severity=severity, summary=text,
@@ -441,9 +446,15 @@ class AlertManager:
         return self.book.list(state=state)
 
     def close(self) -> None:
+        """Close the sinks' HTTP clients and the outbox (queued events stay on disk for the next process)."""
         for sink in self.sinks.values():
             sink.close()
         self.outbox.close()
+
+
+def outbox_path(config: AlertsConfig, *, default_dir: str | os.PathLike[str] = ".goldwatch") -> Path:
+    """Where the outbox database lives: ``alerts.outbox_path``, else ``<default_dir>/alerts.sqlite``."""
+    return Path(config.outbox_path) if config.outbox_path else Path(default_dir) / "alerts.sqlite"
 
 
 def build_sinks(config: AlertsConfig, *, transport: httpx.BaseTransport | None = None) -> list[Sink]:

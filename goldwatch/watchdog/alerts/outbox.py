@@ -295,11 +295,18 @@ class Outbox:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit (nestable): an incident update and the events it causes commit together."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic unit (nestable): an incident update and the events it causes commit together.
+
+        ``durable=False`` (delivery bookkeeping only: leases, attempt counts, deleting a delivered row) commits
+        without an fsync. Such a commit still survives a process crash (WAL); only a power cut can undo it, and
+        undoing it merely resends an event PagerDuty deduplicates. Storing an event is always durable.
+        """
         with self._lock:
             outer = self._depth == 0
             if outer:
+                if not durable:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._stored = False
             self._depth += 1
@@ -309,16 +316,23 @@ class Outbox:
                 self._depth -= 1
                 if outer:
                     self._conn.execute("ROLLBACK")
+                    self._conn.execute("PRAGMA synchronous=FULL")
                 raise
             self._depth -= 1
             if outer:
                 self._conn.execute("COMMIT")
+                if not durable:
+                    self._conn.execute("PRAGMA synchronous=FULL")
                 if self._stored:
                     _crash_point("stored")
 
     def enqueue(self, sink: str, kind: str, body: Mapping[str, Any], *, order_key: str, route: str) -> int:
         """Store one event for ``sink``; committed (durable) when this returns outside a transaction."""
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"the event body is not plain JSON ({exc})", where=f"outbox event for {sink}",
+                            hint="pass data through goldwatch.serialize.to_jsonable (NaN becomes null)") from None
         now = self._clock()
         with self.transaction() as conn:
             cur = conn.execute(
@@ -398,7 +412,7 @@ class Outbox:
         return float(rows[-1][0]) + RATE_WINDOW_S
 
     def _claim(self, row_id: int, route: str, limit: int | None, now: float) -> bool:
-        with self.transaction() as conn:
+        with self.transaction(durable=False) as conn:
             if limit is not None and self._rate_free_at(route, limit, now) > now:
                 return False
             row = conn.execute("SELECT lease_until, lease_owner FROM outbox WHERE id = ? AND status = 'pending'",
@@ -414,9 +428,9 @@ class Outbox:
         """One pass: attempt every event that is due and at the head of its key. Never sleeps."""
         report = DeliveryReport()
         now = self._clock()
-        with self._lock:
+        with self.transaction(durable=False) as conn:
             heads = self._heads()
-            self._conn.execute("DELETE FROM send_log WHERE sent_at <= ?", (now - RATE_WINDOW_S,))
+            conn.execute("DELETE FROM send_log WHERE sent_at <= ?", (now - RATE_WINDOW_S,))
         for row_id, sink_name, kind, _order, route, body, created, attempts, next_at, lease, owner in heads:
             sink = sinks.get(sink_name)
             if sink is None:
@@ -441,19 +455,19 @@ class Outbox:
         return report
 
     def _kill(self, row_id: int, reason: str) -> None:
-        with self.transaction() as conn:
+        with self.transaction(durable=False) as conn:
             conn.execute("UPDATE outbox SET status = 'dead', dead_reason = ?, lease_until = NULL WHERE id = ?",
                          (reason, row_id))
 
     def _settle(self, row_id: int, attempts: int, result: SendResult, report: DeliveryReport, sink: str) -> None:
         if result.outcome == "delivered":
             _crash_point("sent")
-            with self.transaction() as conn:
+            with self.transaction(durable=False) as conn:
                 conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
             report.delivered += 1
             log.info("alert event %d delivered via %s (attempt %d)", row_id, sink, attempts)
         elif result.outcome == "reject":
-            with self.transaction() as conn:
+            with self.transaction(durable=False) as conn:
                 conn.execute("UPDATE outbox SET status = 'dead', attempts = ?, dead_reason = ?, last_error = ?, "
                              "lease_until = NULL WHERE id = ?", (attempts, result.detail, result.detail, row_id))
             report.rejected += 1
@@ -463,7 +477,7 @@ class Outbox:
             wait = self.policy.delay(attempts, self._rng)
             if result.retry_after_s is not None:
                 wait = max(wait, min(result.retry_after_s, self.policy.max_delay_s))
-            with self.transaction() as conn:
+            with self.transaction(durable=False) as conn:
                 conn.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
                              "lease_until = NULL WHERE id = ?", (attempts, self._clock() + wait, result.detail, row_id))
             report.retried += 1

@@ -32,9 +32,10 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import hashlib
+import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 
@@ -93,6 +94,38 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class _MaskSecrets(logging.Filter):
+    """Masks sink secrets in records of the HTTP client's own loggers.
+
+    httpx logs each request's URL at INFO ("HTTP Request: POST https://hooks.slack.com/services/T/B/secret");
+    a webhook URL is a secret, and those loggers are outside the ``goldwatch`` tree that
+    :func:`goldwatch.logs.redact` covers, so the sinks put this filter on them.
+    """
+
+    secrets: ClassVar[set[str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(secret in text for secret in self.secrets):
+                for secret in self.secrets:
+                    text = text.replace(secret, "[REDACTED]")
+                record.msg, record.args = text, None
+        return True
+
+
+_MASK = _MaskSecrets()
+
+
+def _guard_secret(secret: str) -> None:
+    redact(secret)
+    _MaskSecrets.secrets.add(secret)
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _MASK not in logger.filters:
+            logger.addFilter(_MASK)
+
+
 def _fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
 
@@ -104,8 +137,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        pass
+    try:  # the HTTP-date form
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None  # unparseable: our own backoff applies
 
 
 def _classify(response: httpx.Response, *, mask: str) -> SendResult:
@@ -136,7 +172,7 @@ class _HttpSink:
     rate_limit_per_minute: int | None
 
     def __init__(self, *, secret: str, timeout_s: float, transport: httpx.BaseTransport | None) -> None:
-        redact(secret)
+        _guard_secret(secret)
         self._secret = secret
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s), transport=transport, follow_redirects=False,

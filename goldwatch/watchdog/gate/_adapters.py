@@ -6,6 +6,7 @@ change in another area is fixed here. Each import is lazy: ``import goldwatch.wa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,19 @@ def artifact_checks(artifact: Path, manifest: Path) -> list[Check]:
         raise ArtifactError("manifest not found", where=f"--manifest {manifest}",
                             hint="build one: goldwatch.integrity.build_manifest(model).save(path)")
     report = verify_artifact(artifact, manifest)
-    return list(report.to_checks(prefix="artifact"))
+    return [_name_the_damage(c) for c in report.to_checks(prefix="artifact")]
+
+
+def _name_the_damage(check: Check) -> Check:
+    """Lead the summary with the most precise mismatch (tensor and block before 'digest differs'): that is what
+    a reader of a CI log needs first."""
+    found = list(check.details.get("mismatches") or [])
+    if len(found) < 2:
+        return check
+    precise = sorted(found, key=lambda m: 0 if m.get("tensor") else 1)
+    shown = "; ".join(str(m.get("message", "")) for m in precise[:2])
+    more = f" (+{len(found) - 2} more)" if len(found) > 2 else ""
+    return dataclasses.replace(check, summary=shown + more)
 
 
 # -- golden sets ---------------------------------------------------------------------------------------------
@@ -104,7 +117,8 @@ def drift_test(reference: np.ndarray, current: np.ndarray, *, alpha: float, corr
             f"goldwatch.detectors.detect_drift is not available ({exc})", where="drift check",
             hint="reinstall goldwatch; meanwhile compare without a baseline",
         ) from None
-    report = detect_drift(reference, current, test="ks", alpha=alpha, correction=correction)
+    # NaN/Inf are the finite check's business; the drift test looks at the finite values
+    report = detect_drift(reference, current, test="ks", alpha=alpha, correction=correction, nan_policy="omit")
     pvalue = report.adjusted_pvalue if report.adjusted_pvalue is not None else report.pvalue
     return DriftResult(
         drifted=bool(report.drifted),

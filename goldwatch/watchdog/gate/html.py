@@ -62,6 +62,7 @@ svg.chart{width:100%;height:auto}
 .tick{font-size:10px;fill:var(--muted)}.axis-label{font-size:11px;fill:var(--muted)}
 .grid{stroke:#eaeef2;stroke-width:1}.axis{stroke:#8c959f;stroke-width:1}
 .bar{fill:var(--bar)}.bar.bad{fill:var(--fail)}.bar:hover{opacity:.75}
+.count{font-size:10px;fill:var(--ink)}.count.bad{fill:var(--fail);font-weight:700}
 .limit{stroke:var(--fail);stroke-width:1.5;stroke-dasharray:5 4}.limit-label{font-size:10px;fill:var(--fail)}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
@@ -138,7 +139,7 @@ def render_html(verdict: GateVerdict, *, evidently_html: str | None = None, titl
         f"<style>{_CSS}</style></head><body><main>",
         f'<div class="banner {verdict.verdict}" id="verdict" data-verdict="{verdict.verdict}">'
         f'<span class="word">{verdict.verdict.upper()}</span>'
-        f'<span class="headline">{escape(verdict.headline())}</span></div>',
+        f'<span class="headline">{escape(verdict.headline().split(": ", 1)[-1])}</span></div>',
         '<dl class="facts">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts) + "</dl>",
         '<div class="chips">'
         + "".join(f'<span class="chip {k}">{counts[k]} {k}</span>' for k in ("pass", "fail", "error", "skip"))

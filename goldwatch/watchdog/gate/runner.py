@@ -241,6 +241,12 @@ def _drift(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndar
             continue
         ref2 = ref.reshape(ref.shape[0], -1).astype(np.float64)
         cur2 = cur.reshape(cur.shape[0], -1).astype(np.float64)
+        if not (np.isfinite(cur2).all() and np.isfinite(ref2).all()):
+            run.checks.append(Check(
+                name=f"drift:{tag}:{name}", status="skip",
+                summary=f"output {name!r} holds NaN/Inf: the finite check reports it; drift not tested",
+            ))
+            continue
         total = ref2.shape[1]
         cols = np.arange(total)
         if total > MAX_DRIFT_FEATURES:
@@ -252,8 +258,8 @@ def _drift(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndar
         min_p = float(np.nanmin(result.pvalue)) if result.pvalue.size else float("nan")
         run.checks.append(Check(
             name=f"drift:{tag}:{name}", status="fail" if result.drifted else "pass",
-            summary=f"output {name!r}: {n_drift} of {tested} columns drifted vs baseline "
-                    f"({result.test}, alpha {th.drift_p_threshold:g}, {th.drift_correction}; min adjusted p {min_p:.3g})",
+            summary=f"output {name!r}: {n_drift} of {tested} columns drifted vs baseline ({result.test}, "
+                    f"alpha {th.drift_p_threshold:g}, {th.drift_correction}; min adjusted p {min_p:.3g})",
             measured={"drifted_columns": n_drift, "tested_columns": len(cols), "min_adjusted_pvalue": min_p,
                       "max_statistic": float(np.nanmax(result.statistic)) if result.statistic.size else None},
             threshold={"alpha": th.drift_p_threshold, "correction": th.drift_correction},
@@ -294,6 +300,16 @@ def _device_agreement(run: _Run, outputs: Mapping[str, Mapping[str, np.ndarray]]
             title=f"{golden.name} · {name} · |cuda − cpu|", note="element-wise CPU/CUDA difference; "
             "tolerance: the golden set's calibrated one",
         ))
+
+
+def _unique_names(goldens: list[areas.GoldenView]) -> list[areas.GoldenView]:
+    """Golden sets are named by their folder; two folders of the same name get ``#2``, ``#3`` so checks differ."""
+    seen: dict[str, int] = {}
+    out = []
+    for g in goldens:
+        seen[g.name] = seen.get(g.name, 0) + 1
+        out.append(g if seen[g.name] == 1 else dataclasses.replace(g, name=f"{g.name}#{seen[g.name]}"))
+    return out
 
 
 def _model_ref(spec: str | os.PathLike[str], runtime: Any = None, *, name: str | None = None,
@@ -346,7 +362,7 @@ def run_gate(
             raise InvalidInputError("no golden set given", where="--golden", hint="pass --golden DIR (repeatable)")
         devices, skipped = resolve_devices(device)
         run.checks.extend(skipped)
-        goldens = [areas.load_golden(Path(g)) for g in golden]
+        goldens = _unique_names([areas.load_golden(Path(g)) for g in golden])
         base_spec: str | os.PathLike[str] | None = baseline
         if baseline_registry is not None:
             if root is None:

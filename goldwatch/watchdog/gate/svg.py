@@ -21,6 +21,7 @@ __all__ = ["bar_chart", "histogram_chart"]
 
 _W, _H = 560, 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 30, 58
+_MIN_BAR = 3.0  # pixels
 
 
 def _nice_max(value: float) -> float:
@@ -35,10 +36,13 @@ def _nice_max(value: float) -> float:
 
 
 def _fmt(value: float) -> str:
+    """Short axis/limit labels: ``0``, ``0.25``, ``750``, ``2,000``, ``3e-04``."""
     if value == 0:
         return "0"
-    if abs(value) >= 1000 or abs(value) < 0.01:
-        return f"{value:.0e}" if value == round(value, 0) or abs(value) < 0.01 else f"{value:.3g}"
+    if abs(value) >= 1000 and value == round(value):
+        return f"{value:,.0f}"
+    if abs(value) < 0.01 or abs(value) >= 1e6:
+        return f"{value:.0e}"
     return f"{value:.3g}"
 
 
@@ -69,18 +73,21 @@ def _frame(title: str, y_max: float, y_label: str, x_label: str) -> list[str]:
 
 
 def _bars(
-    labels: Sequence[str], values: Sequence[float], flagged: Sequence[bool], y_max: float, tooltips: Sequence[str]
+    labels: Sequence[str], values: Sequence[float], flagged: Sequence[bool], y_max: float, tooltips: Sequence[str],
+    *, count_labels: bool = False,
 ) -> list[str]:
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     n = max(len(values), 1)
     slot = plot_w / n
-    width = max(slot * 0.78, 1.0)
+    width = min(max(slot * 0.78, 1.0), 90.0)
     # Label every bar when they fit, else every k-th, so labels never overlap.
     every = max(1, math.ceil(n * 34 / plot_w))
     out = []
     for i, (label, value, bad, tip) in enumerate(zip(labels, values, flagged, tooltips)):
         shown = 0.0 if value is None or not math.isfinite(value) else min(max(value, 0.0), y_max)
         h = plot_h * shown / y_max
+        if shown > 0 and h < _MIN_BAR:
+            h = _MIN_BAR  # a handful of values among thousands must still be seen
         x = _LEFT + i * slot + (slot - width) / 2
         y = _TOP + plot_h - h
         cls = "bar bad" if bad else "bar"
@@ -88,8 +95,13 @@ def _bars(
             f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{max(h, 0.0):.1f}">'
             f"<title>{escape(tip)}</title></rect>"
         )
+        if count_labels and shown > 0:
+            out.append(
+                f'<text x="{x + width / 2:.1f}" y="{y - 3:.1f}" class="count{" bad" if bad else ""}" '
+                f'text-anchor="middle">{value:.0f}</text>'
+            )
         if i % every == 0:
-            text = label if len(label) <= 10 else label[:9] + "…"
+            text = label if len(label) <= 14 else label[:13] + "…"
             cx = x + width / 2
             out.append(
                 f'<text x="{cx:.1f}" y="{_TOP + plot_h + 12}" class="tick" text-anchor="end" '
@@ -119,7 +131,7 @@ def histogram_chart(plot: HistogramPlot) -> str:
     flagged = [plot.limit_bin is not None and i >= plot.limit_bin and c > 0 for i, c in enumerate(counts)]
     tips = [f"{label}: {c} values" for label, c in zip(plot.labels, counts)]
     out = _frame(plot.title, y_max, "count", plot.x_label)
-    out += _bars(plot.labels, [float(c) for c in counts], flagged, y_max, tips)
+    out += _bars(plot.labels, [float(c) for c in counts], flagged, y_max, tips, count_labels=True)
     if plot.limit_bin is not None and plot.limit is not None and plot.labels:
         plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
         x = _LEFT + plot_w * plot.limit_bin / len(plot.labels)

@@ -13,8 +13,8 @@ verifying after the integrity package lands.
 ...     good = verify(art, man).ok
 ...     _ = art.write_bytes(b"weightz")
 ...     bad = verify(art, man)
->>> good, bad.ok, bad.problems
-(True, False, ['w.bin: sha256 differs'])
+>>> good, bad.ok, bad.problems[0].startswith("w.bin: sha256")
+(True, False, True)
 """
 
 from __future__ import annotations
@@ -115,9 +115,14 @@ def verify(artifact: Path, manifest: Path) -> Verification:
                 "manifest is not in the registry's fallback format and goldwatch.integrity is unavailable",
                 where=str(manifest),
             )
-        report = integrity.verify_artifact(artifact, integrity.ArtifactManifest.load(manifest))
-        problems = [str(m) for m in getattr(report, "mismatches", [])]
-        return Verification(bool(report.ok), problems, list(report.to_checks()))
+        try:
+            report = integrity.verify_artifact(artifact, integrity.ArtifactManifest.load(manifest))
+        except ArtifactError as exc:
+            # A manifest or artifact too broken to even compare is, for the registry, an artifact that fails.
+            problem = str(exc)
+            return Verification(False, [problem], [Check(name="registry:artifact", status="fail", summary=problem)])
+        problems = [getattr(m, "message", str(m)) for m in report.mismatches]
+        return Verification(bool(report.ok), problems, list(report.to_checks(prefix="registry")))
     expected: dict[str, dict[str, Any]] = fallback["files"]
     actual = dict(_files(artifact))
     problems = [f"{rel}: missing" for rel in expected if rel not in actual]

@@ -48,7 +48,7 @@ from goldwatch.watchdog.registry.models import (
     RollbackResult,
     State,
 )
-from goldwatch.watchdog.registry.pointer import ServingPointer, make_pointer
+from goldwatch.watchdog.registry.pointer import ServingPointer, pointer_from_spec
 from goldwatch.watchdog.registry.reload import Reloader
 from goldwatch.watchdog.registry.store import ArtifactStore
 
@@ -375,12 +375,12 @@ class Registry:
         if serve and serving is None:
             raise RegistryError(f"no serving pointer is attached for {model!r}", where="registry.serving_dir",
                                 hint="configure serving_dir (and layout) or promote without serving")
-        if mv.state not in ("candidate", "known-good"):
-            raise RegistryError(f"{model} {mv.version} is {mv.state}; only a candidate can be promoted",
-                                where=f"{model}:{mv.version}",
-                                hint="add the artifact again as a new version")
         with self._locked():
-            mv = self.get(model, str(version))  # re-read under the lock
+            mv = self.get(model, str(version))  # re-read under the lock: another process may have changed it
+            if mv.state not in ("candidate", "known-good"):
+                raise RegistryError(f"{model} {mv.version} is {mv.state}; only a candidate can be promoted",
+                                    where=f"{model}:{mv.version}",
+                                    hint="add the artifact again as a new version")
             t0 = time.perf_counter()
             check = self.verify(mv)
             if not check.ok:
@@ -434,7 +434,7 @@ class Registry:
         actions = []
         for intent in journal.open_intents(self._conn):
             spec = intent.payload.get("pointer")
-            pointer = make_pointer(spec["layout"], Path(spec["directory"])) if spec else None
+            pointer = pointer_from_spec(spec) if spec else None
             state = pointer.read() if pointer is not None else None
             switched = state is not None and Path(state.source) == Path(intent.payload["source"])
             if pointer is not None:

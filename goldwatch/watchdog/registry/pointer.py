@@ -24,7 +24,7 @@ them, then the rename, then the directory that holds the renamed entry.
 ...     state = ptr.read()
 ...     names = sorted(p.name for p in ptr.directory.iterdir())
 >>> state.label, state.number, names
-('m:2', 2, ['2'])
+('m:2', 2, ['.goldwatch-pointer.json', '2'])
 """
 
 from __future__ import annotations
@@ -35,14 +35,16 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 from goldwatch.errors import RegistryError
 from goldwatch.watchdog.registry._fsutil import fsync_dir, fsync_file, tmp_name, write_json_atomic
 
-__all__ = ["CurrentLinkPointer", "NumberedPointer", "PointerState", "ServingPointer", "make_pointer"]
+__all__ = [
+    "CurrentLinkPointer", "NumberedPointer", "PointerState", "ServingPointer", "Staged", "make_pointer",
+    "pointer_from_spec",
+]
 
-Layout = Literal["current-link", "numbered"]
 MARKER = ".goldwatch-pointer.json"
 _STAGING_PREFIX = ".goldwatch-staging"
 
@@ -58,16 +60,19 @@ class PointerState:
 
 @dataclasses.dataclass(frozen=True)
 class Staged:
-    """A switch prepared and durable under a temporary name, not yet visible to the server."""
+    """A switch prepared and durable under a temporary name, not yet visible to the server.
+
+    ``handle`` is what a non-filesystem pointer needs to finish the switch (e.g. an MLflow model version).
+    """
 
     path: Path
     source: Path
     label: str
+    handle: str | None = None
 
 
 class ServingPointer(Protocol):
-    layout: Layout
-    directory: Path
+    layout: str
 
     def read(self) -> PointerState | None: ...
     def stage(self, source: Path, *, label: str) -> Staged: ...
@@ -88,6 +93,15 @@ def make_pointer(layout: str, directory: Path) -> ServingPointer:
     )
 
 
+def pointer_from_spec(spec: dict[str, str]) -> ServingPointer:
+    """Rebuild a pointer from its :meth:`ServingPointer.spec` (how crash recovery finds the pointer it must check)."""
+    if spec.get("layout") == "mlflow-alias":
+        from goldwatch.watchdog.registry.mlflow_backend import MlflowAliasPointer
+
+        return MlflowAliasPointer.from_spec(spec)
+    return make_pointer(spec["layout"], Path(spec["directory"]))
+
+
 def _ensure_dir(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise RegistryError(
@@ -99,7 +113,7 @@ def _ensure_dir(directory: Path) -> None:
 class CurrentLinkPointer:
     """``<directory>/current`` -> the artifact in the store."""
 
-    layout: Layout = "current-link"
+    layout: str = "current-link"
 
     def __init__(self, directory: Path, *, link_name: str = "current") -> None:
         self.directory = directory
@@ -155,7 +169,7 @@ class CurrentLinkPointer:
 class NumberedPointer:
     """Triton-style ``<directory>/<N>/`` version directories; the highest number is served."""
 
-    layout: Layout = "numbered"
+    layout: str = "numbered"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -1,5 +1,6 @@
 """Retention: keep the newest K known-good versions of a model, retire the rest and free their bytes.
 
+Trees that no version names (left by an ``add`` that crashed between storing and registering) are deleted too.
 Never retired: the version being served, and the newest known-good version whose artifact re-verifies (the last
 verified one), whatever K says. Quarantined versions keep their bytes: they are evidence. Retired versions lose
 their artifacts (unless another live version shares the same bytes), but keep their rows and audit trail.
@@ -49,6 +50,12 @@ def apply_retention(reg: Registry, model: str, *, keep: int, actor: str) -> Rete
                 report.kept.append(mv.version)
             else:
                 doomed.append(mv)
+        # Trees no version row names: left by an `add` that crashed between storing and registering.
+        named = {r[0] for r in reg._conn.execute("SELECT tree FROM versions")}
+        if reg.store.trees.is_dir():
+            for tree in reg.store.trees.iterdir():
+                if tree.name not in named:
+                    report.deleted_bytes += reg.store.delete_tree(tree.name)
         if not doomed:
             return report
         with _db.write(reg._conn):

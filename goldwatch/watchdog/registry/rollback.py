@@ -163,7 +163,7 @@ def readiness(reg: Registry, model: str, *, load: bool = False) -> ReadinessRepo
         if check.ok:
             target = mv
             report.checks.append(Check(name=f"{prefix}:target-digest", status="pass",
-                                       summary=f"{mv.version}: {check.checks[0].summary if check.checks else 'ok'}",
+                                       summary=f"{mv.version}: bytes match the manifest",
                                        measured={"version": mv.version}, duration_s=took))
             break
         report.checks.append(Check(name=f"{prefix}:backup:{mv.version}", status="fail",

@@ -1,0 +1,208 @@
+"""Starting a real MLServer (Open Inference Protocol v2) in a subprocess, for tests and local experiments.
+
+It binds 127.0.0.1 on free HTTP, gRPC and metrics ports, waits for ``/v2/health/ready``, and offers the model
+repository API (load/unload). ``OnnxModel`` (:mod:`goldwatch.runtimes.mlserver_onnx`) serves goldwatch's ONNX
+files; any other ``mlserver.MLModel`` importable by the server works too (``pythonpath`` adds folders).
+
+Usage::
+
+    repo = tmp_path / "repo"
+    write_model_settings(repo, "tabular", uri=example.onnx)
+    with start_mlserver(repo) as server:
+        url = server.model_url("tabular")      # http://127.0.0.1:PORT/v2/models/tabular
+        server.unload("tabular"); server.load("tabular")
+
+mlserver is not imported here (only the child process imports it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from goldwatch.errors import DependencyMissingError, ServerUnreachableError
+
+__all__ = ["MLServerProcess", "free_ports", "start_mlserver", "write_model_settings"]
+
+ONNX_IMPLEMENTATION = "goldwatch.runtimes.mlserver_onnx.OnnxModel"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago (all sockets held until all chosen)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def write_model_settings(
+    repository: str | os.PathLike[str],
+    name: str,
+    *,
+    uri: str | os.PathLike[str] | None = None,
+    implementation: str = ONNX_IMPLEMENTATION,
+    version: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``REPOSITORY/NAME/model-settings.json``; returns the model folder."""
+    folder = Path(repository) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    parameters: dict[str, Any] = {}
+    if uri is not None:
+        parameters["uri"] = str(Path(uri).resolve())
+    if version is not None:
+        parameters["version"] = version
+    settings: dict[str, Any] = {"name": name, "implementation": implementation, "parameters": parameters}
+    settings.update(extra or {})
+    (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    return folder
+
+
+@dataclasses.dataclass
+class MLServerProcess:
+    """A running MLServer; ``stop()`` (or leaving the ``with`` block) terminates it and its children."""
+
+    process: subprocess.Popen[bytes]
+    repository: Path
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def model_url(self, name: str, version: str | None = None) -> str:
+        url = f"{self.base_url}/v2/models/{name}"
+        return f"{url}/versions/{version}" if version else url
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _repository_call(self, name: str, action: str, timeout: float) -> None:
+        response = httpx.post(f"{self.base_url}/v2/repository/models/{name}/{action}", timeout=timeout)
+        if response.status_code != 200:
+            raise ServerUnreachableError(
+                f"MLServer refused to {action} {name!r}: HTTP {response.status_code} {response.text[:300]}",
+                where=self.base_url,
+            )
+
+    def load(self, name: str, *, timeout: float = 60.0) -> None:
+        """Load (or reload) model ``name`` from the repository folder."""
+        self._repository_call(name, "load", timeout)
+
+    def unload(self, name: str, *, timeout: float = 60.0) -> None:
+        self._repository_call(name, "unload", timeout)
+
+    def wait_ready(self, *, timeout: float = 90.0, model: str | None = None) -> None:
+        """Poll ``/v2/health/ready`` (and ``/v2/models/MODEL/ready``) until 200, the process dies, or timeout."""
+        deadline = time.monotonic() + timeout
+        path = f"/v2/models/{model}/ready" if model else "/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerUnreachableError(
+                    f"MLServer exited with code {self.process.returncode} during start-up; log tail:\n"
+                    + self.log()[-2000:],
+                    where=self.base_url,
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + path, timeout=2.0).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise ServerUnreachableError(
+            f"MLServer not ready after {timeout:.0f} s; log tail:\n" + self.log()[-2000:], where=self.base_url
+        )
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            # the server runs in its own process group: signal the group so worker processes go too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=timeout)
+
+    def __enter__(self) -> MLServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _mlserver_executable() -> str:
+    beside = Path(sys.executable).with_name("mlserver")
+    found = str(beside) if beside.exists() else shutil.which("mlserver")
+    if not found:
+        raise DependencyMissingError("the mlserver command is not installed", hint="pip install 'goldwatch[dev]'")
+    return found
+
+
+def start_mlserver(
+    repository: str | os.PathLike[str],
+    *,
+    timeout: float = 90.0,
+    pythonpath: Sequence[str | os.PathLike[str]] = (),
+    settings: Mapping[str, Any] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+) -> MLServerProcess:
+    """Start ``mlserver start REPOSITORY`` on free 127.0.0.1 ports and wait until it is ready."""
+    repo = Path(repository).resolve()
+    repo.mkdir(parents=True, exist_ok=True)
+    http_port, grpc_port, metrics_port = free_ports(3)
+    server_settings: dict[str, Any] = {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "parallel_workers": 0,  # inference in the server process: quicker start, one process to stop
+        "load_models_at_startup": True,
+        "model_repository_root": str(repo),
+        "metrics_dir": str(repo / ".metrics"),
+    }
+    server_settings.update(settings or {})
+    (repo / "settings.json").write_text(json.dumps(server_settings, indent=2))
+    env = dict(os.environ)
+    extra = os.pathsep.join(str(Path(p).resolve()) for p in pythonpath)
+    if extra:
+        env["PYTHONPATH"] = extra + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    log = Path(log_path) if log_path else repo / "mlserver.log"
+    with open(log, "wb") as fh:
+        process = subprocess.Popen(
+            [_mlserver_executable(), "start", str(repo)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=repo,
+            start_new_session=True,
+        )
+    server = MLServerProcess(process, repo, http_port, grpc_port, metrics_port, log)
+    try:
+        server.wait_ready(timeout=timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server

@@ -1,0 +1,101 @@
+"""Tolerance calibration and the per-output comparison checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from goldwatch.golden_sets import Tolerance
+from goldwatch.golden_sets.calibrate import FLOOR_ULPS_ABS, calibrate, dtype_floor, errors
+from goldwatch.golden_sets.compare import compare_output
+
+finite32 = hnp.arrays(
+    np.float32,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=12),
+    elements=st.floats(-1e3, 1e3, width=32),
+)
+
+
+@given(expected=finite32, noise=st.floats(0, 1e-2), factor=st.floats(1, 10))
+def test_tolerance_covers_every_calibration_run(expected: np.ndarray, noise: float, factor: float) -> None:
+    rng = np.random.default_rng(0)
+    runs = [("cpu", {"y": (expected + rng.normal(scale=noise, size=expected.shape)).astype(np.float32)})
+            for _ in range(3)]
+    tol = calibrate({"y": expected}, runs, safety_factor=factor)["y"]
+    floor_abs, floor_rel = dtype_floor(expected.dtype, float(np.abs(expected).max()))
+    assert tol.atol >= floor_abs and tol.rtol >= floor_rel
+    for _, out in runs:
+        max_abs, max_rel, _ = errors(out["y"], expected, floor_abs=floor_abs)
+        assert max_abs <= tol.atol and max_rel <= tol.rtol
+        checks = compare_output("y", out["y"], expected, tolerance=tol, role="tensor", drift_alpha=None)
+        assert {c.name.split(":")[-1]: c.status for c in checks}["max_abs_error"] == "pass"
+
+
+@given(expected=finite32)
+def test_identical_outputs_pass_every_check(expected: np.ndarray) -> None:
+    tol = calibrate({"y": expected}, [("cpu", {"y": expected})], safety_factor=4.0)["y"]
+    labels = expected.argmax(axis=1)
+    checks = compare_output("y", expected.copy(), expected, tolerance=tol, role="scores", labels=labels)
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def test_floor_is_dtype_aware_and_integers_are_exact() -> None:
+    assert dtype_floor(np.dtype("float32"), 10.0)[0] == pytest.approx(FLOOR_ULPS_ABS * np.finfo(np.float32).eps * 10)
+    assert dtype_floor(np.dtype("float64"), 10.0)[0] < 1e-12
+    assert dtype_floor(np.dtype("int32"), 10.0) == (0.0, 0.0)
+    e = np.array([[1, 2], [3, 4]], np.int64)
+    tol = calibrate({"y": e}, [("cpu", {"y": e})], safety_factor=4.0)["y"]
+    assert (tol.atol, tol.rtol) == (0.0, 0.0)
+    failed = compare_output("y", e + np.array([[0, 1], [0, 0]]), e, tolerance=tol, role="tensor", drift_alpha=None)
+    assert failed[0].status == "fail"
+
+
+def test_measured_noise_above_the_floor_sets_the_tolerance() -> None:
+    e = np.ones((4, 3), np.float32)
+    tol = calibrate({"y": e}, [("cpu", {"y": e}), ("cuda", {"y": e + np.float32(1e-3)})], safety_factor=4.0)["y"]
+    assert tol.atol == pytest.approx(4e-3, rel=1e-3)
+    assert tol.derivation["bound_by"] == "measured noise"
+    assert tol.derivation["per_device"]["cuda"]["max_abs"] == pytest.approx(1e-3, rel=1e-3)
+    assert tol.derivation["devices"] == ["cpu", "cuda"]
+
+
+def test_nan_in_the_same_place_is_equal_new_nan_is_infinite_error() -> None:
+    e = np.array([[np.nan, 1.0]], np.float32)
+    assert errors(e.copy(), e, floor_abs=1e-6)[0] == 0.0
+    a = np.array([[np.nan, np.nan]], np.float32)
+    assert errors(a, e, floor_abs=1e-6)[0] == np.inf
+
+
+def _statuses(checks) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {c.name.split(":")[-1]: c.status for c in checks}
+
+
+def test_top1_flip_fails_but_near_ties_are_excused() -> None:
+    e = np.array([[5.0, 1.0, 0.0], [0.0, 0.0, 4.0]] * 6 + [[1.0, 1.0 + 1e-7, 0.0]], np.float32)
+    tol = Tolerance(atol=1e-5, rtol=1e-4, derivation={"floor_abs": 1e-6})
+    tie_flip = e.copy()
+    tie_flip[12] = [1.0 + 1e-7, 1.0, 0.0]
+    s = _statuses(compare_output("y", tie_flip, e, tolerance=tol, role="scores", drift_alpha=None))
+    assert s["top1_agreement"] == "pass" and s["max_abs_error"] == "pass"
+    flipped = e.copy()
+    flipped[0] = flipped[2] = [0.0, 5.0, 1.0]
+    checks = compare_output("y", flipped, e, tolerance=tol, role="scores", labels=e.argmax(1), drift_alpha=None)
+    s = _statuses(checks)
+    assert s["top1_agreement"] == "fail" and s["label_accuracy"] == "fail" and s["cosine"] == "fail"
+    top1 = next(c for c in checks if c.name.endswith("top1_agreement"))
+    assert top1.details["ambiguous_samples"] == 1 and top1.details["changed_samples"] >= 1
+
+
+def test_nonfinite_and_distribution_checks() -> None:
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(64, 4)).astype(np.float32)
+    tol = Tolerance(atol=1e-4, rtol=1e-3, derivation={"floor_abs": 1e-5})
+    bad = e.copy()
+    bad[3, 2] = np.inf
+    s = _statuses(compare_output("y", bad, e, tolerance=tol, role="embedding"))
+    assert s["nonfinite"] == "fail" and s["max_abs_error"] == "fail" and s["distribution"] == "skip"
+    shifted = s2 = _statuses(compare_output("y", e + 2.0, e, tolerance=tol, role="tensor"))
+    assert shifted["distribution"] == "fail" and s2["max_abs_error"] == "fail"
