@@ -84,7 +84,8 @@ def main() -> None:
         f"delete after 202) commits without fsync, since undoing it only resends a deduplicated event. "
         f"Both paths are bounded by the stub (a stdlib http.server in the same process), so a ratio near 1 "
         f"means the outbox adds little per event; figures move by tens of percent between runs on a shared "
-        f"2-core machine. Machine load at the end of the run: {os.getloadavg()[0]:.1f} (1-min average; other work may share it)."
+        f"2-core machine. Machine load at the end of the run: {os.getloadavg()[0]:.1f} "
+        f"(1-min average; other work may share it)."
     )
     print(body)
     record("alerts_outbox", body, command="python -m benchmarks.bench_alerts_outbox" + (" --quick" * args.quick))

@@ -48,7 +48,7 @@ def overhead_rows(*, n: int, batch: int, repeats: int) -> list[list[object]]:
             ]
             cases.append(("cross-runtime (torch golden, onnx replay)", onnx_rt, cases[0][2]))
             for label, runtime, golden in cases:
-                raw_fn = lambda rt=runtime: run_batches(rt, inputs, batch_size=batch)  # noqa: E731
+                raw_fn = lambda rt=runtime, xs=inputs: run_batches(rt, xs, batch_size=batch)  # noqa: E731
                 replay_fn = lambda rt=runtime, g=golden: replay(rt, g, batch_size=batch)  # noqa: E731
                 assert replay_fn().ok
                 raw_fn()  # warm both paths

@@ -23,7 +23,9 @@ def _roles(values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         name, sep, role = item.partition("=")
         if not sep or not name or not role:
-            raise InvalidInputError(f"expected OUTPUT=ROLE, got {item!r}", where="--role", hint="e.g. --role logits=scores")
+            raise InvalidInputError(
+                f"expected OUTPUT=ROLE, got {item!r}", where="--role", hint="e.g. --role logits=scores"
+            )
         roles[name] = role
     return roles
 

@@ -52,7 +52,7 @@ def fingerprint(path: Path, output: Path | None, digest: str, as_json: bool) -> 
     from goldwatch.integrity.manifest import build_manifest
 
     with _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
-        manifest = build_manifest(path, digest=digest, on_bytes=on_bytes)
+        manifest = build_manifest(path, digest=digest, on_bytes=on_bytes, exclude=[output] if output else [])
     if output is None:
         emit_json(manifest)
         return
@@ -83,7 +83,7 @@ def verify(path: Path, manifest_path: Path, no_locate: bool, as_json: bool) -> N
 
     manifest = ArtifactManifest.load(manifest_path)
     with _byte_progress(path, label="verifying", passes=1) as on_bytes:
-        report = verify_artifact(path, manifest, locate=not no_locate, on_bytes=on_bytes)
+        report = verify_artifact(path, manifest, locate=not no_locate, on_bytes=on_bytes, exclude=[manifest_path])
     if as_json:
         emit_json(report)
     elif report.ok:

@@ -1,4 +1,4 @@
-"""``goldwatch registry``: add, list, show, promote, quarantine, roll back and check model versions.
+"""``goldwatch registry``: add, list, show, promote, quarantine, roll back, check and prune model versions.
 
 The registry root, serving directory, layout, reload adapter and fallback come from ``[registry]`` in
 goldwatch.toml; ``--root``, ``--serving-dir`` and ``--layout`` override them.
@@ -190,14 +190,16 @@ def quarantine(ctx: click.Context, model: str, version: str, reason: str, actor:
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.option("--actor", default=None, help="Who (default: user@host).")
 @click.option("--keep-current", is_flag=True, help="Do not quarantine the version rolled back from.")
+@click.option("--golden", is_flag=True, help="Also replay each candidate target's linked golden sets on CPU.")
 @json_option
 @click.pass_context
 @guarded
-def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, keep_current: bool,
+def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, keep_current: bool, golden: bool,
              as_json: bool) -> None:
     """Serve the newest known-good version that re-verifies; exit 1 if there is none (or the server fails)."""
     with _open(ctx, model) as reg:
-        result = reg.rollback(model, actor=actor, reason=reason, quarantine_current=not keep_current)
+        result = reg.rollback(model, actor=actor, reason=reason, quarantine_current=not keep_current,
+                              golden=golden)
     if as_json:
         emit_json({**_jsonable(result), "ok": result.ok, "total_s": result.total_s, "summary": result.summary()})
     else:
@@ -211,19 +213,39 @@ def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, kee
 @registry.command("check")
 @click.argument("model")
 @click.option("--load", is_flag=True, help="Also load the rollback target with its runtime.")
+@click.option("--golden", is_flag=True, help="Also replay the target's linked golden sets on CPU.")
 @json_option
 @click.pass_context
 @guarded
-def check(ctx: click.Context, model: str, load: bool, as_json: bool) -> None:
+def check(ctx: click.Context, model: str, load: bool, golden: bool, as_json: bool) -> None:
     """Rollback readiness: a target exists, its digests match, the pointer agrees (exit 1 if not)."""
     with _open(ctx, model) as reg:
-        report = reg.check(model, load=load)
+        report = reg.check(model, load=load, golden=golden)
     if as_json:
         emit_json({"model": report.model, "ok": report.ok, "target": report.target, "checks": report.checks})
     else:
         for c in report.checks:
             click.echo(f"{c.status.upper():<5} {c.name}: {c.summary}")
     finish(report.ok)
+
+
+@registry.command("prune")
+@click.argument("model")
+@click.option("--keep", type=click.IntRange(min=1), default=None,
+              help="Known-good versions to keep (default: registry.keep_known_good).")
+@click.option("--actor", default=None, help="Who (default: user@host).")
+@json_option
+@click.pass_context
+@guarded
+def prune(ctx: click.Context, model: str, keep: int | None, actor: str | None, as_json: bool) -> None:
+    """Retention: retire known-good versions beyond the newest K and free their bytes (never the last verified)."""
+    with _open(ctx) as reg:
+        report = reg.apply_retention(model, keep=keep or state().config.registry.keep_known_good, actor=actor)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"kept {', '.join(report.kept) or 'none'}; retired {', '.join(report.retired) or 'none'}; "
+                   f"freed {report.deleted_bytes} bytes")
 
 
 def _jsonable(value: Any) -> Any:

@@ -38,7 +38,7 @@ from goldwatch.detectors._validation import as_samples, check_pair, feature_name
 from goldwatch.detectors.results import TestResult
 from goldwatch.errors import DataError
 
-__all__ = ["MAX_AUTO_N", "ks_2samp", "ks_pvalue", "ks_statistic", "ks_statistic_sorted"]
+__all__ = ["MAX_AUTO_N", "ks_2samp", "ks_finish", "ks_pvalue", "ks_statistic", "ks_statistic_sorted"]
 
 MAX_AUTO_N = 10000  # scipy's threshold: "auto" is exact when max(n1, n2) <= MAX_AUTO_N
 Method = Literal["auto", "exact", "asymp"]
@@ -156,6 +156,18 @@ def ks_pvalue(d: np.ndarray, n1: int, n2: int, *, method: Method = "auto") -> tu
     return np.clip(kstwo_sf(np.full(d.shape, int(np.round(en))), d), 0.0, 1.0), "asymp"
 
 
+def ks_finish(
+    stat: np.ndarray, n1: int, n2: int, *, method: Method = "auto"
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(statistic, pvalue, method used) from raw statistics, as scipy reports them: with the exact method the
+    statistic is rounded to the lattice of attainable values h / lcm(n1, n2)."""
+    pvalue, used = ks_pvalue(stat, n1, n2, method=method)
+    if used == "exact":
+        lcm = (n1 // math.gcd(n1, n2)) * n2
+        stat = np.round(stat * lcm) / lcm
+    return stat, pvalue, used
+
+
 def ks_2samp(reference: Any, current: Any, *, method: Method = "auto", alpha: float = 0.05) -> TestResult:
     """Two-sided two-sample KS test of every feature; ``drifted`` where the p-value is below ``alpha``.
 
@@ -196,11 +208,7 @@ def ks_2samp(reference: Any, current: Any, *, method: Method = "auto", alpha: fl
         stat = ks_statistic(ref, cur)
         n1, n2 = ref.shape[0], cur.shape[0]
         names = feature_names_of(reference, stat.size)
-    pvalue, used = ks_pvalue(stat, n1, n2, method=method)
-    if used == "exact":
-        # scipy reports the statistic rounded to the lattice of attainable values
-        lcm = (n1 // math.gcd(n1, n2)) * n2
-        stat = np.round(stat * lcm) / lcm
+    stat, pvalue, used = ks_finish(stat, n1, n2, method=method)
     return TestResult(
         test="ks",
         statistic=stat,

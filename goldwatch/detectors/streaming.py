@@ -75,18 +75,8 @@ class StreamDetector:
             )
         return arr
 
-    def update(self, x: Any) -> StreamDetector:
+    def update(self, x: Any) -> None:
         """Feed one value (or k consecutive values) per stream; ``drift_detected`` says which streams changed."""
-        rows = self._rows(x)
-        fired = np.zeros(self.n_streams, dtype=bool)
-        for row in rows:  # time is sequential; every step is vectorized across streams
-            hit = self._step(row)
-            fired |= hit
-        self.drift_detected = fired
-        self.n_detections += fired
-        return self
-
-    def _step(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,7 +100,17 @@ class StreamDetector:
 
 
 class _Standardized(StreamDetector):
-    """Running mean/variance per stream (Welford), reset per stream after a detection."""
+    """Base of Page-Hinkley and CUSUM: standardise each value by the running mean and standard deviation of the
+    values before it (since the stream's last reset), then run a cumulative-sum recursion.
+
+    A batch of ``k`` steps is processed without a Python loop over time: running moments are cumulative sums,
+    and both recursions have closed forms (Page-Hinkley is a plain cumulative sum and its running extreme;
+    CUSUM's ``S_t = max(0, S_{t-1} + a_t)`` is Lindley's recursion, ``S_t = A_t - min(-S_0, min_{s<=t} A_s)``).
+    A stream that alarms inside the batch is reset at that step and its remaining values are processed again,
+    from a fresh state; that repeats only as often as a stream alarms within one batch.
+    """
+
+    _stats: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_streams: int, min_instances: int) -> None:
         super().__init__(n_streams)
@@ -121,71 +121,110 @@ class _Standardized(StreamDetector):
         self.mean = np.zeros(self.n_streams)
         self.m2 = np.zeros(self.n_streams)
 
-    def _standardize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z-score of x against the values seen before it, then fold x into the running moments."""
-        n = self.n_seen
-        std = np.sqrt(np.where(n > 1, self.m2 / np.maximum(n - 1, 1), 0.0))
-        # a constant stream has std 0: any change from it is infinitely many standard deviations, but a
-        # tiny floor keeps the arithmetic finite; the floor is relative to the level of the data
-        floor = 1e-12 * np.maximum(np.abs(self.mean), 1.0)
-        z = (x - self.mean) / np.maximum(std, floor)
-        n1 = n + 1
-        delta = x - self.mean
-        self.mean = self.mean + delta / n1
-        self.m2 = self.m2 + delta * (x - self.mean)
-        self.n_seen = n1
-        ready = n >= self.min_instances
-        return np.where(ready, z, 0.0), ready
+    _CHUNK = 128  # rows per vectorized pass: (128, n_streams) temporaries stay in cache
 
-    def _reset(self, mask: np.ndarray) -> None:
-        for name in self._arrays:
-            arr = getattr(self, name)
-            arr[mask] = 0
+    def update(self, x: Any) -> None:
+        rows = self._rows(x)
+        fired = np.zeros(self.n_streams, dtype=bool)
+        for lo in range(0, rows.shape[0], self._CHUNK):
+            fired |= self._update_rows(rows[lo : lo + self._CHUNK])
+        self.drift_detected = fired
+        self.n_detections += fired
+
+    def _update_rows(self, rows: np.ndarray) -> np.ndarray:
+        k = rows.shape[0]
+        fired = np.zeros(self.n_streams, dtype=bool)
+        cols = np.arange(self.n_streams)
+        start = np.full(self.n_streams, -1)  # rows <= start are not part of the stream's current run
+        while cols.size:
+            alarm_at = self._run(rows[:, cols], cols, start[cols])
+            hit = alarm_at >= 0
+            if not hit.any():
+                break
+            fired[cols[hit]] = True
+            cols, start_next = cols[hit], alarm_at[hit]
+            for name in self._arrays:
+                getattr(self, name)[cols] = 0
+            start[cols] = start_next
+            keep = start_next < k - 1  # something left after the alarm
+            cols = cols[keep]
+        return fired
+
+    def _standardized(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z-scores (k, c) of the active rows against the values before them, and the active-and-ready mask;
+        updates the running moments of ``cols`` to the end of the batch."""
+        k = x.shape[0]
+        active = np.arange(k)[:, None] > start[None, :]
+        n0 = self.n_seen[cols]
+        mean0, m20 = self.mean[cols], self.m2[cols]
+        # deviations from a pivot keep the sums of squares well conditioned: the running mean if there is one,
+        # else the run's first value
+        first = x[np.minimum(start + 1, k - 1), np.arange(x.shape[1])]
+        pivot = np.where(n0 > 0, mean0, first)
+        d = np.where(active, x - pivot, 0.0)
+        n_incl = n0 + np.cumsum(active, axis=0)
+        s_incl = n0 * (mean0 - pivot) + np.cumsum(d, axis=0)
+        # sum of squared deviations from the pivot: m2 + n (mean - pivot)^2 before the batch
+        q_incl = m20 + n0 * (mean0 - pivot) ** 2 + np.cumsum(d * d, axis=0)
+        n_before = n_incl - active
+        s_before = s_incl - d
+        q_before = q_incl - d * d
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_b = s_before / n_before
+            var_b = (q_before - s_before * mean_b) / (n_before - 1)
+        std_b = np.sqrt(np.maximum(np.where(n_before > 1, var_b, 0.0), 0.0))
+        level = np.abs(pivot + np.where(n_before > 0, mean_b, 0.0))
+        floor = 1e-12 * np.maximum(level, 1.0)
+        ready = active & (n_before >= self.min_instances)
+        z = np.where(ready, (d - np.where(n_before > 0, mean_b, 0.0)) / np.maximum(std_b, floor), 0.0)
+        n_end, s_end, q_end = n_incl[-1], s_incl[-1], q_incl[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_end = np.where(n_end > 0, s_end / n_end, 0.0)
+        self.n_seen[cols] = n_end
+        self.mean[cols] = pivot + mean_end
+        self.m2[cols] = np.maximum(q_end - n_end * mean_end**2, 0.0)
+        return z, ready
+
+    def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Process rows of ``x`` for streams ``cols``; return the first alarm row per stream (-1: none)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _first(alarm: np.ndarray) -> np.ndarray:
+        return np.where(alarm.any(axis=0), np.argmax(alarm, axis=0), -1)
 
 
 class PageHinkley(_Standardized):
     """Page-Hinkley test for a change in the mean, both directions, in standard-deviation units.
 
-    ``delta``: magnitude of change tolerated (std); ``threshold``: alarm level of the cumulative deviation (std);
-    ``alpha``: forgetting factor of the cumulative sums (River's default 0.9999).
+    ``delta``: magnitude of change tolerated (std); ``threshold``: alarm level of the cumulative deviation (std).
+    River's forgetting factor is left out on purpose: with its default 0.9999 the sums fluctuate with a standard
+    deviation of about 70 (1 / sqrt(2 (1 - alpha))) on stable data, above any useful threshold.
     """
 
-    _params = ("min_instances", "delta", "threshold", "alpha")
+    _params = ("min_instances", "delta", "threshold")
     _arrays = ("n_seen", "mean", "m2", "sum_up", "min_up", "sum_down", "max_down")
 
-    def __init__(
-        self,
-        n_streams: int,
-        *,
-        min_instances: int = 30,
-        delta: float = 0.1,
-        threshold: float = 50.0,
-        alpha: float = 1 - 0.0001,
-    ) -> None:
+    def __init__(self, n_streams: int, *, min_instances: int = 30, delta: float = 0.1, threshold: float = 50.0) -> None:
         super().__init__(n_streams, min_instances)
-        if delta < 0 or threshold <= 0 or not 0 < alpha <= 1:
-            raise DataError(
-                f"expected delta >= 0, threshold > 0, 0 < alpha <= 1; got {delta}, {threshold}, {alpha}",
-                where="PageHinkley",
-            )
-        self.delta, self.threshold, self.alpha = float(delta), float(threshold), float(alpha)
+        if delta < 0 or threshold <= 0:
+            raise DataError(f"expected delta >= 0 and threshold > 0, got {delta}, {threshold}", where="PageHinkley")
+        self.delta, self.threshold = float(delta), float(threshold)
         self.sum_up = np.zeros(self.n_streams)
         self.min_up = np.zeros(self.n_streams)
         self.sum_down = np.zeros(self.n_streams)
         self.max_down = np.zeros(self.n_streams)
 
-    def _step(self, x: np.ndarray) -> np.ndarray:
-        z, ready = self._standardize(x)
-        self.sum_up = np.where(ready, self.alpha * self.sum_up + z - self.delta, 0.0)
-        self.sum_down = np.where(ready, self.alpha * self.sum_down + z + self.delta, 0.0)
-        self.min_up = np.minimum(self.min_up, self.sum_up)
-        self.max_down = np.maximum(self.max_down, self.sum_down)
-        hit = ready & (
-            (self.sum_up - self.min_up > self.threshold) | (self.max_down - self.sum_down > self.threshold)
-        )
-        if hit.any():
-            self._reset(hit)
-        return hit
+    def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
+        z, ready = self._standardized(x, cols, start)
+        up = self.sum_up[cols] + np.cumsum(np.where(ready, z - self.delta, 0.0), axis=0)
+        down = self.sum_down[cols] + np.cumsum(np.where(ready, z + self.delta, 0.0), axis=0)
+        min_up = np.minimum(self.min_up[cols], np.minimum.accumulate(up, axis=0))
+        max_down = np.maximum(self.max_down[cols], np.maximum.accumulate(down, axis=0))
+        alarm = (up - min_up > self.threshold) | (max_down - down > self.threshold)
+        self.sum_up[cols], self.sum_down[cols] = up[-1], down[-1]
+        self.min_up[cols], self.max_down[cols] = min_up[-1], max_down[-1]
+        return self._first(alarm)
 
 
 class CUSUM(_Standardized):
@@ -203,27 +242,32 @@ class CUSUM(_Standardized):
         self.s_up = np.zeros(self.n_streams)
         self.s_down = np.zeros(self.n_streams)
 
-    def _step(self, x: np.ndarray) -> np.ndarray:
-        z, _ready = self._standardize(x)
-        self.s_up = np.maximum(0.0, self.s_up + z - self.k)
-        self.s_down = np.maximum(0.0, self.s_down - z - self.k)
-        hit = (self.s_up > self.h) | (self.s_down > self.h)
-        if hit.any():
-            self._reset(hit)
-        return hit
+    @staticmethod
+    def _lindley(s0: np.ndarray, a: np.ndarray) -> np.ndarray:
+        acc = np.cumsum(a, axis=0)
+        return acc - np.minimum(-s0[None, :], np.minimum.accumulate(acc, axis=0))
+
+    def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
+        z, ready = self._standardized(x, cols, start)
+        up = self._lindley(self.s_up[cols], np.where(ready, z - self.k, 0.0))
+        down = self._lindley(self.s_down[cols], np.where(ready, -z - self.k, 0.0))
+        alarm = (up > self.h) | (down > self.h)
+        self.s_up[cols], self.s_down[cols] = up[-1], down[-1]
+        return self._first(alarm)
 
 
 class ADWIN(StreamDetector):
     """ADaptive WINdowing (Bifet & Gavaldà 2007) across streams, with cut points every ``clock`` values.
 
     Each stream keeps a window of recent values as sums over blocks of ``clock`` values (at most ``max_window``
-    values). At each block boundary every split of the window into an older and a newer part is tested; if their
-    means differ by more than ADWIN's bound (River's form, with ``delta``), the older part is dropped and the
-    stream reports a change.
+    values). At each block boundary the window is split into a newer part of 1, 2, 3, 4, 6, 8, 12, ... blocks
+    (geometric, like ADWIN's exponential histogram) and the older rest; if the two means differ by more than
+    ADWIN's bound (River's form, with ``delta``), the older part is dropped and the stream reports a change.
+    All streams receive a value per step, so block boundaries are shared and every test is vectorized.
     """
 
     _params = ("delta", "clock", "max_window", "min_window_length")
-    _arrays = ("block_sum", "block_sq", "n_blocks", "cur_sum", "cur_sq", "cur_n", "width")
+    _arrays = ("block_sum", "block_sq", "n_blocks", "cur_sum", "cur_sq", "cur_n", "head", "width")
 
     def __init__(
         self,
@@ -243,35 +287,63 @@ class ADWIN(StreamDetector):
         self.delta, self.clock, self.max_window = float(delta), int(clock), int(max_window)
         self.min_window_length = int(min_window_length)
         cap = self.max_window // self.clock
-        # block_sum[s, 0] is the newest complete block
+        # circular block store shared by all streams: head[0] is the slot of the next block to close
         self.block_sum = np.zeros((self.n_streams, cap))
         self.block_sq = np.zeros((self.n_streams, cap))
         self.n_blocks = np.zeros(self.n_streams, dtype=np.int64)
         self.cur_sum = np.zeros(self.n_streams)
         self.cur_sq = np.zeros(self.n_streams)
-        self.cur_n = np.zeros(1, dtype=np.int64)  # every stream gets a value per step: one shared count
+        self.cur_n = np.zeros(1, dtype=np.int64)
+        self.head = np.zeros(1, dtype=np.int64)
         self.width = np.zeros(self.n_streams, dtype=np.int64)
+        sizes = sorted({s for b in range(16) for s in (2**b, 3 * 2 ** max(b - 1, 0)) if s <= cap})
+        self._splits = np.array(sizes, dtype=np.int64)  # newer-part sizes in blocks
 
     @property
     def estimation(self) -> np.ndarray:
         """Mean of each stream's current window."""
-        total = self.block_sum.sum(axis=1) + self.cur_sum
-        return total / np.maximum(self.width, 1)
+        total, _ = self._totals()
+        return (total + self.cur_sum) / np.maximum(self.width, 1)
 
-    def _step(self, x: np.ndarray) -> np.ndarray:
-        self.cur_sum += x
-        self.cur_sq += x * x
-        self.cur_n += 1
-        self.width += 1
-        if self.cur_n[0] < self.clock:
-            return np.zeros(self.n_streams, dtype=bool)
-        # close the block: shift older blocks back, dropping the oldest beyond max_window
-        self.block_sum = np.roll(self.block_sum, 1, axis=1)
-        self.block_sq = np.roll(self.block_sq, 1, axis=1)
+    def _newest_first_cumsum(self, blocks: np.ndarray) -> np.ndarray:
+        cap = blocks.shape[1]
+        order = (self.head[0] - 1 - np.arange(cap)) % cap
+        valid = np.arange(cap)[None, :] < self.n_blocks[:, None]
+        return np.cumsum(np.where(valid, blocks[:, order], 0.0), axis=1)
+
+    def _totals(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.n_blocks.any():
+            return np.zeros(self.n_streams), np.zeros(self.n_streams)
+        last = np.maximum(self.n_blocks - 1, 0)[:, None]
+        s = np.take_along_axis(self._newest_first_cumsum(self.block_sum), last, axis=1)[:, 0]
+        q = np.take_along_axis(self._newest_first_cumsum(self.block_sq), last, axis=1)[:, 0]
+        return np.where(self.n_blocks > 0, s, 0.0), np.where(self.n_blocks > 0, q, 0.0)
+
+    def update(self, x: Any) -> None:
+        rows = self._rows(x)
+        fired = np.zeros(self.n_streams, dtype=bool)
+        lo = 0
+        while lo < rows.shape[0]:
+            # values up to the next block boundary only add to the open block: sum them at once
+            hi = min(rows.shape[0], lo + self.clock - int(self.cur_n[0]))
+            seg = rows[lo:hi]
+            self.cur_sum += seg.sum(axis=0)
+            self.cur_sq += (seg * seg).sum(axis=0)
+            self.cur_n += hi - lo
+            self.width += hi - lo
+            if self.cur_n[0] == self.clock:
+                fired |= self._close_block()
+            lo = hi
+        self.drift_detected = fired
+        self.n_detections += fired
+
+    def _close_block(self) -> np.ndarray:
         cap = self.block_sum.shape[1]
-        overflow = self.n_blocks >= cap
-        self.width -= np.where(overflow, self.clock, 0)
-        self.block_sum[:, 0], self.block_sq[:, 0] = self.cur_sum, self.cur_sq
+        slot = int(self.head[0])
+        # the slot being overwritten held the oldest block of streams whose store is full
+        self.width -= np.where(self.n_blocks >= cap, self.clock, 0)
+        self.block_sum[:, slot], self.block_sq[:, slot] = self.cur_sum, self.cur_sq
+        self.head[0] = (slot + 1) % cap
         self.n_blocks = np.minimum(self.n_blocks + 1, cap)
         self.cur_sum[:] = 0.0
         self.cur_sq[:] = 0.0
@@ -279,31 +351,32 @@ class ADWIN(StreamDetector):
         return self._detect()
 
     def _detect(self) -> np.ndarray:
-        valid = np.arange(self.block_sum.shape[1])[None, :] < self.n_blocks[:, None]
-        sums = np.where(valid, self.block_sum, 0.0)
-        sqs = np.where(valid, self.block_sq, 0.0)
-        new_sum = np.cumsum(sums, axis=1)  # newest k+1 blocks
-        total = new_sum[:, -1]
-        total_sq = np.sum(sqs, axis=1)
-        n = self.n_blocks * self.clock
-        n_new = (np.arange(self.block_sum.shape[1]) + 1) * self.clock
-        n_old = n[:, None] - n_new[None, :]
-        split = valid & (n_old >= self.clock)
+        csum = self._newest_first_cumsum(self.block_sum)
+        csq = self._newest_first_cumsum(self.block_sq)
+        last = np.maximum(self.n_blocks - 1, 0)[:, None]
+        total = np.take_along_axis(csum, last, axis=1)[:, 0]
+        total_sq = np.take_along_axis(csq, last, axis=1)[:, 0]
+        k = self._splits
+        new_sum = csum[:, k - 1]
+        n = (self.n_blocks * self.clock).astype(np.float64)
+        n_new = (k * self.clock).astype(np.float64)[None, :]
+        n_old = n[:, None] - n_new
+        split = n_old >= self.clock
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean_new = new_sum / n_new[None, :]
+            mean_new = new_sum / n_new
             mean_old = (total[:, None] - new_sum) / n_old
-            nf = np.maximum(n, 2).astype(np.float64)
-            variance = np.maximum(total_sq / nf - (total / nf) ** 2, 0.0)
-            delta_prime = np.log(2 * np.log(nf) / self.delta)
-            m = 1.0 / (n_old - self.min_window_length + 1) + 1.0 / (n_new[None, :] - self.min_window_length + 1)
-            eps = np.sqrt(2 * m * variance[:, None] * delta_prime[:, None]) + 2.0 / 3.0 * delta_prime[:, None] * m
+            nf = np.maximum(n, 2.0)
+            variance = np.maximum(total_sq / nf - (total / nf) ** 2, 0.0)[:, None]
+            delta_prime = np.log(2 * np.log(nf) / self.delta)[:, None]
+            m = 1.0 / (n_old - self.min_window_length + 1) + 1.0 / (n_new - self.min_window_length + 1)
+            eps = np.sqrt(2 * m * variance * delta_prime) + 2.0 / 3.0 * delta_prime * m
             cut = split & (np.abs(mean_new - mean_old) > eps)
         hit = cut.any(axis=1)
         if hit.any():
-            # drop the older part of the largest significant split (the next block boundary re-checks the rest)
-            keep = np.where(cut, np.arange(self.block_sum.shape[1])[None, :] + 1, 0).max(axis=1)
+            # keep the newer part of the largest significant split; the next boundary re-checks the rest
+            keep = np.where(cut, k[None, :], 0).max(axis=1)
             self.n_blocks = np.where(hit, keep, self.n_blocks)
-            self.width = np.where(hit, self.n_blocks * self.clock, self.width)
+            self.width = np.where(hit, self.n_blocks * self.clock + self.cur_n[0], self.width)
         return hit
 
 

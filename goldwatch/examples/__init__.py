@@ -32,7 +32,17 @@ from goldwatch.examples.data import image_data, tabular_data
 from goldwatch.golden_sets._atomic import atomic_dir, atomic_file
 from goldwatch.runtimes.base import DESCRIPTOR_NAME, Signature, TensorSpec
 
-__all__ = ["FORMATS", "KINDS", "ExampleArtifacts", "ExampleKind", "build_module", "train_example_model", "write_example"]
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "ExampleArtifacts",
+    "ExampleKind",
+    "build_module",
+    "eval_data",
+    "train_example_model",
+    "write_example",
+    "write_model",
+]
 
 FORMATS = ("onnx", "torch", "torchscript", "state_dict", "export")
 

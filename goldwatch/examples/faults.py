@@ -140,9 +140,10 @@ class FaultMatrix:
         ]
         for r in self.rows:
             ratio = r.max_abs_error / r.atol if r.atol else float("inf")
+            failed = ", ".join(c.split(":")[-1] for c in r.failed_checks)
             lines.append(
                 f"| {r.corruption} | {'yes' if r.detected else 'NO'} | {r.top1_changed:.1%} | "
-                f"{'yes' if r.harmful else 'no'} | {ratio:.3g} | {', '.join(c.split(':')[-1] for c in r.failed_checks)} |"
+                f"{'yes' if r.harmful else 'no'} | {ratio:.3g} | {failed} |"
             )
         return "\n".join(lines)
 

@@ -51,7 +51,7 @@ def sequential_to_onnx(
                 )
             )
         elif isinstance(layer, nn.Conv2d):
-            pad_h, pad_w = layer.padding  # type: ignore[misc]
+            pad_h, pad_w = layer.padding
             nodes.append(
                 helper.make_node(
                     "Conv",

@@ -28,10 +28,9 @@ MAX_COLUMNS = 256
 
 
 def _pvalues(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    try:
-        from goldwatch.detectors import detect_drift
-    except ImportError:
-        detect_drift = None
+    import goldwatch.detectors as detectors
+
+    detect_drift = getattr(detectors, "detect_drift", None)
     if detect_drift is not None:
         report = detect_drift(reference, current, test="ks", alpha=1.0, correction="none")
         feats = report.features
@@ -51,14 +50,15 @@ def _ks_statistic(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     [1.0]
     """
     n, m = len(reference), len(current)
-    pooled = np.concatenate([reference, current])
-    order = np.argsort(pooled, axis=0, kind="stable")
+    # columns as contiguous rows: sorting along the last axis is several times faster than along axis 0
+    pooled = np.ascontiguousarray(np.concatenate([reference, current]).T)
+    order = np.argsort(pooled, axis=1)  # any order within ties: only the end of each run of equal values counts
     steps = np.where(order < n, 1.0 / n, -1.0 / m)
-    diff = np.abs(np.cumsum(steps, axis=0))
-    values = np.take_along_axis(pooled, order, axis=0)
+    diff = np.abs(np.cumsum(steps, axis=1))
+    values = np.take_along_axis(pooled, order, axis=1)
     last_of_run = np.ones_like(values, dtype=bool)
-    last_of_run[:-1] = values[1:] != values[:-1]
-    return np.where(last_of_run, diff, 0.0).max(axis=0)
+    last_of_run[:, :-1] = values[:, 1:] != values[:, :-1]
+    return np.where(last_of_run, diff, 0.0).max(axis=1)
 
 
 def output_drift(name: str, reference: np.ndarray, current: np.ndarray, *, alpha: float) -> Check:

@@ -104,18 +104,21 @@ def build_golden_set(
     device = normalize_device(device)
     if out is not None and Path(out).exists() and not overwrite:
         raise GoldenSetError("the output directory already exists", where=str(out), hint="choose a new directory")
-    runtime = load_model(model, device=device) if _is_spec(model) else model
-    assert not isinstance(runtime, (str, os.PathLike))
+    runtime = load_model(model, device=device) if isinstance(model, (str, os.PathLike)) else model
     try:
         signature = runtime.signature
-        arrays = load_inputs(inputs, signature) if _is_spec(inputs) else {k: np.asarray(v) for k, v in inputs.items()}
+        if isinstance(inputs, (str, os.PathLike)):
+            arrays = load_inputs(inputs, signature)
+        else:
+            arrays = {k: np.asarray(v) for k, v in inputs.items()}
         signature.check_inputs(arrays, where="inputs")
         n = next(iter(arrays.values())).shape[0]
         label_array = None
         if labels is not None:
-            label_array = (
-                load_labels(labels, n_samples=n) if _is_spec(labels) else np.asarray(labels).astype(np.int64)
-            )
+            if isinstance(labels, (str, os.PathLike)):
+                label_array = load_labels(labels, n_samples=n)
+            else:
+                label_array = np.asarray(labels).astype(np.int64)
             if label_array.shape != (n,):
                 raise InvalidInputError(f"labels have shape {label_array.shape}, expected ({n},)", where="labels")
         if devices is None:

@@ -64,9 +64,10 @@ def errors(actual: np.ndarray, expected: np.ndarray, *, floor_abs: float) -> tup
     e = expected.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(a - e)
-    same = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
-    diff = np.where(same, 0.0, diff)
-    diff = np.where(np.isnan(diff), np.inf, diff)  # a new NaN is as bad as an infinite error
+    if not np.isfinite(diff).all():  # rare path: only pay for the masks when something is not finite
+        same = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
+        diff = np.where(same, 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)  # a new NaN is as bad as an infinite error
     if diff.size == 0:
         return 0.0, 0.0, diff
     n = diff.shape[0] if diff.ndim else 1

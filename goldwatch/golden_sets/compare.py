@@ -14,8 +14,8 @@ Per output:
 >>> from goldwatch.golden_sets.format import Tolerance
 >>> e = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0]], np.float32)
 >>> checks = compare_output("logits", e.copy(), e, tolerance=Tolerance(1e-5, 1e-5), role="scores")
->>> [(c.name, c.status) for c in checks][:4]
-[('golden:logits:max_abs_error', 'pass'), ('golden:logits:max_rel_error', 'pass'), ('golden:logits:nonfinite', 'pass'), ('golden:logits:top1_agreement', 'pass')]
+>>> [c.name.split(":")[-1] for c in checks], all(c.status == "pass" for c in checks)
+(['max_abs_error', 'max_rel_error', 'nonfinite', 'top1_agreement', 'top2_containment', 'cosine'], True)
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def top1_ambiguous(expected: np.ndarray, atol: float) -> np.ndarray:
     """
     if expected.shape[1] < 2:
         return np.zeros(expected.shape[0], dtype=bool)
-    top2 = np.sort(expected, axis=1)[:, -2:]
+    # partition, not sort: O(C) per row; the last column is the largest, the one before it the runner-up
+    top2 = np.partition(expected, expected.shape[1] - 2, axis=1)[:, -2:]
     return (top2[:, 1] - top2[:, 0]) <= 2 * atol
 
 
@@ -98,7 +99,7 @@ def compare_output(
             name=f"{base}:nonfinite",
             status="fail" if new_nonfinite else "pass",
             summary=f"{new_nonfinite} NaN/Inf value(s) where the golden answer is finite",
-            measured={"value": new_nonfinite, "nan": int(np.count_nonzero(np.isnan(actual))) if actual.dtype.kind == "f" else 0},
+            measured={"value": new_nonfinite, "nan": int(np.isnan(actual).sum()) if actual.dtype.kind == "f" else 0},
             threshold={"limit": 0, "direction": "max"},
         )
     )

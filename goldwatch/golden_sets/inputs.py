@@ -78,7 +78,8 @@ def _fit_table(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
         size = int(np.prod([int(d) for d in tail if d is not None]))
         if out.shape[1] != size:
             raise DataError(
-                f"the table has {out.shape[1]} columns, input {spec.name!r} needs {size} per row for shape {spec.shape}",
+                f"the table has {out.shape[1]} columns, input {spec.name!r} needs {size} per row "
+                f"for shape {spec.shape}",
                 where=where,
             )
         out = out.reshape((out.shape[0], *[int(d) for d in tail if d is not None]))

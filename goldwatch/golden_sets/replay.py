@@ -38,8 +38,15 @@ from goldwatch.golden_sets.build import ModelLike, run_batches
 from goldwatch.golden_sets.calibrate import errors
 from goldwatch.golden_sets.compare import compare_output
 from goldwatch.golden_sets.format import GoldenSet
-from goldwatch.runtimes.base import ModelIdentity, Runtime, Signature, cuda_available, load_model, normalize_device
-from goldwatch.runtimes.base import shapes_compatible
+from goldwatch.runtimes.base import (
+    ModelIdentity,
+    Runtime,
+    Signature,
+    cuda_available,
+    load_model,
+    normalize_device,
+    shapes_compatible,
+)
 
 __all__ = ["ReplayReport", "check_compatible", "replay"]
 
@@ -148,13 +155,16 @@ def _compare_all(
     return checks
 
 
-def _cross_checks(golden: GoldenSet, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], devs: str) -> list[Check]:
+def _cross_checks(
+    golden: GoldenSet, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], devs: str
+) -> list[Check]:
     """Each device against the other, held to the golden tolerance (which covers cross-device noise when the
     golden set was calibrated on both)."""
     out = []
     for name in golden.expected:
         tol = golden.tolerances[name]
-        max_abs, _, _ = errors(np.asarray(a[name]), np.asarray(b[name]), floor_abs=float(tol.derivation.get("floor_abs", 0)))
+        floor_abs = float(tol.derivation.get("floor_abs", 0))
+        max_abs, _, _ = errors(np.asarray(a[name]), np.asarray(b[name]), floor_abs=floor_abs)
         out.append(
             Check.from_comparison(
                 f"golden:{name}:cross_device_max_abs_error", measured=max_abs, threshold=tol.atol,
@@ -181,7 +191,11 @@ def replay(
         golden = GoldenSet.load(golden)
     options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha}
     is_spec = isinstance(model_or_runtime, (str, os.PathLike))
-    runtime: Runtime = load_model(model_or_runtime, device=device) if is_spec else model_or_runtime  # type: ignore[arg-type]
+    runtime: Runtime = (
+        load_model(model_or_runtime, device=device)
+        if isinstance(model_or_runtime, (str, os.PathLike))
+        else model_or_runtime
+    )
     where = f"{golden.path or 'golden set'} vs {runtime.identity.source}"
     device_outputs: dict[str, dict[str, np.ndarray]] = {}
     try:

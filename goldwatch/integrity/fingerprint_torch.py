@@ -112,14 +112,23 @@ def _check_tensor(tensor: Any) -> torch.Tensor:
 
 def _byte_pieces(tensor: torch.Tensor) -> Iterator[tuple[torch.Tensor, int]]:
     """(uint8 1-D tensor on the device, byte offset) pieces of the logical row-major bytes, in order."""
-    import torch
 
     if tensor.is_contiguous():
-        yield tensor.reshape(-1).view(torch.uint8), 0
+        yield _flat_bytes(tensor), 0
         return
     pieces = fingerprint_numpy.row_major_pieces(tuple(tensor.shape), tensor.element_size(), PIECE_BYTES)
     for index, offset, _ in pieces:
-        yield tensor[index].contiguous().reshape(-1).view(torch.uint8), offset
+        yield _flat_bytes(tensor[index].contiguous()), offset
+
+
+def _flat_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    """The bytes of a contiguous tensor as a 1-D uint8 view (no copy)."""
+    import torch
+
+    # as_strided, not reshape(-1): a contiguous tensor of 0 or 1 elements may keep a stride != 1, which
+    # view(uint8) refuses; with stride 1 over numel elements the view is exactly the tensor's bytes
+    flat = tensor.as_strided((tensor.numel(),), (1,))
+    return flat.view(torch.uint8)
 
 
 def _words_int32(data: torch.Tensor) -> torch.Tensor:
@@ -170,13 +179,16 @@ def _device_add_bytes(
         return
     first_word = (offset + head) // WORD_BYTES
     keys = device_keys(acc.device)
+    # The fused kernel reads the words in place: it needs them 4-byte aligned and starting on a block boundary
+    # (true for every whole contiguous tensor). Anything else takes the eager path in bounded steps.
+    fused = fused and first_word % WORDS_PER_BLOCK == 0 and (data.data_ptr() + head) % WORD_BYTES == 0
     # few, large launches for the fused kernel (launch overhead would dominate small ones)
     step = (FUSED_BLOCKS if fused else CHUNK_BLOCKS) * WORDS_PER_BLOCK * WORD_BYTES
     for start in range(0, body, step):
         part = data[head + start : head + min(body, start + step)]
         words = _words_int32(part)
         word0 = first_word + start // WORD_BYTES
-        if fused and word0 % WORDS_PER_BLOCK == 0 and part.data_ptr() % WORD_BYTES == 0:
+        if fused:
             from goldwatch.integrity.fingerprint_triton import fused_block_sums
 
             fused_block_sums(words, word0 // WORDS_PER_BLOCK, acc, keys)

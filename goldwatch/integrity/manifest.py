@@ -22,7 +22,7 @@ import json
 import mmap
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,9 +297,13 @@ def file_tensors(path: Path, fmt: FileFormat, *, on_bytes: Progress | None = Non
     return ()
 
 
-def list_artifact_files(root: Path) -> list[str]:
-    """Every regular file under ``root`` (relative POSIX paths, sorted); symlinks leaving ``root`` are refused."""
+def list_artifact_files(root: Path, *, exclude: Iterable[str | os.PathLike[str]] = ()) -> list[str]:
+    """Every regular file under ``root`` (relative POSIX paths, sorted); symlinks leaving ``root`` are refused.
+
+    ``exclude`` names files to leave out wherever they are (e.g. the manifest itself when it is kept inside).
+    """
     base = root.resolve()
+    skip = {Path(p).resolve() for p in exclude}
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         for d in list(dirnames):
@@ -311,7 +315,7 @@ def list_artifact_files(root: Path) -> list[str]:
             if full.is_symlink() and not full.resolve().is_relative_to(base):
                 raise ArtifactError(f"symlink {full.relative_to(root)} points outside the artifact ({full.resolve()})",
                                     where=str(root), hint="artifacts must be self-contained")
-            if full.is_file():
+            if full.is_file() and full.resolve() not in skip:
                 found.append(full.relative_to(root).as_posix())
     return sorted(found)
 
@@ -322,9 +326,11 @@ def build_manifest(
     digest: str = "sha256",
     fingerprints: bool = True,
     on_bytes: Progress | None = None,
+    exclude: Iterable[str | os.PathLike[str]] = (),
 ) -> ArtifactManifest:
     """Describe the model file or directory at ``path``: digests of every file and fingerprints of every tensor.
 
+    ``exclude`` leaves files out of a directory's manifest (e.g. where the manifest will be written).
     ``on_bytes(n)`` reports progress (each byte is counted twice when fingerprints are computed: digest + tensors).
     Malformed, truncated or hostile files raise :class:`~goldwatch.errors.ArtifactError`; nothing is written.
     """
@@ -334,7 +340,7 @@ def build_manifest(
         raise ArtifactError("no such file or directory", where=str(path), hint="pass a model file or directory")
     if path.is_dir():
         kind: Literal["file", "directory"] = "directory"
-        root, names = path, list_artifact_files(path)
+        root, names = path, list_artifact_files(path, exclude=exclude)
         if not names:
             raise ArtifactError("the directory holds no files", where=str(path))
     else:

@@ -7,6 +7,16 @@ loading external data (``onnx.load(..., load_external_data=False)``); nothing is
 
 Initializers of subgraphs (``If``/``Loop``/``Scan`` bodies) are included, named ``<node>/<attribute>/<name>``.
 String tensors carry no weights and are skipped.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "w.data").write_bytes(bytes(8))
+>>> resolve_external_path(d, "w.data", where="m.onnx").name
+'w.data'
+>>> resolve_external_path(d, "../w.data", where="m.onnx")
+Traceback (most recent call last):
+...
+goldwatch.errors.ArtifactError: m.onnx: external data location '../w.data' leaves the model directory ...
 """
 
 from __future__ import annotations

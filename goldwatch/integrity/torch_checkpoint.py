@@ -3,6 +3,10 @@
 A checkpoint is a (possibly nested) dict/list of tensors; it is flattened to dotted names (``model.layer.weight``).
 TorchScript archives (they hold code) and ``torch.export`` archives are recognised and are not loaded: their
 integrity rests on the file digest. A pickle that needs anything beyond tensors and plain containers is refused.
+
+>>> import torch
+>>> [name for name, _ in flatten_tensors({"model": {"w": torch.ones(1)}, "opt": [torch.zeros(2)], "epoch": 3})]
+['model.w', 'opt.0']
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,13 +176,18 @@ def verify_artifact(
     *,
     locate: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    exclude: Iterable[str | os.PathLike[str]] = (),
 ) -> IntegrityReport:
     """Verify the model file or directory at ``path`` against ``manifest`` (an object or a manifest path).
 
     Missing or unexpected files, size and digest differences are mismatches; with ``locate`` a changed file's tensors
-    are fingerprinted again to name the tensor and 1 MiB block that differ.
+    are fingerprinted again to name the tensor and 1 MiB block that differ. A manifest kept inside the directory
+    is not an unexpected file; ``exclude`` names further files to ignore.
     """
     t0 = time.perf_counter()
+    exclude = list(exclude)
+    if not isinstance(manifest, ArtifactManifest):
+        exclude.append(manifest)
     manifest = _as_manifest(manifest)
     path = Path(path)
     if not path.exists():
@@ -192,7 +197,7 @@ def verify_artifact(
             raise ArtifactError("the manifest describes a directory, but this is a file", where=str(path))
         root = path
         names = {f.path: f.path for f in manifest.files}
-        present = set(list_artifact_files(path))
+        present = set(list_artifact_files(path, exclude=exclude))
     else:
         if path.is_dir():
             raise ArtifactError("the manifest describes a single file, but this is a directory", where=str(path))

@@ -20,7 +20,7 @@ from goldwatch.runtimes.oip import numpy_to_oip
 __all__ = ["OnnxModel"]
 
 
-class OnnxModel(MLModel):  # type: ignore[misc]
+class OnnxModel(MLModel):
     """Serve ``settings.parameters.uri`` (an ONNX file); metadata comes from the ONNX graph."""
 
     async def load(self) -> bool:

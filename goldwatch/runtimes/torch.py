@@ -80,7 +80,7 @@ def import_factory(ref: str, *, where: str) -> Callable[..., Any]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ArtifactError(f"{module_name} has no callable {attr!r}", where=where, hint="fix the factory name")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 class TorchRuntime:

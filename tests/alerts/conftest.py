@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alerts_support import FAST, ROUTING_KEY
-from pagerduty_stub import PagerDutyStub
 
 from goldwatch.watchdog.alerts import Outbox, PagerDutySink
+
+from .alerts_support import FAST, ROUTING_KEY
+from .pagerduty_stub import PagerDutyStub
 
 
 @pytest.fixture

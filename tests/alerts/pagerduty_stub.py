@@ -247,6 +247,11 @@ class PagerDutyStub:
         with self._lock:
             self._answers.extend(answers)
 
+    def clear_script(self) -> None:
+        """Forget scripted answers: from now on valid events get 202 (the outage is over)."""
+        with self._lock:
+            self._answers.clear()
+
     def release(self) -> None:
         """Let hanging requests finish (they get no answer)."""
         self._release.set()

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from alerts_support import ROUTING_KEY
 from click.testing import CliRunner
-from pagerduty_stub import PagerDutyStub, incidents_for
 
 from goldwatch.cli import main
+
+from .alerts_support import ROUTING_KEY
+from .pagerduty_stub import PagerDutyStub, incidents_for
 
 ENV_KEYS = ("GOLDWATCH_PAGERDUTY_ROUTING_KEY", "GOLDWATCH_PAGERDUTY_EVENTS_URL", "GOLDWATCH_CONFIG")
 
@@ -101,8 +102,7 @@ def test_outage_then_list_then_flush(pd_env: PagerDutyStub, workdir: Path) -> No
     assert "#1 pending" in text.output
     assert "#2 pending" in text.output
 
-    with pd_env._lock:
-        pd_env._answers.clear()  # PagerDuty is back
+    pd_env.clear_script()  # PagerDuty is back
     flushed = CliRunner().invoke(main, ["alert", "flush", "--timeout", "10"])
     assert flushed.exit_code == 0, flushed.output
     assert "delivered 2" in flushed.output

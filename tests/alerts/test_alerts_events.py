@@ -6,10 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-from alerts_support import ROUTING_KEY
 from hypothesis import given
 from hypothesis import strategies as st
-from pagerduty_stub import validate_alert, validate_change
 
 from goldwatch.errors import DataError
 from goldwatch.watchdog.alerts.events import (
@@ -23,6 +21,9 @@ from goldwatch.watchdog.alerts.events import (
     fit_to_size,
     truncate_text,
 )
+
+from .alerts_support import ROUTING_KEY
+from .pagerduty_stub import validate_alert, validate_change
 
 T0 = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)
 

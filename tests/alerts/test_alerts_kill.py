@@ -9,11 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from alerts_support import FAST, ROUTING_KEY
-from pagerduty_stub import PagerDutyStub, incidents_for
-
 from goldwatch.watchdog.alerts import AlertManager, Outbox, PagerDutySink
 from goldwatch.watchdog.alerts.outbox import CRASH_ENV
+
+from .alerts_support import FAST, ROUTING_KEY
+from .pagerduty_stub import PagerDutyStub, incidents_for
 
 SENDER = textwrap.dedent(
     """

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alerts_support import FAST, ROUTING_KEY
-from pagerduty_stub import PagerDutyStub, incidents_for
 
 from goldwatch.checks import Check
 from goldwatch.config import parse_config
@@ -23,6 +21,9 @@ from goldwatch.watchdog.alerts import (
     WebhookSink,
     build_sinks,
 )
+
+from .alerts_support import FAST, ROUTING_KEY
+from .pagerduty_stub import PagerDutyStub, incidents_for
 
 FAIL = Check(name="golden:logits:max_abs_error", status="fail", summary="0.31 outside limit (<= 1e-05 abs)",
              measured={"value": 0.31}, threshold={"limit": 1e-5}, details={"worst_rows": [3, 17]})
@@ -289,3 +290,18 @@ def test_from_config_puts_the_outbox_under_the_default_dir(
     assert mgr.outbox.path == tmp_path / "alerts.sqlite"
     assert mgr.renotify_s == 5
     mgr.close()
+
+
+def test_without_sinks_the_incident_is_recorded_but_nothing_is_queued(tmp_path: Path) -> None:
+    mgr = AlertManager(Outbox.open(tmp_path / "a.sqlite", policy=FAST), [], source="p")
+    out = mgr.trigger("fraud", "integrity", summary="differs", severity="critical")
+    assert out.reason == "new"
+    assert not out.queued
+    assert mgr.outbox.counts() == {"pending": 0, "dead": 0}
+    assert [i.dedup_key for i in mgr.incidents("open")] == ["goldwatch/fraud/integrity"]
+    mgr.close()
+
+
+def test_sink_names_must_be_unique(tmp_path: Path, pd_sink: PagerDutySink) -> None:
+    with Outbox.open(tmp_path / "a.sqlite") as box, pytest.raises(ConfigError, match="must be unique"):
+        AlertManager(box, [pd_sink, pd_sink])

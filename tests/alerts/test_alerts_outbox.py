@@ -7,11 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alerts_support import FAST, ROUTING_KEY
-from pagerduty_stub import PagerDutyStub, incidents_for
 
 from goldwatch.errors import DataError, StateError
 from goldwatch.watchdog.alerts import AlertEvent, Outbox, PagerDutySink, RetryPolicy, SendResult
+
+from .alerts_support import FAST, ROUTING_KEY
+from .pagerduty_stub import PagerDutyStub, incidents_for
 
 
 def _queue(box: Outbox, sink: PagerDutySink, action: str, key: str, summary: str = "model broke") -> int:
@@ -257,3 +258,10 @@ def test_non_json_bodies_are_refused_before_storing(outbox: Outbox) -> None:
     with pytest.raises(DataError, match="not plain JSON"):
         outbox.enqueue("s", "alert", {"x": float("nan")}, order_key="k", route="r")
     assert outbox.counts() == {"pending": 0, "dead": 0}
+
+
+def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StateError, match="cannot open the alert outbox"):
+        Outbox.open(blocker / "sub" / "o.sqlite")

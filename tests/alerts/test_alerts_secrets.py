@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alerts_support import FAST, ROUTING_KEY
-from pagerduty_stub import PagerDutyStub
 
 from goldwatch.checks import Check
 from goldwatch.config import parse_config
 from goldwatch.errors import ConfigError
 from goldwatch.logs import configure_logging
 from goldwatch.watchdog.alerts import AlertManager, Outbox, PagerDutySink, build_sinks
+
+from .alerts_support import FAST, ROUTING_KEY
+from .pagerduty_stub import PagerDutyStub
 
 
 class RawRecords(logging.Handler):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alerts_support import ROUTING_KEY
 
 from goldwatch.errors import ConfigError
 from goldwatch.watchdog.alerts import (
@@ -20,6 +19,8 @@ from goldwatch.watchdog.alerts import (
     SendResult,
     WebhookSink,
 )
+
+from .alerts_support import ROUTING_KEY
 
 
 def _sink(handler: object) -> PagerDutySink:

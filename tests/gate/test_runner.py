@@ -28,7 +28,7 @@ def test_identical_baseline_passes_with_plots(world: GateWorld) -> None:
     assert "drift:golden:logits" in names
     assert "finite:golden:cpu" in names
     assert "latency:golden:cpu" in names
-    assert {h.group for h in v.histograms} == {"golden"}
+    assert {h.group for h in v.histograms} == {"golden", "baseline"}
     assert {b.group for b in v.bars} == {"baseline", "drift", "latency"}
     assert v.candidate.runtime == "onnx"
     assert v.baseline.spec == str(world.same)
@@ -235,3 +235,26 @@ def test_nan_candidate_against_baseline_fails_rather_than_errors(world: GateWorl
     (drift,) = by_name(v, "drift:golden:logits")
     assert drift.status == "skip"
     assert "NaN/Inf" in drift.summary
+
+
+def test_device_all_when_the_runtime_cannot_use_the_gpu(world: GateWorld, monkeypatch) -> None:
+    import goldwatch.runtimes as runtimes
+    import goldwatch.runtimes.base as base
+
+    real = runtimes.load_model
+
+    def load(spec, *, device="cpu", **kw):
+        if device != "cpu":
+            raise base.DeviceUnavailableError("onnxruntime has no CUDAExecutionProvider", where=str(spec))
+        return real(spec, device=device, **kw)
+
+    monkeypatch.setattr(base, "cuda_available", lambda: True)
+    monkeypatch.setattr(runtimes, "load_model", load)
+    v = run_gate(world.candidate, [world.golden], device="all", **FAST)
+    assert v.verdict == "pass"
+    assert v.devices == ["cpu"]
+    (skip,) = by_name(v, "device:cuda")
+    assert skip.status == "skip"
+    assert "no CUDAExecutionProvider" in skip.summary
+    strict = run_gate(world.candidate, [world.golden], device="cuda", **FAST)
+    assert strict.error.kind == "DeviceUnavailableError"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from goldwatch.examples import ExampleArtifacts, write_example
@@ -32,7 +30,3 @@ def conv_golden(conv: ExampleArtifacts) -> GoldenSet:
     assert conv.onnx is not None
     return build_golden_set(conv.onnx, conv.inputs, conv.out_dir / "golden", labels=conv.labels, repeats=3)
 
-
-def golden_dir(golden: GoldenSet) -> Path:
-    assert golden.path is not None
-    return golden.path

@@ -26,10 +26,12 @@ def test_tolerance_covers_every_calibration_run(expected: np.ndarray, noise: flo
             for _ in range(3)]
     tol = calibrate({"y": expected}, runs, safety_factor=factor)["y"]
     floor_abs, floor_rel = dtype_floor(expected.dtype, float(np.abs(expected).max()))
-    assert tol.atol >= floor_abs and tol.rtol >= floor_rel
+    assert tol.atol >= floor_abs
+    assert tol.rtol >= floor_rel
     for _, out in runs:
         max_abs, max_rel, _ = errors(out["y"], expected, floor_abs=floor_abs)
-        assert max_abs <= tol.atol and max_rel <= tol.rtol
+        assert max_abs <= tol.atol
+        assert max_rel <= tol.rtol
         checks = compare_output("y", out["y"], expected, tolerance=tol, role="tensor", drift_alpha=None)
         assert {c.name.split(":")[-1]: c.status for c in checks}["max_abs_error"] == "pass"
 
@@ -79,14 +81,18 @@ def test_top1_flip_fails_but_near_ties_are_excused() -> None:
     tie_flip = e.copy()
     tie_flip[12] = [1.0 + 1e-7, 1.0, 0.0]
     s = _statuses(compare_output("y", tie_flip, e, tolerance=tol, role="scores", drift_alpha=None))
-    assert s["top1_agreement"] == "pass" and s["max_abs_error"] == "pass"
+    assert s["top1_agreement"] == "pass"
+    assert s["max_abs_error"] == "pass"
     flipped = e.copy()
     flipped[0] = flipped[2] = [0.0, 5.0, 1.0]
     checks = compare_output("y", flipped, e, tolerance=tol, role="scores", labels=e.argmax(1), drift_alpha=None)
     s = _statuses(checks)
-    assert s["top1_agreement"] == "fail" and s["label_accuracy"] == "fail" and s["cosine"] == "fail"
+    assert s["top1_agreement"] == "fail"
+    assert s["label_accuracy"] == "fail"
+    assert s["cosine"] == "fail"
     top1 = next(c for c in checks if c.name.endswith("top1_agreement"))
-    assert top1.details["ambiguous_samples"] == 1 and top1.details["changed_samples"] >= 1
+    assert top1.details["ambiguous_samples"] == 1
+    assert top1.details["changed_samples"] >= 1
 
 
 def test_nonfinite_and_distribution_checks() -> None:
@@ -96,6 +102,9 @@ def test_nonfinite_and_distribution_checks() -> None:
     bad = e.copy()
     bad[3, 2] = np.inf
     s = _statuses(compare_output("y", bad, e, tolerance=tol, role="embedding"))
-    assert s["nonfinite"] == "fail" and s["max_abs_error"] == "fail" and s["distribution"] == "skip"
+    assert s["nonfinite"] == "fail"
+    assert s["max_abs_error"] == "fail"
+    assert s["distribution"] == "skip"
     shifted = s2 = _statuses(compare_output("y", e + 2.0, e, tolerance=tol, role="tensor"))
-    assert shifted["distribution"] == "fail" and s2["max_abs_error"] == "fail"
+    assert shifted["distribution"] == "fail"
+    assert s2["max_abs_error"] == "fail"

@@ -26,11 +26,13 @@ def test_build_then_replay_passes_and_json_is_parseable(tabular: ExampleArtifact
     result = invoke("golden", "build", "--model", str(tabular.onnx), "--inputs", str(tabular.inputs),
                     "--labels", str(tabular.labels), "--out", str(out), "--repeats", "2")
     assert result.exit_code == 0, result.output
-    assert "atol" in result.output and "bound by" in result.output
+    assert "atol" in result.output
+    assert "bound by" in result.output
     result = invoke("golden", "replay", "--model", str(tabular.models["torchscript"]), "--golden", str(out), "--json")
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)
-    assert verdict["ok"] is True and verdict["n_samples"] == 256
+    assert verdict["ok"] is True
+    assert verdict["n_samples"] == 256
     assert {c["name"] for c in verdict["checks"]} >= {"golden:logits:max_abs_error", "golden:logits:top1_agreement"}
 
 
@@ -39,32 +41,41 @@ def test_replay_of_a_wrong_model_exits_1(tabular: ExampleArtifacts, tabular_gold
     invoke("golden", "example", "tabular", "--out", str(other), "--seed", "3", "--repeats", "1")
     result = invoke("golden", "replay", "--model", str(other / "model.onnx"), "--golden", str(tabular_golden.path))
     assert result.exit_code == 1, result.output
-    assert result.output.startswith("FAIL:") and "FAIL  golden:logits:max_abs_error" in result.output
+    assert result.output.startswith("FAIL:")
+    assert "FAIL  golden:logits:max_abs_error" in result.output
 
 
 def test_bad_input_exits_2_with_one_line(tabular: ExampleArtifacts, tabular_golden: GoldenSet, conv_golden: GoldenSet,
                                          tmp_path: Path) -> None:
     missing = invoke("golden", "replay", "--model", str(tabular.onnx), "--golden", str(tmp_path / "none"))
     assert missing.exit_code == 2
-    assert missing.output.strip().count("\n") == 0 and "golden set directory not found" in missing.output
+    assert missing.output.strip().count("\n") == 0
+    assert "golden set directory not found" in missing.output
     other_model = invoke("golden", "replay", "--model", str(tabular.onnx), "--golden", str(conv_golden.path))
-    assert other_model.exit_code == 2 and "inputs do not match" in other_model.output
+    assert other_model.exit_code == 2
+    assert "inputs do not match" in other_model.output
     tampered = Path(shutil.copytree(tabular_golden.path, tmp_path / "t"))  # type: ignore[arg-type]
     data = np.load(tampered / "expected.npz")["logits"]
     with open(tampered / "expected.npz", "wb") as fh:
         np.savez(fh, logits=data * 1.01)
     bad = invoke("golden", "replay", "--model", str(tabular.onnx), "--golden", str(tampered))
-    assert bad.exit_code == 2 and "sha256 mismatch" in bad.output
+    assert bad.exit_code == 2
+    assert "sha256 mismatch" in bad.output
     no_model = invoke("golden", "replay", "--model", str(tmp_path / "m.onnx"), "--golden", str(tabular_golden.path))
-    assert no_model.exit_code == 2 and "model not found" in no_model.output
+    assert no_model.exit_code == 2
+    assert "model not found" in no_model.output
     exists = invoke("golden", "build", "--model", str(tabular.onnx), "--inputs", str(tabular.inputs),
                     "--out", str(tampered))
-    assert exists.exit_code == 2 and "already exists" in exists.output
+    assert exists.exit_code == 2
+    assert "already exists" in exists.output
     device = invoke("golden", "replay", "--model", str(tabular.onnx), "--golden", str(tampered), "--device", "tpu")
-    assert device.exit_code == 2 and "unknown device" in device.output
+    assert device.exit_code == 2
+    assert "unknown device" in device.output
     role = invoke("golden", "build", "--model", str(tabular.onnx), "--inputs", str(tabular.inputs),
                   "--out", str(tmp_path / "r"), "--role", "logits=banana")
-    assert role.exit_code == 2 and "bad role" in role.output and not (tmp_path / "r").exists()
+    assert role.exit_code == 2
+    assert "bad role" in role.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_console_script_replays_in_a_real_subprocess(tabular: ExampleArtifacts, tabular_golden: GoldenSet) -> None:

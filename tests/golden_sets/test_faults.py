@@ -26,7 +26,8 @@ def test_corruptions_leave_the_original_untouched_and_change_what_they_say() -> 
     model, _ = train_example_model("tabular", seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     swapped = corrupt("tabular", model, "swap_layers").state_dict()
-    assert torch.equal(swapped["2.weight"], before["4.weight"]) and torch.equal(swapped["4.weight"], before["2.weight"])
+    assert torch.equal(swapped["2.weight"], before["4.weight"])
+    assert torch.equal(swapped["4.weight"], before["2.weight"])
     flipped = corrupt("tabular", model, "bitflip_exponent").state_dict()["2.weight"]
     diff = (flipped != before["2.weight"]).sum().item()
     assert diff == 1

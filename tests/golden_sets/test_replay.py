@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from goldwatch.errors import DataError, GoldenSetError
-from goldwatch.examples import ExampleArtifacts, KINDS, train_example_model
+from goldwatch.examples import KINDS, ExampleArtifacts, train_example_model
 from goldwatch.golden_sets import GoldenSet, build_golden_set, replay
 from goldwatch.golden_sets.inputs import load_inputs
 from goldwatch.runtimes import load_model
@@ -19,7 +19,8 @@ def test_every_format_of_the_approved_model_passes(tabular: ExampleArtifacts, ta
     """The golden set was built with ONNX Runtime; torch runs of the same weights agree within the tolerance."""
     report = replay(tabular.models[fmt], tabular_golden.path)  # type: ignore[arg-type]
     assert report.ok, [c for c in report.checks if not c.ok]
-    assert report.n_samples == 256 and report.device == "cpu"
+    assert report.n_samples == 256
+    assert report.device == "cpu"
     assert report.same_model_digest is (fmt == "onnx")
     names = {c.name for c in report.checks}
     assert {"golden:logits:max_abs_error", "golden:logits:top1_agreement", "golden:logits:label_accuracy",
@@ -64,7 +65,9 @@ def test_cross_device_without_gpu_is_skipped_with_reason(tabular: ExampleArtifac
         pytest.skip("this machine has a GPU: the cuda-marked tests cover cross-device replay")
     report = replay(tabular.onnx, tabular_golden, cross_device=True)  # type: ignore[arg-type]
     skipped = [c for c in report.checks if c.status == "skip"]
-    assert report.ok and skipped and "no CUDA GPU" in skipped[0].summary
+    assert report.ok
+    assert skipped
+    assert "no CUDA GPU" in skipped[0].summary
 
 
 def test_inputs_from_csv_and_parquet_and_errors(tabular: ExampleArtifacts, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -118,7 +121,8 @@ def test_cuda_build_calibrates_both_devices_and_cross_device_replay_passes(
     assert any(c.name.startswith("golden[cuda]:") for c in report.checks)
     assert any(c.name.endswith("cross_device_max_abs_error") for c in report.checks)
     on_gpu = replay(tabular.models["torchscript"], tmp_path / "g", device="cuda")
-    assert on_gpu.ok and on_gpu.device == "cuda"
+    assert on_gpu.ok
+    assert on_gpu.device == "cuda"
 
 
 @pytest.mark.cuda
@@ -131,4 +135,5 @@ def test_cuda_replay_catches_a_corrupted_gpu_copy(tabular: ExampleArtifacts, tab
     with torch.no_grad():
         runtime.module[2].weight.mul_(1.01)
     report = replay(runtime, tabular_golden)
-    assert not report.ok and report.device == "cuda"
+    assert not report.ok
+    assert report.device == "cuda"

@@ -124,3 +124,12 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
         build_manifest(tmp_path, on_bytes=lambda n: (seen.append(n), on_bytes(n)))
     assert sum(seen) == 3000  # a plain file: digest pass only (no tensors)
+
+
+def test_a_manifest_kept_inside_the_model_directory(model_dir: Path) -> None:
+    manifest = model_dir / "goldwatch-manifest.json"
+    code, out, _ = _run("fingerprint", str(model_dir), "-o", str(manifest))
+    assert code == 0
+    assert "4 file(s)" in out  # the manifest does not describe itself
+    code, out, _ = _run("verify", str(model_dir), "--manifest", str(manifest))
+    assert code == 0, out

@@ -27,7 +27,8 @@ def _random(shape: tuple[int, ...], dtype: torch.dtype, device: str = "cpu", see
 
 def _file_bytes(t: torch.Tensor) -> bytes:
     """What a file would hold: the contiguous row-major bytes, computed without goldwatch."""
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    c = t.detach().cpu().contiguous()
+    return c.as_strided((c.numel(),), (1,)).view(torch.uint8).numpy().tobytes()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -102,6 +103,42 @@ def test_property_eager_torch_equals_numpy_on_any_view(
     expected = fingerprint_of_bytes_reference(_file_bytes(view))
     assert fingerprint_tensor(view, backend="torch") == expected
     assert fingerprint_tensor(view, backend="numpy") == expected
+
+
+_INTERPRETED = """
+import os, sys
+import numpy as np, torch
+from goldwatch.integrity import fingerprint_triton as ft
+from goldwatch.integrity.fingerprint import WORDS_PER_BLOCK, BlockSums
+from goldwatch.integrity.fingerprint_numpy import fingerprint_buffer
+from goldwatch.integrity.fingerprint_torch import device_keys
+
+g = torch.Generator().manual_seed(0)
+for n in [5, 4096, WORDS_PER_BLOCK + 77]:
+    words = torch.randint(-2**31, 2**31, (n,), dtype=torch.int64, generator=g).to(torch.int32)
+    acc = torch.zeros((-(-n // WORDS_PER_BLOCK), 2), dtype=torch.int64)
+    ft.fused_block_sums(words, 0, acc, device_keys(torch.device("cpu")))
+    sums = BlockSums(4 * n)
+    sums.sums += acc.numpy().view(np.uint64)
+    assert sums.finalize() == fingerprint_buffer(words.numpy()), n
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_fused_kernel_in_the_triton_interpreter() -> None:
+    """The Triton kernel's arithmetic, run by Triton's CPU interpreter (where Triton is installed, GPU or not)."""
+    import os
+    import subprocess
+    import sys
+
+    if not fingerprint_torch.triton_available():
+        pytest.skip("triton is not installed (it ships with CUDA builds of torch); the cuda tests cover it there")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", _INTERPRETED], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
 
 
 # ---------------------------------------------------------------------------------------------------- CUDA

@@ -24,9 +24,11 @@ def test_every_format_loads_with_the_same_signature_and_answers(tabular_rt: Exam
     try:
         assert isinstance(runtime, Runtime)
         assert runtime.signature == tabular_rt.signature
-        assert runtime.identity.digest and runtime.identity.digest.startswith("sha256:")
+        assert runtime.identity.digest
+        assert runtime.identity.digest.startswith("sha256:")
         out = runtime.run(_x(tabular_rt))
-        assert out["logits"].shape == (256, 3) and out["logits"].dtype == np.float32
+        assert out["logits"].shape == (256, 3)
+        assert out["logits"].dtype == np.float32
         reference = load_model(tabular_rt.models["torchscript"]).run(_x(tabular_rt))["logits"]
         np.testing.assert_allclose(out["logits"], reference, rtol=1e-5, atol=1e-4)
     finally:
@@ -50,9 +52,9 @@ def test_dispatch_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="model not found"):
         load_model(tmp_path / "missing.onnx")
     (tmp_path / "m.h5").write_bytes(b"x")
-    with pytest.raises(ArtifactError, match="unknown model format '.h5'"):
+    with pytest.raises(ArtifactError, match=r"unknown model format '\.h5'"):
         load_model(tmp_path / "m.h5")
-    with pytest.raises(ArtifactError, match="goldwatch-model.json"):
+    with pytest.raises(ArtifactError, match=r"goldwatch-model\.json"):
         load_model(tmp_path)
     with pytest.raises(InvalidInputError, match="not an Open Inference Protocol v2 model URL"):
         load_model("http://127.0.0.1:1/v1/models/x")
@@ -64,7 +66,7 @@ def test_truncated_files_are_artifact_errors(tabular_rt: ExampleArtifacts, tmp_p
     for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt"), ("export", "m.pt2")):
         data = tabular_rt.models[fmt].read_bytes()
         (tmp_path / name).write_bytes(data[: len(data) // 2])
-        with pytest.raises(ArtifactError, match="(cannot load|not a loadable)"):
+        with pytest.raises(ArtifactError, match=r"(cannot load|not a loadable)"):
             load_model(tmp_path / name)
 
 
@@ -118,7 +120,8 @@ def test_plain_pt_state_dict_and_torchscript_without_signature(tabular_rt: Examp
     scripted = torch.jit.script(torch.nn.Linear(8, 2))
     scripted.save(str(tmp_path / "bare.pt"))
     runtime = load_model(tmp_path / "bare.pt")
-    assert runtime.signature.input_names == ["input"] and runtime.signature.output_names == ["output"]
+    assert runtime.signature.input_names == ["input"]
+    assert runtime.signature.output_names == ["output"]
     assert runtime.run({"input": np.ones((3, 8), np.float32)})["output"].shape == (3, 2)
 
 

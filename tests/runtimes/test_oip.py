@@ -59,12 +59,15 @@ def _runtime(**kwargs) -> OipRuntime:  # type: ignore[no-untyped-def]
 def test_signature_from_metadata_and_json_tensor_round_trip() -> None:
     seen: list[dict] = []  # type: ignore[type-arg]
     rt = _runtime(seen=seen)
-    assert rt.signature.inputs[0].shape == (None, 2) and rt.signature.outputs[0].dtype == "int64"
+    assert rt.signature.inputs[0].shape == (None, 2)
+    assert rt.signature.outputs[0].dtype == "int64"
     x = np.array([[1.5, -3.25], [0.1, 0.2]], np.float32)
     out = rt.run({"x": x})
-    assert out["y"].tolist() == [0, 1] and out["y"].dtype == np.int64
+    assert out["y"].tolist() == [0, 1]
+    assert out["y"].dtype == np.int64
     sent = seen[0]["inputs"][0]
-    assert sent["datatype"] == "FP32" and sent["shape"] == [2, 2]
+    assert sent["datatype"] == "FP32"
+    assert sent["shape"] == [2, 2]
     np.testing.assert_array_equal(np.asarray(sent["data"], np.float32), x.reshape(-1))  # float32 exact via JSON
 
 
@@ -88,7 +91,8 @@ class TestAgainstMLServer:
     ) -> None:
         remote = load_model(mlserver.model_url("tabular"))
         assert remote.signature == tabular_rt.signature
-        assert remote.identity.kind == "oip" and remote.identity.name == "tabular"
+        assert remote.identity.kind == "oip"
+        assert remote.identity.name == "tabular"
         x = dict(np.load(tabular_rt.inputs))
         local = load_model(tabular_rt.onnx).run(x)["logits"]  # type: ignore[arg-type]
         np.testing.assert_array_equal(remote.run(x)["logits"], local)  # same ORT, float32 exact through JSON
@@ -135,4 +139,5 @@ class TestAgainstMLServer:
             capture_output=True, text=True, timeout=120, check=False,
         )
         assert down.returncode == 2
-        assert "server unreachable" in down.stderr and down.stderr.count("\n") == 1
+        assert "server unreachable" in down.stderr
+        assert down.stderr.count("\n") == 1

@@ -178,7 +178,8 @@ class Timing:
 
 @dataclasses.dataclass(frozen=True)
 class AlertOutcome:
-    """What a manager call did: whether events were queued (``queued``), why, and their outbox ids."""
+    """What a manager call did: whether events were stored for at least one sink (``queued``), why, and the
+    outbox id per sink. ``reason`` is the incident decision (new, changed, renotify, unchanged, resolved, ...)."""
 
     action: Literal["trigger", "acknowledge", "resolve", "change"]
     dedup_key: str | None
@@ -372,7 +373,7 @@ class AlertManager:
         reason = "forced" if force and not decision.send else decision.reason
         log.info("incident %s (#%d) %s: %s", key, decision.incident.number,
                  "queued" if send else "not re-sent", reason)
-        return AlertOutcome("trigger", key, send, reason, ids, decision.incident)
+        return AlertOutcome("trigger", key, bool(ids), reason, ids, decision.incident)
 
     def resolve(self, model: str, check_class: str, *, summary: str | None = None,
                 force: bool = False) -> AlertOutcome:
@@ -382,7 +383,7 @@ class AlertManager:
             incident = self.book.on_pass(key=key, now=self._clock(), resolve_after_s=0.0)
             send = incident is not None or force
             ids = self._queue(AlertEvent(action="resolve", dedup_key=key, summary=summary or ""), key) if send else {}
-        return AlertOutcome("resolve", key, send, "resolved" if incident else ("forced" if force else "not open"),
+        return AlertOutcome("resolve", key, bool(ids), "resolved" if incident else ("forced" if force else "not open"),
                             ids, incident)
 
     def acknowledge(self, model: str, check_class: str) -> AlertOutcome:
@@ -390,7 +391,7 @@ class AlertManager:
         key = dedup_key(model, check_class)
         with self.outbox.transaction():
             ids = self._queue(AlertEvent(action="acknowledge", dedup_key=key), key)
-        return AlertOutcome("acknowledge", key, True, "acknowledged", ids, self.book.get(key))
+        return AlertOutcome("acknowledge", key, bool(ids), "acknowledged", ids, self.book.get(key))
 
     def change(self, summary: str, *, model: str | None = None, details: Mapping[str, Any] | None = None,
                links: Sequence[Link] = ()) -> AlertOutcome:
@@ -400,7 +401,7 @@ class AlertManager:
                             custom_details=payload, links=links)
         with self.outbox.transaction():
             ids = self._queue(event, f"change/{model or '*'}")
-        return AlertOutcome("change", None, True, "change", ids)
+        return AlertOutcome("change", None, bool(ids), "change", ids)
 
     def observe(
         self,
@@ -431,7 +432,7 @@ class AlertManager:
                 ids = self._queue(AlertEvent(action="resolve", dedup_key=key,
                                              summary=f"{model}: {cls_name} checks pass again"), key) if incident else {}
             if incident:
-                outcomes.append(AlertOutcome("resolve", key, True, "resolved", ids, incident))
+                outcomes.append(AlertOutcome("resolve", key, bool(ids), "resolved", ids, incident))
         return outcomes
 
     # -- delivery --------------------------------------------------------------------------------------------

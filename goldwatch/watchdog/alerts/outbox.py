@@ -260,6 +260,7 @@ class Outbox:
     ) -> Outbox:
         """Open (creating if needed) the outbox database at ``path``."""
         path = Path(path)
+        conn: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -268,15 +269,22 @@ class Outbox:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"outbox schema version {version} is newer than this goldwatch ({SCHEMA_VERSION})",
+                    where=str(path), hint="upgrade goldwatch, or point alerts.outbox_path elsewhere",
+                )
+            conn.executescript(SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
             raise StateError(f"cannot open the alert outbox ({exc})", where=str(path),
-                             hint="check the path; move a corrupt file aside and run again") from None
-        if version > SCHEMA_VERSION:
+                             hint="check the path and permissions; move a corrupt file aside and run again") from None
+        except StateError:
+            assert conn is not None
             conn.close()
-            raise StateError(f"outbox schema version {version} is newer than this goldwatch ({SCHEMA_VERSION})",
-                             where=str(path), hint="upgrade goldwatch, or point alerts.outbox_path elsewhere")
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            raise
         return cls(conn, path, policy=policy or RetryPolicy(), clock=clock, sleep=sleep, rng=random.Random(seed))
 
     @property

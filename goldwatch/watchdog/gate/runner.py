@@ -214,6 +214,21 @@ def _agreement(
         ))
 
 
+def _baseline_histograms(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray],
+                         golden: areas.GoldenView) -> None:
+    """|candidate - baseline| per element: how far the new version moved, drawn against the golden tolerance."""
+    for name, ref in base.items():
+        cur = cand.get(name)
+        if cur is None or cur.shape != ref.shape or not np.issubdtype(ref.dtype, np.number):
+            continue
+        tol = golden.tolerance(name)
+        run.histograms.append(error_histogram(
+            cur, ref, tolerance=tol, group="baseline", title=f"{golden.name} · {name} · |candidate − baseline|",
+            note="element-wise difference from the baseline; the line marks the golden set's replay tolerance "
+                 "(for scale: a retrained model is expected to cross it)",
+        ))
+
+
 def _metrics(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray], golden: areas.GoldenView,
              th: GateThresholds) -> None:
     if golden.labels is None:
@@ -344,6 +359,7 @@ def run_gate(
     called for each golden set compared with the baseline (e.g. to build an Evidently report from them).
     """
     from goldwatch.runtimes import load_model
+    from goldwatch.runtimes.base import DeviceUnavailableError
 
     th = thresholds or GateThresholds()
     started, t0 = _now(), time.perf_counter()
@@ -386,8 +402,18 @@ def run_gate(
             run.checks.append(Check(name="artifact:manifest", status="skip",
                                     summary="no --manifest given: the artifact's bytes were not verified"))
         cand_rts = {}
-        for dev in devices:
-            cand_rts[dev] = load_model(candidate, device=dev)
+        for dev in list(devices):
+            try:
+                cand_rts[dev] = load_model(candidate, device=dev)
+            except DeviceUnavailableError as err:
+                if device != "all" or dev == "cpu":
+                    raise
+                # --device all: a GPU is present but this model's runtime cannot use it (e.g. onnxruntime
+                # without the CUDA provider, a remote model): say so and go on with CPU
+                devices.remove(dev)
+                run.checks.append(Check(name=f"device:{dev}", status="skip",
+                                        summary=f"--device all: the candidate cannot run on {dev} here ({err})"))
+                continue
             runtimes.append(cand_rts[dev])
         cand_ref = _model_ref(candidate, cand_rts[devices[0]])
         base_rt = None
@@ -409,6 +435,7 @@ def run_gate(
                 run.guarded_check(f"baseline:{g.name}", _agreement, run, cand_out, base_out, tag=g.name,
                                   min_agreement=th.min_top1_agreement, group="baseline", what="baseline")
                 run.guarded_check(f"baseline:{g.name}:metric", _metrics, run, cand_out, base_out, g, th)
+                _baseline_histograms(run, cand_out, base_out, g)
                 run.guarded_check(f"drift:{g.name}", _drift, run, cand_out, base_out, g.name, th)
                 if on_compare is not None:
                     on_compare(g.name, cand_out, base_out)

@@ -364,7 +364,8 @@ class Registry:
         """Verify ``version``'s artifact and make it known-good; with a serving pointer, also serve it.
 
         ``serve`` defaults to True when ``model`` has a serving pointer attached. Verification failure raises
-        RegistryError and changes nothing.
+        RegistryError and changes nothing. With a reloader, the server is told to reload after the switch is
+        committed; if it does not confirm, ServerUnreachableError is raised (the switch stands: it is durable).
         """
         if not reason:
             raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
@@ -396,17 +397,8 @@ class Registry:
                 "serve": bool(serve), "version": mv.version, "source": str(mv.path.resolve()),
                 "pointer": serving.pointer.spec() if serve and serving else None,
             }
-            intent = journal.begin(self._conn, op="promote", model=model, payload=payload)
-            journal.crash_point("promote:intent")
-            if serve and serving is not None:
-                staged = serving.pointer.stage(mv.path, label=f"{model}:{mv.version}")
-                journal.crash_point("promote:staged")
-                serving.pointer.switch(staged)
-                journal.crash_point("promote:switched")
-            with _db.write(self._conn):
-                self._apply(model, payload)
-                journal.close(self._conn, intent, "done")
-            journal.crash_point("promote:committed")
+            self._switch_and_commit("promote", model, payload, serving.pointer if serve and serving else None,
+                                    mv.path, f"{model}:{mv.version}")
         if serve and serving is not None and serving.reloader is not None:
             serving.reloader.reload(model=model, version=mv.version, path=mv.path)
             serving.reloader.wait_ready(timeout_s=serving.ready_timeout_s)
@@ -429,45 +421,82 @@ class Registry:
             self._event(model, payload["version"], "serve", None, None, actor=payload["actor"],
                         reason=payload["reason"], evidence={**payload["evidence"], "target": payload["source"]})
 
-    # ---- recovery -----------------------------------------------------------------------------------------
-    def _recover(self) -> builtins.list[RecoveryAction]:
-        actions = []
-        for intent in journal.open_intents(self._conn):
-            spec = intent.payload.get("pointer")
-            pointer = pointer_from_spec(spec) if spec else None
-            state = pointer.read() if pointer is not None else None
-            switched = state is not None and Path(state.source) == Path(intent.payload["source"])
+    # ---- switching under the journal -----------------------------------------------------------------------
+    def _switch_and_commit(self, op: str, model: str, payload: dict[str, Any], pointer: ServingPointer | None,
+                           source: Path, label: str) -> None:
+        """Record the intent, switch ``pointer`` to ``source``, apply ``payload`` to the database, close the intent.
+
+        Call with the lock held. Crash points ``{op}:intent|staged|switched|committed`` are the named steps the
+        crash tests kill at. An exception part-way (a full disk, a permission error) resolves the intent at once,
+        the same way recovery would, so a live process never leaves an open intent behind.
+        """
+        intent_id = journal.begin(self._conn, op=op, model=model, payload=payload)
+        try:
+            journal.crash_point(f"{op}:intent")
             if pointer is not None:
-                pointer.cleanup()
+                staged = pointer.stage(source, label=label)
+                journal.crash_point(f"{op}:staged")
+                pointer.switch(staged)
+                journal.crash_point(f"{op}:switched")
             with _db.write(self._conn):
-                if switched:
-                    self._apply(intent.model, intent.payload)
-                    journal.close(self._conn, intent.id, "completed")
-                    outcome, detail = "completed", f"the pointer already served {intent.payload['source']}"
-                else:
-                    journal.close(self._conn, intent.id, "reverted")
-                    outcome, detail = "reverted", "the pointer was never switched; nothing was applied"
-                self._event(intent.model, intent.payload.get("version"), f"recover-{intent.op}", None, None,
-                            actor=default_actor(), reason=f"crash recovery: {outcome}",
-                            evidence={"intent": intent.id, "pid": intent.pid, "started_at": intent.started_at})
-            log.warning("recovered interrupted %s of %s: %s (%s)", intent.op, intent.model, outcome, detail)
-            actions.append(RecoveryAction(intent.id, intent.op, intent.model, outcome, detail))  # type: ignore[arg-type]
-        return actions
+                self._apply(model, payload)
+                journal.close(self._conn, intent_id, "done")
+        except BaseException:
+            for intent in journal.open_intents(self._conn):
+                if intent.id == intent_id:
+                    try:
+                        self._resolve(intent)
+                    except Exception:  # the database itself may be what failed: the next open resolves it
+                        log.exception("could not resolve the interrupted %s of %s now", op, model)
+            raise
+        journal.crash_point(f"{op}:committed")
+
+    # ---- recovery -----------------------------------------------------------------------------------------
+    def _resolve(self, intent: journal.Intent) -> RecoveryAction:
+        """Complete ``intent`` if its pointer already serves the target, else revert it (see :mod:`.journal`)."""
+        spec = intent.payload.get("pointer")
+        pointer = pointer_from_spec(spec) if spec else None
+        state = pointer.read() if pointer is not None else None
+        switched = state is not None and Path(state.source) == Path(intent.payload["source"])
+        if pointer is not None:
+            pointer.cleanup()
+        with _db.write(self._conn):
+            if switched:
+                self._apply(intent.model, intent.payload)
+                journal.close(self._conn, intent.id, "completed")
+                outcome, detail = "completed", f"the pointer already served {intent.payload['source']}"
+            else:
+                journal.close(self._conn, intent.id, "reverted")
+                outcome, detail = "reverted", "the pointer was never switched; nothing was applied"
+            self._event(intent.model, intent.payload.get("version"), f"recover-{intent.op}", None, None,
+                        actor=default_actor(), reason=f"interrupted {intent.op}: {outcome}",
+                        evidence={"intent": intent.id, "pid": intent.pid, "started_at": intent.started_at})
+        log.warning("resolved interrupted %s of %s: %s (%s)", intent.op, intent.model, outcome, detail)
+        return RecoveryAction(intent.id, intent.op, intent.model, outcome, detail)  # type: ignore[arg-type]
+
+    def _recover(self) -> builtins.list[RecoveryAction]:
+        # Only called with the lock held: every open intent belongs to a process that is gone.
+        return [self._resolve(intent) for intent in journal.open_intents(self._conn)]
 
     # ---- rollback, readiness, retention (implemented in their own modules) ---------------------------------
     def rollback(self, model: str, *, actor: str | None = None, reason: str,
-                 evidence: dict[str, Any] | None = None, quarantine_current: bool = True) -> RollbackResult:
-        """Serve the newest known-good version that re-verifies (see :mod:`.rollback`)."""
+                 evidence: dict[str, Any] | None = None, quarantine_current: bool = True,
+                 golden: bool = False) -> RollbackResult:
+        """Serve the newest known-good version that re-verifies (see :mod:`.rollback`).
+
+        ``quarantine_current``: the version rolled back from is quarantined (rollback means it was proven bad).
+        ``golden``: also replay each candidate target's linked golden sets before choosing it.
+        """
         from goldwatch.watchdog.registry.rollback import run_rollback
 
         return run_rollback(self, model, actor=actor or default_actor(), reason=reason, evidence=evidence,
-                            quarantine_current=quarantine_current)
+                            quarantine_current=quarantine_current, golden=golden)
 
-    def check(self, model: str, *, load: bool = False) -> ReadinessReport:
+    def check(self, model: str, *, load: bool = False, golden: bool = False) -> ReadinessReport:
         """Rollback readiness of ``model`` (see :mod:`.rollback`)."""
         from goldwatch.watchdog.registry.rollback import readiness
 
-        return readiness(self, model, load=load)
+        return readiness(self, model, load=load, golden=golden)
 
     def apply_retention(self, model: str, *, keep: int, actor: str | None = None) -> RetentionReport:
         """Keep the newest ``keep`` known-good versions, retire older ones (see :mod:`.retention`)."""

@@ -1,8 +1,9 @@
 """Verified rollback and rollback readiness.
 
 Rollback picks the newest known-good version other than the one being served whose artifact re-verifies against
-its manifest; a known-good version that fails is quarantined on the spot and reported (a corrupted backup is worse
-than none: it would be served). It then switches the pointer under the intent journal, re-checks what is served,
+its manifest (and, with ``golden=True``, whose linked golden sets replay within tolerance); a known-good version
+that fails is quarantined on the spot and reported (a corrupted backup is worse than none: it would be served).
+It then switches the pointer under the intent journal, re-checks what is served,
 tells the server to reload and waits until it is ready, timing each phase. With no verified known-good version it
 serves the configured fallback, or reports that there is none and changes nothing.
 
@@ -29,9 +30,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from goldwatch.checks import Check
+from goldwatch.checks import Check, Status
 from goldwatch.errors import GoldwatchError
-from goldwatch.watchdog.registry import db as _db
 from goldwatch.watchdog.registry import journal
 from goldwatch.watchdog.registry._integrity_adapter import verify
 from goldwatch.watchdog.registry.models import ModelVersion, ReadinessReport, RollbackResult, SkippedVersion
@@ -39,26 +39,58 @@ from goldwatch.watchdog.registry.models import ModelVersion, ReadinessReport, Ro
 if TYPE_CHECKING:
     from goldwatch.watchdog.registry.core import Registry
 
-__all__ = ["readiness", "run_rollback"]
+__all__ = ["readiness", "replay_golden_sets", "run_rollback"]
 
 
-def _select(reg: Registry, model: str, current: str | None, *, actor: str,
+def replay_golden_sets(mv: ModelVersion) -> tuple[bool | None, str]:
+    """Replay every golden set linked to ``mv`` through its artifact on CPU.
+
+    Returns (True, summary) when all pass, (False, why) when an answer is outside tolerance (proof the model is
+    wrong), and (None, why) when the replay could not run (the model does not load, a golden set is unreadable).
+    """
+    if not mv.golden:
+        return True, "no golden set linked"
+    from goldwatch.golden_sets import replay
+
+    for golden in mv.golden:
+        try:
+            report = replay(mv.path, golden)
+        except Exception as exc:  # a runtime's own error types vary; any of them means "could not replay"
+            return None, f"golden replay of {golden} could not run: {exc}"
+        if not report.ok:
+            failed = [c for c in report.checks if not c.ok]
+            detail = "; ".join(f"{c.name}: {c.summary}" for c in failed[:3])
+            return False, f"golden replay of {golden} failed: {detail}"
+    return True, f"{len(mv.golden)} golden set(s) replayed within tolerance"
+
+
+def _select(reg: Registry, model: str, current: str | None, *, actor: str, golden: bool,
             result: RollbackResult) -> ModelVersion | None:
     for mv in reversed(reg.list(model, state="known-good")):
         if mv.version == current:
             continue
         check = reg.verify(mv)
-        if check.ok:
+        if not check.ok:
+            why = "artifact failed verification: " + "; ".join(check.problems[:5])
+            evidence: dict[str, Any] = {"problems": check.problems[:50]}
+        elif golden:
+            passed, why = replay_golden_sets(mv)
+            if passed:
+                return mv
+            if passed is None:
+                # Not proof the model is wrong (it may be this host): skip it, but do not quarantine it.
+                result.skipped.append(SkippedVersion(version=mv.version, reason=why, quarantined=False))
+                continue
+            evidence = {"golden": list(mv.golden)}
+        else:
             return mv
-        why = "artifact failed verification: " + "; ".join(check.problems[:5])
-        reg.quarantine(model, mv.version, actor=actor, reason=f"rollback target rejected: {why}",
-                       evidence={"problems": check.problems[:50]})
+        reg.quarantine(model, mv.version, actor=actor, reason=f"rollback target rejected: {why}", evidence=evidence)
         result.skipped.append(SkippedVersion(version=mv.version, reason=why, quarantined=True))
     return None
 
 
 def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence: dict[str, Any] | None,
-                 quarantine_current: bool) -> RollbackResult:
+                 quarantine_current: bool, golden: bool = False) -> RollbackResult:
     """The body of :meth:`Registry.rollback` (call that instead)."""
     from goldwatch.errors import RegistryError
 
@@ -71,7 +103,7 @@ def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence
         current = served[0] if served else None
         result = RollbackResult(model=model, from_version=current, to_version=None)
         t0 = time.perf_counter()
-        target = _select(reg, model, current, actor=actor, result=result)
+        target = _select(reg, model, current, actor=actor, golden=golden, result=result)
         result.phases["select"] = time.perf_counter() - t0
         journal.crash_point("rollback:selected")
         if target is None:
@@ -98,19 +130,10 @@ def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence
             "transitions": transitions, "serve": True, "version": result.to_version,
             "source": str(source.resolve()), "pointer": serving.pointer.spec() if serving else None,
         }
-        intent = journal.begin(reg._conn, op="rollback", model=model, payload=payload)
-        journal.crash_point("rollback:intent")
         t0 = time.perf_counter()
-        if serving is not None:
-            staged = serving.pointer.stage(source, label=f"{model}:{result.to_version or 'fallback'}")
-            journal.crash_point("rollback:staged")
-            serving.pointer.switch(staged)
-            journal.crash_point("rollback:switched")
-        with _db.write(reg._conn):
-            reg._apply(model, payload)
-            journal.close(reg._conn, intent, "done")
+        reg._switch_and_commit("rollback", model, payload, serving.pointer if serving else None, source,
+                               f"{model}:{result.to_version or 'fallback'}")
         result.phases["switch"] = time.perf_counter() - t0
-        journal.crash_point("rollback:committed")
     if serving is None:
         return result
     t0 = time.perf_counter()
@@ -146,8 +169,9 @@ def _verify_after(pointer: Any, source: Path, target: ModelVersion | None, resul
             result.error = "the served copy fails verification: " + "; ".join(check.problems[:5])
 
 
-def readiness(reg: Registry, model: str, *, load: bool = False) -> ReadinessReport:
-    """Can ``model`` be rolled back now? Target exists, its digests match, the pointer agrees, (optionally) loads."""
+def readiness(reg: Registry, model: str, *, load: bool = False, golden: bool = False) -> ReadinessReport:
+    """Can ``model`` be rolled back now? Target exists, its digests match, the pointer agrees; optionally it
+    loads and answers its golden sets within tolerance."""
     reg._require_model(model)
     served = reg.serving_target(model)
     current = served[0] if served else None
@@ -165,6 +189,12 @@ def readiness(reg: Registry, model: str, *, load: bool = False) -> ReadinessRepo
             report.checks.append(Check(name=f"{prefix}:target-digest", status="pass",
                                        summary=f"{mv.version}: bytes match the manifest",
                                        measured={"version": mv.version}, duration_s=took))
+            if golden:
+                t0 = time.perf_counter()
+                passed, why = replay_golden_sets(mv)
+                status: Status = "pass" if passed else ("fail" if passed is False else "error")
+                report.checks.append(Check(name=f"{prefix}:target-golden", status=status,
+                                           summary=f"{mv.version}: {why}", duration_s=time.perf_counter() - t0))
             break
         report.checks.append(Check(name=f"{prefix}:backup:{mv.version}", status="fail",
                                    summary=f"known-good {mv.version} is corrupted: " + "; ".join(check.problems[:3]),

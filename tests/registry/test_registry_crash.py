@@ -106,3 +106,32 @@ def test_uninterrupted_driver_run_needs_no_recovery(tmp_path: Path) -> None:
     with Registry.open(root, serving={"m": Serving(make_pointer("current-link", serve))}) as reg:
         assert reg.recovered == []
         assert _assert_consistent(reg, serve) == "1"
+
+
+def test_a_failing_switch_in_a_live_process_resolves_its_own_intent(tmp_path: Path, monkeypatch) -> None:
+    root, serve = _setup(tmp_path, "numbered", serve_v2=False)
+    reg = Registry.open(root, serving={"m": Serving(make_pointer("numbered", serve))})
+    pointer = reg.serving_for("m").pointer
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    # before the rename: the switch never happened -> reverted, nothing applied
+    monkeypatch.setattr(pointer, "stage", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        reg.promote("m", "2", reason="x")
+    monkeypatch.undo()
+    assert reg.get("m", "2").state == "candidate"
+    assert _assert_consistent(reg, serve) == "1"
+    # after the rename (dropping the old number fails): the switch happened -> completed at once
+    monkeypatch.setattr(pointer, "_drop_below", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        reg.promote("m", "2", reason="x")
+    monkeypatch.undo()
+    assert reg.get("m", "2").state == "known-good"
+    assert reg.serving_target("m")[0] == "2"
+    assert [e.reason for e in reg.history("m")][-1] == "interrupted promote: completed"
+    reg.close()
+    with Registry.open(root, serving={"m": Serving(make_pointer("numbered", serve))}) as again:
+        assert again.recovered == []
+        assert _assert_consistent(again, serve) == "2"  # cleanup dropped the stale number

@@ -144,5 +144,19 @@ def test_registry_config_section_validates() -> None:
 
     cfg = parse_config('[registry]\nlayout = "mlflow-alias"\nmlflow_registry_uri = "sqlite:///m.db"\n')
     assert (cfg.registry.layout, cfg.registry.mlflow_alias) == ("mlflow-alias", "champion")
-    with pytest.raises(ConfigError, match="registry.layout"):
+    with pytest.raises(ConfigError, match=r"registry\.layout"):
         parse_config('[registry]\nlayout = "flat"\n')
+
+
+def test_prune_uses_the_configured_retention(cli, tmp_path: Path) -> None:
+    (tmp_path / "goldwatch.toml").write_text(f'[registry]\nroot = "{tmp_path / "reg"}"\nkeep_known_good = 2\n')
+    for seed in (1, 2, 3):
+        src = write_weights(tmp_path / f"m{seed}", seed)
+        assert cli("add", "fraud", str(src), base_args=["registry"]).exit_code == 0
+        assert cli("promote", "fraud", str(seed), "--reason", "ok", base_args=["registry"]).exit_code == 0
+    res = cli("prune", "fraud", "--json", base_args=["registry"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert (out["kept"], out["retired"]) == (["3", "2"], ["1"])
+    assert out["deleted_bytes"] > 0
+    assert cli("prune", "fraud", "--keep", "0", base_args=["registry"]).exit_code == 2

@@ -1,0 +1,1 @@
+"""Tests of goldwatch.golden_sets and goldwatch.examples."""

@@ -1,0 +1,57 @@
+"""Rollback with golden replay: a backup whose bytes verify but whose answers are wrong is not served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'goldwatch[onnx]')")
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'goldwatch[onnx]')")
+
+
+def _matmul_model(path: Path, seed: int) -> Path:
+    """A one-node ONNX model y = x @ W with W drawn from ``seed``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        initializer=[numpy_helper.from_array(w, name="W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def test_golden_replay_rejects_a_wrong_backup(tmp_path: Path) -> None:
+    from goldwatch.golden_sets import build_golden_set
+
+    m1 = _matmul_model(tmp_path / "v1" / "model.onnx", 1)
+    m2 = _matmul_model(tmp_path / "v2" / "model.onnx", 2)
+    m3 = _matmul_model(tmp_path / "v3" / "model.onnx", 3)
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    golden = tmp_path / "golden-v1"
+    build_golden_set(m1, {"x": x}, golden, repeats=2)
+    reg = Registry.open(tmp_path / "reg", serving={"m": Serving(make_pointer("current-link", tmp_path / "serve"))})
+    # v2 claims v1's golden set, but it answers differently: its bytes are intact, its answers are not
+    for art in (m1, m2, m3):
+        reg.promote("m", reg.add("m", art, golden=[golden]).version, reason="release")
+    readiness = reg.check("m", golden=True)
+    assert readiness.target == "2"
+    assert [c.status for c in readiness.checks if c.name.endswith("target-golden")] == ["fail"]
+    result = reg.rollback("m", reason="v3 bad", golden=True)
+    assert result.ok
+    assert result.to_version == "1"
+    assert [(s.version, s.quarantined) for s in result.skipped] == [("2", True)]
+    assert "golden replay of" in result.skipped[0].reason
+    assert reg.get("m", "2").state == "quarantined"
+    assert reg.check("m", golden=True).checks[0].status == "fail"  # nothing left behind v1
+    reg.close()

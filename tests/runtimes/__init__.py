@@ -1,0 +1,1 @@
+"""Tests of goldwatch.runtimes (ONNX Runtime, torch, OIP v2 against a real MLServer)."""
