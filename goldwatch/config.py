@@ -68,12 +68,19 @@ class LoggingConfig(_Section):
 class DetectorsConfig(_Section):
     """Defaults for drift tests (see :mod:`goldwatch.detectors`)."""
 
-    test: str = Field("ks", description="detector name from the detector registry, e.g. 'ks', 'psi'")
+    # the built-in names of goldwatch.detectors.available_detectors() (a test keeps the two lists equal)
+    test: Literal["ks", "cvm", "anderson", "chi2", "wasserstein", "psi", "js", "hellinger", "kl"] = Field(
+        "ks", description="detector name from the detector registry, e.g. 'ks', 'psi'"
+    )
     p_threshold: float = Field(0.05, gt=0, lt=1, description="family-wise (or FDR) significance level")
     correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
     min_effect: float | None = Field(
-        None, ge=0, description="effect-size floor: a feature drifts only if its statistic also exceeds this"
+        None, ge=0, description="effect-size floor: a feature drifts only if its statistic is also at least this"
     )
+    auto_min_effect: bool = Field(
+        False, description="without min_effect, use the detector's recommended floor (KS 0.1, CvM 0.5, Anderson 5)"
+    )
+    threshold: float | None = Field(None, gt=0, description="distance detectors: drift above this (default per test)")
     nan_policy: Literal["raise", "omit"] = "raise"
 
 

@@ -20,6 +20,7 @@ __all__ = ["main"]
 # command name -> "module:attribute"; each module imports its heavy dependencies inside the command body.
 COMMANDS: dict[str, str] = {
     "config": "goldwatch.cli.config_cmd:config",
+    "drift": "goldwatch.cli.drift:drift",
     "fingerprint": "goldwatch.cli.integrity:fingerprint",
     "verify": "goldwatch.cli.integrity:verify",
     "golden": "goldwatch.cli.golden:golden",

@@ -116,6 +116,7 @@ def kstwo_sf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
         todo[sel] = False
         return sel
 
+    take(n <= 0)  # scipy: n must be a positive integer, else NaN (e.g. n1 = n2 = 1 gives round(0.5) = 0)
     out[take(x >= 1.0)] = 0.0
     out[take(x <= 0.0)] = 1.0
     out[take(t <= 0.5)] = 1.0
@@ -140,7 +141,7 @@ def kstwo_sf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
         # Few distinct (n, x) pairs: matrix algorithms on small matrices; scipy's own code is the reference.
         pairs, inverse = np.unique(np.stack([nf[rare], x[rare]]), axis=1, return_inverse=True)
         out[rare] = np.asarray(stats.kstwo.sf(pairs[1], pairs[0].astype(np.int64)))[inverse.reshape(-1)]
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0)  # NaN stays NaN
 
 
 def exact_square(n: int, h: np.ndarray) -> np.ndarray:

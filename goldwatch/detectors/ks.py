@@ -38,7 +38,7 @@ from goldwatch.detectors._validation import as_samples, check_pair, feature_name
 from goldwatch.detectors.results import TestResult
 from goldwatch.errors import DataError
 
-__all__ = ["MAX_AUTO_N", "ks_2samp", "ks_finish", "ks_pvalue", "ks_statistic", "ks_statistic_sorted"]
+__all__ = ["MAX_AUTO_N", "ks_2samp", "ks_pvalue", "ks_statistic", "ks_statistic_sorted"]
 
 MAX_AUTO_N = 10000  # scipy's threshold: "auto" is exact when max(n1, n2) <= MAX_AUTO_N
 Method = Literal["auto", "exact", "asymp"]
@@ -120,8 +120,19 @@ def _ks_statistic_torch(reference: Any, current: Any) -> np.ndarray:
     return out
 
 
-def ks_pvalue(d: np.ndarray, n1: int, n2: int, *, method: Method = "auto") -> tuple[np.ndarray, str]:
-    """Two-sided p-values for statistics ``d`` of samples of sizes n1, n2; returns (pvalue, method used)."""
+def _asymp(d: np.ndarray, n1: int, n2: int) -> np.ndarray:
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    en = m * n / (m + n)
+    return np.clip(kstwo_sf(np.full(d.shape, int(np.round(en))), d), 0.0, 1.0)
+
+
+def ks_pvalue(d: np.ndarray, n1: int, n2: int, *, method: Method = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """Two-sided p-values for statistics ``d`` of samples of sizes n1, n2.
+
+    Returns (pvalue, statistic as scipy reports it, method used). The exact method rounds the statistic to the
+    lattice h / lcm(n1, n2); features whose exact computation fails fall back to the asymptotic p-value one by
+    one, as in scipy (the method is then reported as ``"exact+asymp"``).
+    """
     d = np.asarray(d, dtype=np.float64)
     g = math.gcd(n1, n2)
     n1g, n2g = n1 // g, n2 // g
@@ -134,38 +145,26 @@ def ks_pvalue(d: np.ndarray, n1: int, n2: int, *, method: Method = "auto") -> tu
             stacklevel=3,
         )
         method = "asymp"
-    if method == "exact":
-        lcm = n1g * n2
-        h = np.round(d * lcm).astype(np.int64)
-        prob = np.ones(d.shape)
-        pos = h > 0
-        if pos.any():
-            with np.errstate(under="ignore"):
-                prob[pos] = exact_square(n1, h[pos]) if n1 == n2 else exact_inside(n1, n2, h[pos])
-        bad = ~((prob >= 0) & (prob <= 1))
-        if not bad.any():
-            return np.clip(prob, 0.0, 1.0), "exact"
-        warnings.warn(
-            "ks_2samp: Exact calculation unsuccessful. Switching to method=asymp.", RuntimeWarning, stacklevel=3
-        )
-        # scipy keeps d rounded to the lattice (h / lcm) when the exact branch ran and failed
-        d = h / lcm
-        method = "asymp"
-    m, n = sorted([float(n1), float(n2)], reverse=True)
-    en = m * n / (m + n)
-    return np.clip(kstwo_sf(np.full(d.shape, int(np.round(en))), d), 0.0, 1.0), "asymp"
-
-
-def ks_finish(
-    stat: np.ndarray, n1: int, n2: int, *, method: Method = "auto"
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(statistic, pvalue, method used) from raw statistics, as scipy reports them: with the exact method the
-    statistic is rounded to the lattice of attainable values h / lcm(n1, n2)."""
-    pvalue, used = ks_pvalue(stat, n1, n2, method=method)
-    if used == "exact":
-        lcm = (n1 // math.gcd(n1, n2)) * n2
-        stat = np.round(stat * lcm) / lcm
-    return stat, pvalue, used
+    if method != "exact":
+        return _asymp(d, n1, n2), d, "asymp"
+    lcm = n1g * n2
+    h = np.round(d * lcm).astype(np.int64)
+    d = h * 1.0 / lcm
+    prob = np.ones(d.shape)
+    pos = h > 0
+    if pos.any():
+        with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+            prob[pos] = exact_square(n1, h[pos]) if n1 == n2 else exact_inside(n1, n2, h[pos])
+    bad = ~((prob >= 0) & (prob <= 1))
+    if not bad.any():
+        return np.clip(prob, 0.0, 1.0), d, "exact"
+    warnings.warn(
+        f"ks_2samp: Exact calculation unsuccessful for {int(bad.sum())} feature(s). Switching to method=asymp.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    prob[bad] = _asymp(d[bad], n1, n2)
+    return np.clip(prob, 0.0, 1.0), d, "exact+asymp" if not bad.all() else "asymp"
 
 
 def ks_2samp(reference: Any, current: Any, *, method: Method = "auto", alpha: float = 0.05) -> TestResult:
@@ -208,12 +207,12 @@ def ks_2samp(reference: Any, current: Any, *, method: Method = "auto", alpha: fl
         stat = ks_statistic(ref, cur)
         n1, n2 = ref.shape[0], cur.shape[0]
         names = feature_names_of(reference, stat.size)
-    stat, pvalue, used = ks_finish(stat, n1, n2, method=method)
+    pvalue, stat, used = ks_pvalue(stat, n1, n2, method=method)
     return TestResult(
         test="ks",
         statistic=stat,
         pvalue=pvalue,
-        drifted=pvalue < alpha,
+        drifted=~(pvalue >= alpha),  # a NaN p-value (undefined test) is not evidence of stability
         threshold=alpha,
         threshold_kind="pvalue",
         feature_names=names,

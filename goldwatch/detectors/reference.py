@@ -40,7 +40,7 @@ from goldwatch.detectors.distances import (
     psi_from_histograms,
 )
 from goldwatch.detectors.drift import detect_drift, finish_report
-from goldwatch.detectors.ks import ks_finish, ks_statistic_sorted
+from goldwatch.detectors.ks import ks_pvalue, ks_statistic_sorted
 from goldwatch.detectors.registry import get_detector
 from goldwatch.detectors.results import DriftReport, TestResult
 from goldwatch.errors import DataError
@@ -184,7 +184,7 @@ class ReferenceSummary:
         """The reference-side work is already done: KS skips the reference sort, binned tests its histogram."""
         n1, n2 = self.sorted_values.shape[0], cur.shape[0]
         if test == "ks":
-            stat, pvalue, _ = ks_finish(ks_statistic_sorted(self.sorted_values, cur), n1, n2)
+            pvalue, stat, _ = ks_pvalue(ks_statistic_sorted(self.sorted_values, cur), n1, n2)
             return TestResult(test="ks", statistic=stat, pvalue=pvalue, drifted=pvalue < alpha, threshold=alpha,
                               threshold_kind="pvalue", feature_names=self.feature_names)
         stat = _BINNED[test](self.histogram, histograms(cur, self.edges))

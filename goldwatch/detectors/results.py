@@ -122,6 +122,32 @@ class DriftReport:
         data["n_dropped_current"] = self.n_dropped_current
         return pd.DataFrame(data, index=pd.Index(self.feature_names, name="feature"))
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: the verdict, the rule, and one record per feature (NaN becomes None)."""
+        features = []
+        for i, name in enumerate(self.feature_names):
+            row: dict[str, Any] = {"feature": name, "statistic": _num(self.statistic[i])}
+            if self.pvalue is not None and self.adjusted_pvalue is not None:
+                row["pvalue"] = _num(self.pvalue[i])
+                row["adjusted_pvalue"] = _num(self.adjusted_pvalue[i])
+            row["drifted"] = bool(self.drifted_features[i])
+            row["n_dropped_reference"] = int(self.n_dropped_reference[i])
+            row["n_dropped_current"] = int(self.n_dropped_current[i])
+            features.append(row)
+        return {
+            "drifted": self.drifted,
+            "n_drifted": self.n_drifted,
+            "n_features": len(self.feature_names),
+            "test": self.test,
+            "rule": self._rule(),
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "min_effect": self.min_effect,
+            "threshold": self.threshold,
+            "threshold_kind": self.threshold_kind,
+            "features": features,
+        }
+
     def to_checks(self, prefix: str = "drift") -> list[Check]:
         """One check per feature (``{prefix}:{test}:{feature}``) plus a dataset-level one (``{prefix}:{test}``)."""
         checks = []

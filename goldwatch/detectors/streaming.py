@@ -9,8 +9,9 @@ Defaults are chosen not to alarm on a stable stream. Page-Hinkley and CUSUM stan
 stream's running mean and standard deviation, so their parameters are in standard deviations whatever the scale
 of the data:
 
-* :class:`PageHinkley` -- ``delta=0.1``, ``threshold=50``: P(false alarm) in 10,000 stable values ~ 1e-3.
-* :class:`CUSUM` -- ``k=0.5``, ``h=14``: in-control average run length ~ 4e6 (Siegmund's approximation). River's
+* :class:`PageHinkley` -- ``delta=0.1``, ``threshold=50``: about 1% of stable streams alarm within 10,000 values.
+* :class:`CUSUM` -- ``k=0.5``, ``h=14``: in-control average run length ~ 4e6 (Siegmund's approximation; about
+  0.3% of stable streams alarm within 10,000 values, standardisation noise included). River's
   textbook ``h=5`` has an ARL near 470, so it alarms on most stable 1,000-value streams (River issue #1914).
 * :class:`ADWIN` -- ``delta=0.002`` (River's default), cut points every ``clock=32`` values.
 
@@ -109,8 +110,6 @@ class _Standardized(StreamDetector):
     A stream that alarms inside the batch is reset at that step and its remaining values are processed again,
     from a fresh state; that repeats only as often as a stream alarms within one batch.
     """
-
-    _stats: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_streams: int, min_instances: int) -> None:
         super().__init__(n_streams)

@@ -2,7 +2,7 @@
 
 >>> x, y = tabular_data(n=6, seed=0)
 >>> x.shape, x.dtype, y.tolist()
-((6, 8), dtype('float32'), [2, 0, 1, 1, 2, 0])
+((6, 8), dtype('float32'), [2, 1, 1, 0, 0, 0])
 >>> images, labels = image_data(n=4, seed=0)
 >>> images.shape, labels.dtype
 ((4, 1, 16, 16), dtype('int64'))

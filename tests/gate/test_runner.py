@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from goldwatch.config import GateConfig, GoldenConfig
+from goldwatch.watchdog.gate.demo import corrupt_one_bit
 from goldwatch.watchdog.gate.runner import GateThresholds, resolve_devices, run_gate
 from tests.gate.conftest import GateWorld
 
@@ -111,14 +112,14 @@ def test_artifact_verified_against_manifest(world: GateWorld, tmp_path) -> None:
     ok = run_gate(world.candidate, [world.golden], manifest=manifest, **FAST)
     assert [c.status for c in by_name(ok, "artifact:")] == ["pass"]
     corrupted = tmp_path / "candidate.onnx"
-    data = bytearray(world.candidate.read_bytes())
-    data[-20] ^= 0x01  # one flipped bit in the weights
-    corrupted.write_bytes(bytes(data))
+    corrupt_one_bit(world.candidate, corrupted)  # one flipped bit in the weight matrix W
     bad = run_gate(corrupted, [world.golden], manifest=manifest, **FAST)
-    assert bad.verdict in ("fail", "error")
+    assert bad.verdict == "fail"
     (art,) = by_name(bad, "artifact:")
     assert art.status == "fail"
+    assert art.summary.startswith("candidate.onnx: tensor 'W' block 0")
     assert "digest differs" in art.summary
+    assert by_name(bad, "golden:golden:cpu:logits:max_abs_error")[0].status == "fail"
 
 
 def test_missing_manifest_is_an_error(world: GateWorld, tmp_path) -> None:
@@ -149,14 +150,34 @@ def test_device_all_without_gpu_skips_cuda_with_reason(world: GateWorld, monkeyp
 
 
 @pytest.mark.cuda
-def test_device_all_on_gpu_compares_cpu_and_cuda(world: GateWorld) -> None:
-    v = run_gate(world.candidate, [world.golden], device="all", baseline=world.same)
+def test_device_all_on_gpu_compares_cpu_and_cuda(world: GateWorld, tmp_path) -> None:
+    # TorchScript, so the CUDA path runs wherever torch sees a GPU (ONNX would need onnxruntime-gpu)
+    import torch
+
+    from goldwatch.golden_sets import build_golden_set
+
+    linear = torch.nn.Linear(world.weights.shape[0], world.weights.shape[1])
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(world.weights.T.copy()))
+        linear.bias.copy_(torch.from_numpy(world.bias))
+    model = tmp_path / "linear.pt"
+    torch.jit.trace(linear.eval(), torch.from_numpy(world.inputs[:2])).save(str(model))
+    golden = tmp_path / "golden-ts"
+    # the traced module's input is named after forward's argument; build the golden set with the model's own name
+    from goldwatch.runtimes import load_model
+
+    rt = load_model(model)
+    name = rt.signature.input_names[0]
+    rt.close()
+    build_golden_set(model, {name: world.inputs}, golden, labels=world.labels, repeats=3)
+    v = run_gate(model, [golden], device="all", baseline=model)
+    assert v.error is None, v.error
     assert v.devices == ["cpu", "cuda"]
-    assert by_name(v, "golden:golden:cuda:")
-    (agree,) = by_name(v, "device:golden:logits:top1_agreement")
-    assert agree.status == "pass"
-    assert by_name(v, "device:golden:logits:max_abs_diff")
+    assert by_name(v, "golden:golden-ts:cuda:")
+    assert all(c.ok for c in by_name(v, "golden:golden-ts:cuda:")), [c.summary for c in v.checks if not c.ok]
+    assert [c.status for c in by_name(v, "device:golden-ts:")] == ["pass", "pass"]  # top-1 and max |diff|
     assert any(h.group == "device" for h in v.histograms)
+    assert any(c.name == "latency:golden-ts:cuda" for c in v.checks)
 
 
 def test_several_golden_sets(world: GateWorld, tmp_path) -> None:
@@ -258,3 +279,18 @@ def test_device_all_when_the_runtime_cannot_use_the_gpu(world: GateWorld, monkey
     assert "no CUDAExecutionProvider" in skip.summary
     strict = run_gate(world.candidate, [world.golden], device="cuda", **FAST)
     assert strict.error.kind == "DeviceUnavailableError"
+
+
+def test_unloadable_candidate_with_failed_manifest_is_a_fail(world: GateWorld, tmp_path) -> None:
+    from goldwatch.integrity import build_manifest
+
+    manifest = tmp_path / "m.json"
+    build_manifest(world.candidate).save(manifest)
+    broken = tmp_path / "candidate.onnx"
+    broken.write_bytes(world.candidate.read_bytes()[:-40])  # truncated: no longer a valid ONNX file
+    v = run_gate(broken, [world.golden], manifest=manifest, **FAST)
+    assert (v.verdict, v.error) == ("fail", None)
+    (loadable,) = by_name(v, "artifact:loadable")
+    assert loadable.status == "fail"
+    # without a manifest there is no proof of corruption: a model that does not load is bad input
+    assert run_gate(broken, [world.golden], **FAST).verdict == "error"

@@ -108,3 +108,32 @@ def test_nonfinite_and_distribution_checks() -> None:
     shifted = s2 = _statuses(compare_output("y", e + 2.0, e, tolerance=tol, role="tensor"))
     assert shifted["distribution"] == "fail"
     assert s2["max_abs_error"] == "fail"
+
+
+@given(
+    ref=hnp.arrays(np.float64, (40, 3), elements=st.floats(-5, 5)),
+    cur=hnp.arrays(np.float64, (30, 3), elements=st.floats(-5, 5)),
+)
+def test_fallback_ks_statistic_matches_scipy_with_ties(ref: np.ndarray, cur: np.ndarray) -> None:
+    from scipy import stats
+
+    from goldwatch.golden_sets._drift import _ks_statistic
+
+    ref, cur = np.round(ref), np.round(cur)  # many ties: the tricky case for a vectorized statistic
+    expected = stats.ks_2samp(ref, cur, axis=0).statistic
+    np.testing.assert_allclose(_ks_statistic(ref, cur), expected, atol=1e-12)
+
+
+def test_output_drift_uses_detectors_and_agrees_with_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import goldwatch.detectors as detectors
+    from goldwatch.golden_sets._drift import output_drift
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(300, 4))
+    cur = ref + np.array([0.0, 0.0, 0.5, 0.0]) + rng.normal(scale=1e-3, size=ref.shape)
+    with_detectors = output_drift("d", ref, cur, alpha=0.01)
+    monkeypatch.delattr(detectors, "ks_2samp", raising=False)
+    fallback = output_drift("d", ref, cur, alpha=0.01)
+    assert with_detectors.status == fallback.status == "fail"
+    assert with_detectors.measured["drifted"] == fallback.measured["drifted"] == 1
+    assert with_detectors.details["worst_column"] == fallback.details["worst_column"] == 2

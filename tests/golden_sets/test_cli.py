@@ -68,7 +68,8 @@ def test_bad_input_exits_2_with_one_line(tabular: ExampleArtifacts, tabular_gold
                     "--out", str(tampered))
     assert exists.exit_code == 2
     assert "already exists" in exists.output
-    device = invoke("golden", "replay", "--model", str(tabular.onnx), "--golden", str(tampered), "--device", "tpu")
+    device = invoke("golden", "replay", "--model", str(tabular.onnx), "--golden", str(tabular_golden.path),
+                    "--device", "tpu")
     assert device.exit_code == 2
     assert "unknown device" in device.output
     role = invoke("golden", "build", "--model", str(tabular.onnx), "--inputs", str(tabular.inputs),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from goldwatch.checks import CheckReport
 from goldwatch.errors import ArtifactError, DataError, InvalidInputError, StateError
@@ -243,3 +246,34 @@ def test_onnx_initializers_verify_against_numpy_arrays(tmp_path: Path) -> None:
     m = build_manifest(path)
     assert verify_tensors({"W": w, "b": b}, m).ok
     assert not verify_tensors({"W": w.T.copy().T, "b": b + 1}, m).ok
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 2**40) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200)
+@given(junk=_json, key=st.sampled_from(["format_version", "kind", "digest", "files", "fingerprint", "created"]))
+def test_fuzz_manifest_json_gives_clear_errors_only(junk: object, key: str) -> None:
+    base = {
+        "format": "goldwatch-artifact-manifest", "format_version": 1, "kind": "file", "digest": "sha256",
+        "fingerprint": {"algorithm": "gw-mlh64x2-v1", "block_bytes": BLOCK_BYTES},
+        "files": [{"path": "a.bin", "size": 1, "digest": "00", "format": "file", "tensors": []}],
+    }
+    with contextlib.suppress(ArtifactError, StateError):
+        ArtifactManifest.from_dict({**base, key: junk})
+
+
+def test_renamed_tensor_in_a_safetensors_file(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"alpha": torch.ones(4), "beta": torch.zeros(2)}, str(path))
+    m = build_manifest(path)
+    path.write_bytes(path.read_bytes().replace(b'"alpha"', b'"alphx"'))
+    kinds = sorted((x.kind, x.tensor) for x in verify_artifact(path, m).mismatches)
+    assert kinds == [("digest", None), ("missing", "alpha"), ("unexpected", "alphx")]

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from registry_helpers import write_weights
 
 from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+from tests.registry.registry_helpers import write_weights
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from registry_helpers import corrupt, write_weights
 
 from goldwatch.cli import main
+from tests.registry.registry_helpers import corrupt, write_weights
 
 
 @pytest.fixture
@@ -87,6 +87,15 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(cli, tmp_path: P
     assert "fails verification" in res.stderr
     assert json.loads(cli("list", "--json").output)[0]["state"] == "candidate"
     assert not (tmp_path / "serve").exists()
+    import sqlite3
+
+    raw = sqlite3.connect(tmp_path / "reg" / "registry.db")
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    res = cli("list")
+    assert res.exit_code == 2
+    assert "schema version 99, newer than this goldwatch understands" in res.stderr
+    assert "upgrade goldwatch; nothing was changed" in res.stderr
     (tmp_path / "notreg").mkdir()
     (tmp_path / "notreg" / "README").write_text("x")
     res = cli("list", base_args=["registry", "--root", str(tmp_path / "notreg")])

@@ -5,9 +5,8 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from registry_helpers import concurrent_writer
-
 from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+from tests.registry.registry_helpers import concurrent_writer
 
 
 def test_concurrent_writers_keep_the_registry_consistent(tmp_path: Path) -> None:

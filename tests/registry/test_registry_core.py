@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_helpers import corrupt
 
 from goldwatch.errors import RegistryError
 from goldwatch.watchdog.registry import Registry
+from tests.registry.registry_helpers import corrupt
 
 
 def test_add_numbers_versions_and_records_the_manifest(registry: Registry, artifact, tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_helpers import write_weights
 
 from goldwatch.watchdog.registry import Registry, Serving, make_pointer
 from goldwatch.watchdog.registry.journal import CRASH_ENV, STEPS
+from tests.registry.registry_helpers import write_weights
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 LAYOUTS = ["current-link", "numbered"]

@@ -46,7 +46,7 @@ def test_golden_replay_rejects_a_wrong_backup(tmp_path: Path) -> None:
         reg.promote("m", reg.add("m", art, golden=[golden]).version, reason="release")
     readiness = reg.check("m", golden=True)
     assert readiness.target == "2"
-    assert [c.status for c in readiness.checks if c.name.endswith("target-golden")] == ["fail"]
+    assert [c.status for c in readiness.checks if c.name.endswith("target-golden")] == ["fail"], readiness.checks
     result = reg.rollback("m", reason="v3 bad", golden=True)
     assert result.ok
     assert result.to_version == "1"

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_helpers import write_weights
 
 from goldwatch.watchdog.registry import _integrity_adapter as adapter
+from tests.registry.registry_helpers import write_weights
 
 
 def test_fallback_manifest_verifies_and_locates_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_helpers import corrupt, write_weights
 
 from goldwatch.watchdog.registry import Registry, Serving
 from goldwatch.watchdog.registry.journal import CRASH_ENV
+from tests.registry.registry_helpers import corrupt, write_weights
 
 mlflow = pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'goldwatch[mlflow]')")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from registry_helpers import corrupt, write_weights
 
 from goldwatch.watchdog.registry import OipReloader, Registry, Serving, make_pointer
 from goldwatch.watchdog.registry.mlserver_testing import MLServerProcess, mlserver_available, write_model_dir
+from tests.registry.registry_helpers import corrupt, write_weights
 
 pytestmark = [
     pytest.mark.integration,

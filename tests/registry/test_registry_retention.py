@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from registry_helpers import corrupt
 
 from goldwatch.errors import RegistryError
 from goldwatch.watchdog.registry import Registry
+from tests.registry.registry_helpers import corrupt
 
 
 def _known_good(reg: Registry, artifact, n: int) -> list:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_helpers import corrupt, write_weights
 
 from goldwatch.errors import RegistryError
 from goldwatch.watchdog.registry import CommandReloader, Registry, Serving, make_pointer
+from tests.registry.registry_helpers import corrupt, write_weights
 
 
 def _served(reg: Registry) -> bytes:

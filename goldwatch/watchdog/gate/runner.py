@@ -18,7 +18,7 @@ import numpy as np
 
 from goldwatch.checks import Check
 from goldwatch.config import GateConfig, GoldenConfig
-from goldwatch.errors import GoldwatchError, InvalidInputError
+from goldwatch.errors import ArtifactError, GoldwatchError, InvalidInputError
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.gate import _adapters as areas
 from goldwatch.watchdog.gate.metrics import (
@@ -100,6 +100,10 @@ def _now() -> str:
     import datetime as dt
 
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class _StopGate(Exception):
+    """Internal: the evidence so far settles the verdict (``fail``) and nothing further can be checked."""
 
 
 class _Run:
@@ -414,6 +418,15 @@ def run_gate(
                 run.checks.append(Check(name=f"device:{dev}", status="skip",
                                         summary=f"--device all: the candidate cannot run on {dev} here ({err})"))
                 continue
+            except ArtifactError as err:
+                if not any(c.status == "fail" and c.name.startswith("artifact:") for c in run.checks):
+                    raise  # nothing proves corruption: a model that does not load is bad input (exit 2)
+                # the manifest already proved the bytes changed; that they no longer load is more evidence
+                run.checks.append(Check(
+                    name="artifact:loadable", status="fail",
+                    summary=f"the candidate no longer loads ({err.what}); its bytes differ from the manifest",
+                ))
+                raise _StopGate from None
             runtimes.append(cand_rts[dev])
         cand_ref = _model_ref(candidate, cand_rts[devices[0]])
         base_rt = None
@@ -442,6 +455,8 @@ def run_gate(
         if base_rt is None:
             run.checks.append(Check(name="baseline:agreement", status="skip",
                                     summary="no baseline given: agreement, metric deltas and drift not compared"))
+    except _StopGate:
+        pass
     except GoldwatchError as err:
         log.debug("gate stopped: %s", err)
         error = ErrorInfo.from_exception(err)

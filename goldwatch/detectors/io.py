@@ -1,0 +1,73 @@
+"""Reading a table of samples for the drift tests: ``.npy``, ``.npz``, ``.csv``, ``.parquet``.
+
+Arrays never go through pickle (``allow_pickle=False``); a ``.npz`` must hold one array (or name one with
+``key``). CSV and Parquet come back as DataFrames so that column names become feature names.
+
+>>> import numpy as np, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "window.npy"
+>>> np.save(path, np.zeros((3, 2)))
+>>> load_table(path).shape
+(3, 2)
+>>> load_table(path.with_suffix(".txt"))
+Traceback (most recent call last):
+...
+goldwatch.errors.DataError: .../window.txt: unsupported file type '.txt' (fix: use .npy, .npz, .csv or .parquet)
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goldwatch._optional import require
+from goldwatch.errors import DataError
+
+__all__ = ["SUFFIXES", "load_table"]
+
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+
+
+def load_table(path: str | os.PathLike[str], *, key: str | None = None) -> Any:
+    """Load samples from ``path``: a numpy array (.npy/.npz) or a pandas DataFrame (.csv/.parquet)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"unsupported file type {p.suffix!r}", where=str(p), hint="use .npy, .npz, .csv or .parquet")
+    if not p.is_file():
+        raise DataError("file not found", where=str(p), hint="check the path")
+    try:
+        if suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as npz:
+                names = list(npz.files)
+                if key is None:
+                    if len(names) != 1:
+                        raise DataError(
+                            f"expected one array, found {len(names)}: {names}", where=str(p),
+                            hint="save a single array, or name one with --key",
+                        )
+                    key = names[0]
+                if key not in names:
+                    raise DataError(f"no array named {key!r} (found {names})", where=str(p))
+                return npz[key]
+        import pandas as pd
+
+        if suffix == ".csv":
+            return pd.read_csv(p)
+        require("pyarrow", purpose="reading Parquet files")
+        return pd.read_parquet(p)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        # a pickled object array refused by allow_pickle=False also lands here
+        raise DataError(f"cannot read the file ({type(exc).__name__}: {exc})", where=str(p),
+                        hint="check that it is a valid, non-pickled file of that type") from None
+    except Exception as exc:  # pandas/pyarrow parser errors have no common base class
+        if type(exc).__module__.split(".")[0] in ("pandas", "pyarrow"):
+            raise DataError(f"cannot parse the file ({exc})", where=str(p)) from None
+        raise
