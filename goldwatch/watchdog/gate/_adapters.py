@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -108,7 +108,9 @@ class DriftResult:
     test: str
 
 
-def drift_test(reference: np.ndarray, current: np.ndarray, *, alpha: float, correction: str) -> DriftResult:
+def drift_test(
+    reference: np.ndarray, current: np.ndarray, *, alpha: float, correction: Literal["bonferroni", "bh", "none"]
+) -> DriftResult:
     """Two-sample KS test per column of (n, n_features) arrays, with multiple-testing correction."""
     try:
         from goldwatch.detectors import detect_drift

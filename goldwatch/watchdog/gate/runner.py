@@ -51,7 +51,7 @@ class GateThresholds:
     metric_min_absolute_change: float = 0.0
     metric_min_relative_change: float = 0.0
     drift_p_threshold: float = 0.01
-    drift_correction: str = "bonferroni"
+    drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
     latency_budget_ms_p50: float | None = None
     latency_budget_ms_p95: float | None = None
     latency_repeats: int = 20
