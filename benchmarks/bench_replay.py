@@ -83,7 +83,7 @@ def main() -> None:
         [
             "### Replay overhead over raw inference (same batches, same process, alternating; best of each)\n\n"
             + table(
-                ["model", "case", "samples", "batch", "raw run ms", "replay ms", "ratio", "overhead", "µs/sample added"],
+                ["model", "case", "samples", "batch", "raw ms", "replay ms", "ratio", "overhead", "µs/sample added"],
                 rows,
             )
             + f"\n\nTarget: replay <= 1.05 x raw. Worst ratio here: {worst:.3f}. The checks cost a fixed ~1 ms per "

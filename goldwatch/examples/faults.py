@@ -54,7 +54,7 @@ def _scale(state: dict[str, Any], rng: np.random.Generator, torch: Any) -> None:
 def _noise(state: dict[str, Any], rng: np.random.Generator, torch: Any) -> None:
     w = state[f"{_PAIR[0]}.weight"]
     noise = rng.normal(scale=0.01 * float(w.std()), size=tuple(w.shape)).astype(np.float32)
-    w.add_(torch.from_numpy(noise))
+    w.add_(torch.from_numpy(noise).to(w.device))
 
 
 def _zero(state: dict[str, Any], rng: np.random.Generator, torch: Any) -> None:

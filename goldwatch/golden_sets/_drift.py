@@ -4,9 +4,10 @@ A golden replay compares answers one by one; this adds a two-sample Kolmogorov-S
 (replayed vs expected, Bonferroni-corrected), which reports *how* a wrong model's outputs moved (a shifted or
 squashed distribution) in the detectors' own terms.
 
-This is the one place that knows the detectors' spelling. If :mod:`goldwatch.detectors` does not provide
-``ks_2samp``/``adjust_pvalues`` (older checkouts), a vectorized KS with scipy's asymptotic p-value and the same correction stands
-in. Bit-identical answers (the common case of a healthy model) skip the test: their statistic is 0 and p is 1.
+This is the one place that knows the detectors' spelling (``ks_2samp`` with the asymptotic p-value, then
+``adjust_pvalues``). Where they are missing (older checkouts), a vectorized KS with scipy's asymptotic p-value
+and the same correction stands in. Bit-identical answers (the common case of a healthy model) skip the test:
+their statistic is 0 and p is 1.
 
 >>> rng = np.random.default_rng(0)
 >>> ref = rng.normal(size=(200, 3))

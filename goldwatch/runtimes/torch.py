@@ -107,7 +107,7 @@ class TorchRuntime:
         device: str = "cpu",
         identity: ModelIdentity | None = None,
     ) -> TorchRuntime:
-        """Wrap an in-memory module (moved to ``device`` and put in eval mode)."""
+        """Wrap an in-memory module; like ``Module.to``, this moves ``module`` itself to ``device`` (eval mode)."""
         torch = _torch()
         dev = _torch_device(torch, normalize_device(device), "module")
         module = module.to(dev).eval() if hasattr(module, "eval") else module.to(dev)
