@@ -67,9 +67,8 @@ class Check:
             passed = measured <= threshold if higher_is_worse else measured >= threshold
         op = "<=" if higher_is_worse else ">="
         verb = "within" if passed else "outside"
-        summary = f"{measured:.6g} {op} {threshold:.6g} {unit}".strip() if passed else (
-            f"{measured:.6g} {verb} limit ({op} {threshold:.6g} {unit})".strip()
-        )
+        limit = f"{threshold:.6g} {unit}".strip()
+        summary = f"{measured:.6g} {op} {limit}" if passed else f"{measured:.6g} {verb} limit ({op} {limit})"
         return cls(
             name=name,
             status="pass" if passed else "fail",

@@ -12,6 +12,12 @@ from pathlib import Path
 __all__ = ["atomic_dir", "atomic_file", "fsync_dir", "replace_dir"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(path: Path) -> None:
     """Persist a directory's entries (the rename itself) where the platform allows it."""
     with contextlib.suppress(OSError):
@@ -30,6 +36,7 @@ def atomic_file(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any written file
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -47,6 +54,7 @@ def atomic_dir(path: Path, *, overwrite: bool) -> Iterator[Path]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         for file in tmp.rglob("*"):

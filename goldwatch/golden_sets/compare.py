@@ -81,7 +81,12 @@ def compare_output(
     """All checks of one output. ``actual`` must have ``expected``'s shape (the caller checks and reports)."""
     base = f"{prefix}:{name}"
     floor_abs = float(tolerance.derivation.get("floor_abs", 0.0))
-    max_abs, max_rel, diff = errors(actual, expected, floor_abs=floor_abs)
+    n = expected.shape[0]
+    # one float64 copy of each, shared by every check below (the checks are cheap; copies are not)
+    flat_a = actual.reshape(n, -1).astype(np.float64)
+    flat_e = expected.reshape(n, -1).astype(np.float64)
+    max_abs, max_rel, diff = errors(flat_a, flat_e, floor_abs=floor_abs)
+    diff = diff.reshape(expected.shape)
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
     checks = [
         _check(
@@ -103,14 +108,11 @@ def compare_output(
             threshold={"limit": 0, "direction": "max"},
         )
     )
-    n = expected.shape[0]
-    flat_a = actual.reshape(n, -1).astype(np.float64)
-    flat_e = expected.reshape(n, -1).astype(np.float64)
     if role == "scores" and expected.ndim == 2 and expected.shape[1] >= 2:
         ambiguous = top1_ambiguous(flat_e, tolerance.atol)
         keep = ~ambiguous
         exp_top1 = flat_e.argmax(axis=1)
-        act_scores = np.where(np.isnan(flat_a), -np.inf, flat_a)
+        act_scores = flat_a if act_finite.all() else np.where(np.isnan(flat_a), -np.inf, flat_a)
         act_top1 = act_scores.argmax(axis=1)
         agree = float(np.mean(exp_top1[keep] == act_top1[keep])) if keep.any() else 1.0
         checks.append(

@@ -99,7 +99,8 @@ class OnnxRuntime:
             source=str(self.path),
             digest=digest_path(self.path),
             name=meta.graph_name or self.path.stem,
-            version=str(meta.version) if meta.version else None,
+            # ORT reports an unset model_version as 0 or INT64_MAX
+            version=str(meta.version) if 0 < meta.version < 2**63 - 1 else None,
         )
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

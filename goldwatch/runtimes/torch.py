@@ -157,7 +157,12 @@ class TorchRuntime:
         if signature is None:
             signature = cls._signature_from_program(program)
         identity = ModelIdentity(kind="torch.export", source=str(path), digest=digest_path(path), name=path.stem)
-        return cls(program.module().to(dev), signature, device=device, identity=identity)
+        if dev.type != "cpu":
+            # an exported program bakes devices into its graph (constants, factory calls): Module.to() is not enough
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, dev)
+        return cls(program.module(), signature, device=device, identity=identity)
 
     @classmethod
     def from_descriptor(cls, directory: str | os.PathLike[str], *, device: str = "cpu") -> TorchRuntime:

@@ -53,14 +53,16 @@ def test_csv_against_parquet_keeps_column_names_in_json(files) -> None:
     res = invoke(str(files / "ref.csv"), str(files / "cur.parquet"), "--test", "wasserstein", "--json")
     assert res.exit_code == 1
     out = json.loads(res.output)
-    assert out["drifted"] is True and out["test"] == "wasserstein"
+    assert out["drifted"] is True
+    assert out["test"] == "wasserstein"
     assert [f["feature"] for f in out["features"]] == ["age", "income"]
     assert [f["drifted"] for f in out["features"]] == [False, True]
 
 
 def test_min_effect_auto_and_numbers(files) -> None:
     res = invoke(str(files / "ref.npy"), str(files / "shifted.npz"), "--min-effect", "0.9", "--json")
-    assert res.exit_code == 0 and json.loads(res.output)["min_effect"] == 0.9
+    assert res.exit_code == 0
+    assert json.loads(res.output)["min_effect"] == 0.9
     res = invoke(str(files / "ref.npy"), str(files / "shifted.npz"), "--min-effect", "auto")
     assert res.exit_code == 1
 
@@ -82,7 +84,8 @@ def test_bad_input_exits_2_with_one_line(files, args, message) -> None:
                                                 for a in args]])
     assert res.exit_code == 2, res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("goldwatch: error: ")
+    assert len(lines) == 1
+    assert lines[0].startswith("goldwatch: error: ")
     assert message in lines[0]
 
 
@@ -91,7 +94,8 @@ def test_config_file_sets_the_default_test(files) -> None:
         main, ["--config", str(files / "goldwatch.toml"), "drift", str(files / "ref.npy"),
                str(files / "same.npy"), "--json"]
     )
-    assert res.exit_code == 0 and json.loads(res.output)["test"] == "psi"
+    assert res.exit_code == 0
+    assert json.loads(res.output)["test"] == "psi"
 
 
 def test_console_script_subprocess(files) -> None:
@@ -102,7 +106,8 @@ def test_console_script_subprocess(files) -> None:
     assert "DRIFT  drift:ks:f2" in done.stdout
     done = subprocess.run([str(exe), "drift", str(files / "ref.npy"), str(files / "wide.npy")],
                           capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 2 and done.stderr.startswith("goldwatch: error: current: expected 3 features")
+    assert done.returncode == 2
+    assert done.stderr.startswith("goldwatch: error: current: expected 3 features")
 
 
 def test_help_does_not_import_heavy_libraries() -> None:

@@ -16,7 +16,8 @@ def test_dataset_verdict_and_feature_table(rng) -> None:
     ref = pd.DataFrame(rng.normal(size=(800, 3)), columns=["a", "b", "c"])
     cur = pd.DataFrame(rng.normal([0.0, 0.6, 0.0], size=(600, 3)), columns=["a", "b", "c"])
     report = detect_drift(ref, cur)
-    assert report.drifted and report.n_drifted == 1
+    assert report.drifted
+    assert report.n_drifted == 1
     frame = report.to_frame()
     assert list(frame.index) == ["a", "b", "c"]
     assert frame["drifted"].tolist() == [False, True, False]
@@ -37,8 +38,10 @@ def test_to_checks_one_per_feature_plus_dataset(rng) -> None:
 def test_corrections_are_monotone_and_bounded(p) -> None:
     p = np.array(p)
     bonf, bh = adjust_pvalues(p, "bonferroni"), adjust_pvalues(p, "bh")
-    assert np.all(bonf >= p) and np.all(bonf <= 1)
-    assert np.all(bh >= p - 1e-15) and np.all(bh <= bonf + 1e-15)
+    assert np.all(bonf >= p)
+    assert np.all(bonf <= 1)
+    assert np.all(bh >= p - 1e-15)
+    assert np.all(bh <= bonf + 1e-15)
     order = np.argsort(p, kind="stable")
     assert np.all(np.diff(bh[order]) >= -1e-15)
 
@@ -53,7 +56,8 @@ def test_min_effect_floor_silences_tiny_but_significant_shifts(rng) -> None:
     cur = rng.normal(0.03, size=(100_000, 1))
     assert detect_drift(ref, cur).drifted  # "significant" with this many rows
     report = detect_drift(ref, cur, min_effect="auto")  # KS D >= 0.1
-    assert not report.drifted and report.min_effect == 0.1
+    assert not report.drifted
+    assert report.min_effect == 0.1
     assert detect_drift(ref, rng.normal(1.0, size=(1000, 1)), min_effect="auto").drifted
 
 
@@ -64,7 +68,8 @@ def test_nan_policy_raise_counts_the_values(rng) -> None:
     with pytest.raises(DataError) as info:
         detect_drift(rng.normal(size=(100, 3)), cur)
     message = str(info.value)
-    assert "current has 3 non-finite value(s)" in message and "feature 1: 2" in message
+    assert "current has 3 non-finite value(s)" in message
+    assert "feature 1: 2" in message
     assert "nan_policy='omit'" in message
 
 
@@ -127,7 +132,8 @@ def test_registry_names_match_the_config_literal() -> None:
 
     allowed = set(get_args(DetectorsConfig.model_fields["test"].annotation))
     assert allowed == set(available_detectors())
-    assert get_detector("ks").has_pvalue and not get_detector("psi").has_pvalue
+    assert get_detector("ks").has_pvalue
+    assert not get_detector("psi").has_pvalue
 
 
 def test_bonferroni_family_wise_false_alarm_rate_with_500_null_features() -> None:
@@ -148,4 +154,5 @@ def test_uncorrected_tests_do_alarm_on_null_data() -> None:
     """The reason for the correction: without it, 500 null features nearly always produce an alarm."""
     rng = np.random.default_rng(7)
     report = detect_drift(rng.normal(size=(150, 500)), rng.normal(size=(120, 500)), correction="none")
-    assert report.drifted and 5 <= report.n_drifted <= 50
+    assert report.drifted
+    assert 5 <= report.n_drifted <= 50

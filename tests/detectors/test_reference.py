@@ -30,7 +30,8 @@ def test_many_windows_against_one_reference(rng, tmp_path) -> None:
     shifted = rng.normal(size=(500, 4))
     shifted[:, 3] *= 3
     report = loaded.test(shifted)
-    assert report.drifted and report.feature_names == ["a", "b", "c", "d"]
+    assert report.drifted
+    assert report.feature_names == ["a", "b", "c", "d"]
     assert report.drifted_features.tolist() == [False, False, False, True]
 
 
@@ -38,7 +39,8 @@ def test_saved_files_are_plain_npz_and_json(rng, tmp_path) -> None:
     ReferenceSummary.fit(rng.normal(size=(100, 2))).save(tmp_path / "ref.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.json", "ref.npz"]
     meta = json.loads((tmp_path / "ref.json").read_text())
-    assert meta["format"] == "goldwatch.reference_summary" and meta["n_samples"] == 100
+    assert meta["format"] == "goldwatch.reference_summary"
+    assert meta["n_samples"] == 100
     with np.load(tmp_path / "ref.npz", allow_pickle=False) as npz:
         assert npz["sorted_values"].shape == (100, 2)
 

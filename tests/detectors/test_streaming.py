@@ -46,7 +46,8 @@ def test_mean_shift_is_detected_on_the_shifted_streams_only(cls) -> None:
     for t0, block in zip(range(0, 4000, 100), np.split(data, 40)):
         det.update(block)
         first = np.where((first < 0) & det.drift_detected, t0, first)
-    assert (first[:10] >= 1900).all() and (first[:10] <= 3000).all(), first[:10]
+    assert (first[:10] >= 1900).all(), first[:10]
+    assert (first[:10] <= 3000).all(), first[:10]
     assert (first[10:] < 0).mean() >= 0.9
 
 
@@ -112,5 +113,6 @@ def test_adwin_window_shrinks_after_a_change() -> None:
     det.update(rng.normal(size=(3000, 2)))
     assert det.width.tolist() == [3000, 3000]
     det.update(rng.normal([0.0, 3.0], size=(500, 2)))
-    assert det.width[0] == 3500 and det.width[1] < 1000
+    assert det.width[0] == 3500
+    assert det.width[1] < 1000
     assert det.estimation[1] == pytest.approx(3.0, abs=0.3)

@@ -150,7 +150,9 @@ def test_evidently_report_embedded(world: GateWorld, tmp_path: Path) -> None:
                   "--html", tmp_path / "r.html", "--evidently")
     assert result.exit_code == 1
     page = (tmp_path / "r.html").read_text()
-    assert '<iframe class="evidently" sandbox="allow-scripts"' in page
+    assert '<iframe class="evidently" title="Evidently drift report" srcdoc="' in page
+    assert "&lt;script" in page  # Evidently's app, escaped into srcdoc
+    assert "<script" not in page
     assert "Evidently drift report" in page
 
 
@@ -184,3 +186,26 @@ def test_help_does_not_import_heavy_libraries() -> None:
             "print(sorted(m for m in ('torch', 'onnxruntime', 'evidently', 'mlserver') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_promote_records_the_verdict_in_the_registry(world: GateWorld, tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--promote", "--registry", registry,
+                  "--model-name", "clf", "--json", tmp_path / "v.json", "--markdown", tmp_path / "v.md")
+    assert result.exit_code == 0, result.output
+    promotion = json.loads((tmp_path / "v.json").read_text())["promotion"]
+    assert (promotion["model"], promotion["state"]) == ("clf", "known-good")
+    assert f"Promoted `clf` version `{promotion['version']}` to **known-good**" in (tmp_path / "v.md").read_text()
+    # the promoted version is now the baseline
+    again = gate("--candidate", world.candidate, "--golden", world.golden, "--baseline-registry", "clf",
+                 "--registry", registry, "--json", "-")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["baseline"]["version"] == promotion["version"]
+
+
+def test_promote_without_a_model_name_is_an_error(world: GateWorld, tmp_path: Path) -> None:
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--promote", "--registry",
+                  tmp_path / "r", "--junit", tmp_path / "j.xml")
+    assert result.exit_code == 2
+    assert "--promote needs a registry and a model name" in result.stderr
+    assert junit_counts(tmp_path / "j.xml")[2] == 1

@@ -75,8 +75,8 @@ def test_bar_chart_handles_missing_and_out_of_range_values() -> None:
     assert heights[1] == max(heights)  # clipped to the axis, not beyond it
 
 
-def test_evidently_is_sandboxed_in_srcdoc() -> None:
+def test_evidently_is_embedded_in_srcdoc() -> None:
     page = render_html(GateVerdict.from_checks([]), evidently_html='<html><script>var a = "x";</script></html>')
-    assert 'sandbox="allow-scripts"' in page
+    assert '<iframe class="evidently" title="Evidently drift report" srcdoc="' in page
     assert "<script>" not in page  # escaped inside srcdoc
     assert "srcdoc=\"&lt;html&gt;&lt;script&gt;var a = &quot;x&quot;;" in page

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from goldwatch.errors import GoldenSetError, StateError
 from goldwatch.golden_sets import MANIFEST_NAME, GoldenSet, build_golden_set
@@ -122,3 +124,64 @@ def test_failed_build_writes_nothing(tabular, tmp_path: Path) -> None:  # type: 
     with pytest.raises(Exception, match="labels"):
         build_golden_set(tabular.onnx, tabular.inputs, tmp_path / "out", labels=bad_labels, repeats=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dtype=st.sampled_from(["float16", "float32", "float64", "int32", "int64", "uint8", "bool"]),
+    n=st.integers(1, 20),
+    width=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_any_arrays_round_trip_bit_exactly(tmp_path: Path, dtype: str, n: int, width: int, seed: int) -> None:
+    from goldwatch.golden_sets.calibrate import calibrate
+    from goldwatch.runtimes import ModelIdentity, Signature, TensorSpec
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, width)) * 50).astype(dtype)
+    y = (rng.normal(size=(n, 2)) * 50).astype(dtype)
+    golden = GoldenSet(
+        model=ModelIdentity(kind="test", source="mem"),
+        signature=Signature(inputs=(TensorSpec("x", dtype, (None, width)),), outputs=(TensorSpec("y", dtype),)),
+        inputs={"x": x},
+        expected={"y": y},
+        tolerances=calibrate({"y": y}, [("cpu", {"y": y})], safety_factor=4.0),
+        roles={"y": "tensor"},
+    )
+    target = tmp_path / f"g-{dtype}-{n}-{width}-{seed}"
+    golden.save(target)
+    loaded = GoldenSet.load(target)
+    assert loaded.inputs["x"].dtype == x.dtype
+    assert loaded.expected["y"].dtype == y.dtype
+    assert loaded.inputs["x"].tobytes() == x.tobytes()
+    assert loaded.expected["y"].tobytes() == y.tobytes()
+    assert loaded.tolerances == golden.tolerances
+    assert loaded.labels is None
+
+
+def test_labels_are_validated(tmp_path: Path) -> None:
+    from goldwatch.errors import DataError
+    from goldwatch.golden_sets.inputs import load_labels
+
+    np.save(tmp_path / "ok.npy", np.array([0.0, 2.0, 1.0]))
+    assert load_labels(tmp_path / "ok.npy", n_samples=3).tolist() == [0, 2, 1]
+    for name, arr, message in (
+        ("frac.npy", np.array([0.5, 1.0, 2.0]), "whole class indices"),
+        ("short.npy", np.array([0, 1]), r"expected \(3,\)"),
+        ("text.npy", np.array(["a", "b", "c"]), "expected integers"),
+    ):
+        np.save(tmp_path / name, arr)
+        with pytest.raises(DataError, match=message):
+            load_labels(tmp_path / name, n_samples=3)
+
+
+def test_written_files_get_ordinary_permissions(tabular_golden: GoldenSet, tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        GoldenSet.load(tabular_golden.path).save(tmp_path / "g")  # type: ignore[arg-type]
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "g").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "g" / "golden.json").stat().st_mode & 0o777 == 0o644

@@ -55,7 +55,7 @@ def _evidence(check: Check) -> str:
 
 def _testcase(parent: ET.Element, check: Check) -> None:
     classname, name = _split_name(check.name)
-    case = ET.SubElement(parent, "testcase", classname=classname, name=_clean(name))
+    case = ET.SubElement(parent, "testcase", classname=_clean(classname), name=_clean(name))
     case.set("time", f"{check.duration_s or 0.0:.3f}")
     body = _clean(_evidence(check))
     message = _clean(check.summary or check.status)

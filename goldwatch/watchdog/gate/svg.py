@@ -26,9 +26,9 @@ _MIN_BAR = 3.0  # pixels
 
 def _nice_max(value: float) -> float:
     """Round an axis maximum up to 1, 2 or 5 times a power of ten, so tick labels read well."""
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value <= 1e-300:  # nothing to scale to (or so small 10**k underflows)
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if value <= step * power:
             return float(step * power)
@@ -148,6 +148,8 @@ def bar_chart(plot: BarPlot) -> str:
     finite = [v for v in plot.values if v is not None and math.isfinite(v)]
     top = plot.y_max if plot.y_max is not None else max([*finite, plot.limit or 0.0, 0.0]) * 1.1
     y_max = _nice_max(top) if plot.y_max is None else float(plot.y_max)
+    if not (math.isfinite(y_max) and y_max > 0):
+        y_max = 1.0
     tips = [
         f"{label}: {'n/a' if v is None else f'{v:.6g}'}" + (" (outside limit)" if bad else "")
         for label, v, bad in zip(plot.labels, plot.values, plot.flagged)
