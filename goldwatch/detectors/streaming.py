@@ -149,13 +149,17 @@ class _Standardized(StreamDetector):
             cols = cols[keep]
         return fired
 
-    def _standardized(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z-scores (k, c) of the active rows against the values before them, and the active-and-ready mask;
-        updates the running moments of ``cols`` to the end of the batch."""
+    def _standardized(
+        self, x: np.ndarray, cols: np.ndarray, start: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """z-scores (k, c) of the active rows against the values before them, and the active-and-ready mask
+        (None: all rows are); updates the running moments of ``cols`` to the end of the batch."""
         k = x.shape[0]
-        active = np.arange(k)[:, None] > start[None, :]
         n0 = self.n_seen[cols]
         mean0, m20 = self.mean[cols], self.m2[cols]
+        if start.max(initial=-1) < 0 and n0.min(initial=0) >= self.min_instances:
+            return self._standardized_warm(x, cols, n0, mean0, m20), None
+        active = np.arange(k)[:, None] > start[None, :]
         # deviations from a pivot keep the sums of squares well conditioned: the running mean if there is one,
         # else the run's first value
         first = x[np.minimum(start + 1, k - 1), np.arange(x.shape[1])]
@@ -183,6 +187,27 @@ class _Standardized(StreamDetector):
         self.mean[cols] = pivot + mean_end
         self.m2[cols] = np.maximum(q_end - n_end * mean_end**2, 0.0)
         return z, ready
+
+    def _standardized_warm(
+        self, x: np.ndarray, cols: np.ndarray, n0: np.ndarray, mean0: np.ndarray, m20: np.ndarray
+    ) -> np.ndarray:
+        """The common case, every stream past its warm-up and no reset in this batch: no masks needed."""
+        k = x.shape[0]
+        d = x - mean0  # the running mean is the pivot
+        d2 = d * d
+        n_before = n0 + np.arange(k)[:, None]
+        s_before = np.cumsum(d, axis=0) - d
+        q_before = m20 + np.cumsum(d2, axis=0) - d2
+        mean_b = s_before / n_before
+        std_b = np.sqrt(np.maximum((q_before - s_before * mean_b) / (n_before - 1), 0.0))
+        floor = 1e-12 * np.maximum(np.abs(mean0 + mean_b), 1.0)
+        z = (d - mean_b) / np.maximum(std_b, floor)
+        n_end = n0 + k
+        mean_end = (s_before[-1] + d[-1]) / n_end
+        self.n_seen[cols] = n_end
+        self.mean[cols] = mean0 + mean_end
+        self.m2[cols] = np.maximum(q_before[-1] + d2[-1] - n_end * mean_end**2, 0.0)
+        return z
 
     def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Process rows of ``x`` for streams ``cols``; return the first alarm row per stream (-1: none)."""
@@ -216,8 +241,11 @@ class PageHinkley(_Standardized):
 
     def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
         z, ready = self._standardized(x, cols, start)
-        up = self.sum_up[cols] + np.cumsum(np.where(ready, z - self.delta, 0.0), axis=0)
-        down = self.sum_down[cols] + np.cumsum(np.where(ready, z + self.delta, 0.0), axis=0)
+        a_up, a_down = z - self.delta, z + self.delta
+        if ready is not None:
+            a_up, a_down = np.where(ready, a_up, 0.0), np.where(ready, a_down, 0.0)
+        up = self.sum_up[cols] + np.cumsum(a_up, axis=0)
+        down = self.sum_down[cols] + np.cumsum(a_down, axis=0)
         min_up = np.minimum(self.min_up[cols], np.minimum.accumulate(up, axis=0))
         max_down = np.maximum(self.max_down[cols], np.maximum.accumulate(down, axis=0))
         alarm = (up - min_up > self.threshold) | (max_down - down > self.threshold)
@@ -248,8 +276,11 @@ class CUSUM(_Standardized):
 
     def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
         z, ready = self._standardized(x, cols, start)
-        up = self._lindley(self.s_up[cols], np.where(ready, z - self.k, 0.0))
-        down = self._lindley(self.s_down[cols], np.where(ready, -z - self.k, 0.0))
+        a_up, a_down = z - self.k, -z - self.k
+        if ready is not None:
+            a_up, a_down = np.where(ready, a_up, 0.0), np.where(ready, a_down, 0.0)
+        up = self._lindley(self.s_up[cols], a_up)
+        down = self._lindley(self.s_down[cols], a_down)
         alarm = (up > self.h) | (down > self.h)
         self.s_up[cols], self.s_down[cols] = up[-1], down[-1]
         return self._first(alarm)
