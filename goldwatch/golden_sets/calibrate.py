@@ -4,7 +4,9 @@ For each output, the build runs the model ``repeats`` times on every device pres
 strays from the expected answer (the first run on the primary device):
 
 * ``observed_max_abs = max |run - expected|`` over every run and element;
-* ``observed_max_rel = max_i max_j |run_ij - expected_ij| / max(max_j |expected_ij|, floor_abs)`` (per sample).
+* ``observed_max_rel = max_i max_j |run_ij - expected_ij| / max(max_j |expected_ij|, floor_abs / floor_rel)``
+  (per sample; a sample much smaller than the output's scale is judged by the absolute error alone, because its
+  noise comes from the magnitudes of the sums that cancelled into it, not from its own size).
 
 The tolerances are these, times a safety factor, but never below a dtype-aware floor::
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from goldwatch.golden_sets.format import Tolerance
 
-__all__ = ["FLOOR_ULPS_ABS", "FLOOR_ULPS_REL", "calibrate", "dtype_floor", "errors"]
+__all__ = ["FLOOR_ULPS_ABS", "FLOOR_ULPS_REL", "calibrate", "dtype_floor", "errors", "rel_denominator_floor"]
 
 FLOOR_ULPS_ABS = 64
 FLOOR_ULPS_REL = 256
@@ -54,11 +56,28 @@ def _scale(expected: np.ndarray) -> float:
     return float(np.max(np.abs(finite))) if finite.size else 0.0
 
 
-def errors(actual: np.ndarray, expected: np.ndarray, *, floor_abs: float) -> tuple[float, float, np.ndarray]:
+def expected_row_scale(expected: np.ndarray) -> np.ndarray:
+    """Per-sample max of the finite ``|expected|`` values (0 for a sample with none)."""
+    e = expected.reshape(expected.shape[0] if expected.ndim else 1, -1)
+    return np.where(np.isfinite(e), np.abs(e), 0.0).max(axis=1) if e.size else np.zeros(e.shape[0])
+
+
+def rel_denominator_floor(floor_abs: float, floor_rel: float) -> float:
+    """Smallest per-sample magnitude a relative error is taken against: below it, the absolute floor rules.
+
+    With it, an error within ``floor_abs`` is always within ``floor_rel`` too: the two floors never disagree.
+    """
+    return floor_abs / floor_rel if floor_rel > 0 else 1.0
+
+
+def errors(
+    actual: np.ndarray, expected: np.ndarray, *, denominator_floor: float, row_scale: np.ndarray | None = None
+) -> tuple[float, float, np.ndarray]:
     """(max abs error, max per-sample relative error, per-element abs error) of ``actual`` against ``expected``.
 
     Positions where both are the same non-finite value (NaN and NaN, +inf and +inf) count as equal; any other
-    non-finite difference makes the errors NaN, which every check treats as a failure.
+    non-finite difference makes the errors NaN, which every check treats as a failure. ``row_scale`` (per-sample
+    max of the finite ``|expected|``) may be passed when already known.
     """
     a = actual.astype(np.float64, copy=False)
     e = expected.astype(np.float64, copy=False)
@@ -72,9 +91,9 @@ def errors(actual: np.ndarray, expected: np.ndarray, *, floor_abs: float) -> tup
         return 0.0, 0.0, diff
     n = diff.shape[0] if diff.ndim else 1
     per_sample = diff.reshape(n, -1).max(axis=1)
-    finite_e = np.where(np.isfinite(e), np.abs(e), 0.0).reshape(n, -1).max(axis=1)
+    finite_e = row_scale if row_scale is not None else expected_row_scale(e)
     with np.errstate(invalid="ignore"):
-        rel = per_sample / np.maximum(finite_e, max(floor_abs, np.finfo(np.float64).tiny))
+        rel = per_sample / np.maximum(finite_e, max(denominator_floor, np.finfo(np.float64).tiny))
     return float(diff.max()), float(rel.max()), diff
 
 
@@ -90,9 +109,10 @@ def calibrate(
     for name, exp in expected.items():
         scale = _scale(exp)
         floor_abs, floor_rel = dtype_floor(exp.dtype, scale)
+        denominator = rel_denominator_floor(floor_abs, floor_rel)
         per_device: dict[str, dict[str, float | int]] = {}
         for device, outputs in runs:
-            abs_err, rel_err, _ = errors(np.asarray(outputs[name]), exp, floor_abs=floor_abs)
+            abs_err, rel_err, _ = errors(np.asarray(outputs[name]), exp, denominator_floor=denominator)
             stats = per_device.setdefault(device, {"runs": 0, "max_abs": 0.0, "max_rel": 0.0})
             stats["runs"] = int(stats["runs"]) + 1
             stats["max_abs"] = max(float(stats["max_abs"]), abs_err)
@@ -109,6 +129,7 @@ def calibrate(
                     "atol = max(observed_max_abs x safety_factor, floor_abs); "
                     "rtol = max(observed_max_rel x safety_factor, floor_rel); "
                     f"floor_abs = {FLOOR_ULPS_ABS} ulp x max(1, scale), floor_rel = {FLOOR_ULPS_REL} ulp; "
+                    "relative error per sample = max |a - e| / max(max |e|, floor_abs / floor_rel); "
                     "observed = worst deviation of any repeat on any device from the expected answer"
                 ),
                 "dtype": exp.dtype.name,
@@ -118,6 +139,7 @@ def calibrate(
                 "observed_max_rel": obs_rel,
                 "safety_factor": safety_factor,
                 "floor_abs": floor_abs,
+                "rel_denominator_floor": denominator,
                 "floor_rel": floor_rel,
                 "bound_by": "measured noise" if obs_abs * safety_factor > floor_abs else "dtype floor",
                 "devices": devices,

@@ -46,7 +46,8 @@ ROLES = ("scores", "embedding", "tensor")
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
     """Per-output tolerance: replayed outputs pass when ``max |a - e| <= atol`` and the per-sample relative error
-    ``max_j |a_ij - e_ij| / max(max_j |e_ij|, floor_abs) <= rtol``. ``derivation`` records how both were obtained."""
+    ``max_j |a_ij - e_ij| / max(max_j |e_ij|, floor_abs / floor_rel) <= rtol``. ``derivation`` records how both
+    were obtained (see :mod:`goldwatch.golden_sets.calibrate`)."""
 
     atol: float
     rtol: float
@@ -85,6 +86,11 @@ class GoldenSet:
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: Path | None = None
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        # the approved answers never change after capture; read-only also lets replays cache what they derive
+        for array in self.expected.values():
+            array.flags.writeable = False
 
     @property
     def n_samples(self) -> int:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from goldwatch.detectors import ks_2samp
-from goldwatch.detectors._kolmogorov import exact_inside, exact_square, kstwo_sf
+from goldwatch.detectors._kolmogorov import _inside_walk, exact_inside, exact_square, kstwo_sf
 from goldwatch.errors import DataError
-from tests.detectors.conftest import rel_diff
+from tests.detectors.detectors_support import rel_diff
 
 RTOL = 1e-9
 
@@ -128,7 +128,12 @@ def test_exact_helpers_match_scipy_internals() -> None:
     h = np.array([1, 5, 60, 300, 700])
     expected = [_compute_outer_prob_inside_method(70, 40, 10, int(v)) for v in h]
     # the anti-diagonal walk performs scipy's floating-point operations exactly
+    np.testing.assert_array_equal(_inside_walk(70, 40, 7, 4, h), expected)
     np.testing.assert_array_equal(exact_inside(70, 40, h), expected)
+    many = np.arange(1, 400)  # whichever of the two paths exact_inside picks, the answer is scipy's
+    np.testing.assert_array_equal(
+        exact_inside(700, 400, many), [_compute_outer_prob_inside_method(700, 400, 100, int(v)) for v in many]
+    )
 
 
 def test_drifted_uses_alpha(rng) -> None:

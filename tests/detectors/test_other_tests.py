@@ -24,7 +24,7 @@ from goldwatch.detectors import (
 )
 from goldwatch.detectors.distances import bin_edges, histograms, js_from_histograms
 from goldwatch.errors import DataError
-from tests.detectors.conftest import rel_diff
+from tests.detectors.detectors_support import rel_diff
 
 kinds = st.sampled_from(["normal", "ties", "shifted", "huge", "tiny"])
 
