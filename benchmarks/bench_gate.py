@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         "with other work (other engineers' test suites) when this was run."
     )
     print(body)
-    record("gate", body, command="python -m benchmarks.gate" + (" --quick" if args.quick else ""))
+    record("gate", body, command="python -m benchmarks.bench_gate" + (" --quick" if args.quick else ""))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ _EXTRA_FOR = {
     "starlette": "serve",
     "uvicorn": "serve",
     "mlserver": "dev",
+    "pyarrow": "parquet",
+    "mlflow": "mlflow",
 }
 
 

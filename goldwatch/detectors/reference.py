@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from goldwatch._fs import atomic_write
 from goldwatch.detectors._validation import NanPolicy, as_samples, check_pair, feature_names_of
 from goldwatch.detectors.distances import (
     DEFAULT_THRESHOLDS,
@@ -54,21 +54,6 @@ _BINNED = {
     "hellinger": hellinger_from_histograms,
     "kl": kl_from_histograms,
 }
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -220,8 +205,8 @@ class ReferenceSummary:
             "bins": int(self.histogram.shape[1]),
             "npz_sha256": hashlib.sha256(data).hexdigest(),
         }
-        _atomic_write(npz_path, data)
-        _atomic_write(json_path, json.dumps(meta, indent=2).encode())
+        atomic_write(npz_path, data, make_parents=True)
+        atomic_write(json_path, json.dumps(meta, indent=2), make_parents=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReferenceSummary:

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch._fs import atomic_dir, atomic_file
 from goldwatch._optional import require
 from goldwatch.errors import InvalidInputError
 from goldwatch.examples.data import image_data, tabular_data
-from goldwatch.golden_sets._atomic import atomic_dir, atomic_file
 from goldwatch.runtimes.base import DESCRIPTOR_NAME, Signature, TensorSpec
 
 __all__ = [
@@ -180,6 +180,7 @@ def write_model(model: Any, kind: str, out_dir: Path, *, formats: Sequence[str])
                 model, tmp, input_name=spec.input_name, output_name=spec.output_name,
                 input_shape=spec.input_shape, n_outputs=spec.n_classes, graph_name=f"goldwatch-example-{kind}",
             ),
+            make_parents=True,
         )
     if "torchscript" in wanted:
         paths["torchscript"] = out_dir / "model.pt"
@@ -190,11 +191,12 @@ def write_model(model: Any, kind: str, out_dir: Path, *, formats: Sequence[str])
             atomic_file(
                 paths["torchscript"],
                 lambda tmp: torch.jit.save(scripted, str(tmp), _extra_files={"goldwatch-signature.json": sig_json}),
+                make_parents=True,
             )
     if "state_dict" in wanted:
         st = require("safetensors.torch", purpose="writing example weights")
         paths["state_dict"] = out_dir / "model"
-        with atomic_dir(paths["state_dict"], overwrite=True) as tmp:
+        with atomic_dir(paths["state_dict"], overwrite=True, make_parents=True) as tmp:
             st.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "weights.safetensors"))
             descriptor = {
                 "format": "goldwatch-model",
@@ -213,6 +215,7 @@ def write_model(model: Any, kind: str, out_dir: Path, *, formats: Sequence[str])
         atomic_file(
             paths["export"],
             lambda tmp: torch.export.save(program, str(tmp), extra_files={"goldwatch-signature.json": sig_json}),
+            make_parents=True,
         )
     return paths
 

@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch._fs import atomic_dir
 from goldwatch.errors import GoldenSetError, StateError
-from goldwatch.golden_sets._atomic import atomic_dir
 from goldwatch.runtimes.base import ModelIdentity, Signature
 
 __all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance"]
@@ -145,7 +145,7 @@ class GoldenSet:
             raise GoldenSetError("the output path is a file, not a directory", where=str(target))
         files = self._data_files()
         digests = {name: _sha256(data) for name, data in files.items()}
-        with atomic_dir(target, overwrite=overwrite) as tmp:
+        with atomic_dir(target, overwrite=overwrite, make_parents=True) as tmp:
             for name, data in files.items():
                 (tmp / name).write_bytes(data)
             (tmp / MANIFEST_NAME).write_text(

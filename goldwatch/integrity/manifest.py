@@ -21,13 +21,13 @@ import datetime as dt
 import json
 import mmap
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch._fs import atomic_write
 from goldwatch._version import __version__
 from goldwatch.errors import ArtifactError, StateError
 from goldwatch.integrity.digest import ALGORITHMS, check_algorithm, file_digest
@@ -118,18 +118,7 @@ class ArtifactManifest:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the manifest as JSON atomically (temp file in the same directory, fsync, rename)."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=1) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ArtifactManifest:

@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from goldwatch._fs import atomic_write
 from goldwatch.errors import InvalidInputError
 
 __all__ = ["ReportPathError", "atomic_write_text", "check_writable"]
@@ -40,21 +40,16 @@ def check_writable(path: Path, *, option: str) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temp file next to ``path``, fsync it, then rename it over ``path``."""
+    """Write ``text`` to a temp file next to ``path``, fsync it, then rename it over ``path``.
+
+    A folder the temp file cannot be created in is a :class:`ReportPathError`; a failure after that (disk full)
+    propagates as the ``OSError`` it is. Either way the old report is left as it was.
+    """
     target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or Path("."))
-    except OSError as exc:
-        raise ReportPathError(
+
+    def unwritable(exc: OSError) -> ReportPathError:
+        return ReportPathError(
             f"cannot write here ({exc.strerror})", where=str(target), hint="choose a writable folder"
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        )
+
+    atomic_write(target, text, temp_error=unwritable)

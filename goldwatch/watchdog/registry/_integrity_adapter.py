@@ -22,10 +22,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from goldwatch._fs import atomic_write
 from goldwatch.checks import Check
 from goldwatch.errors import ArtifactError
 
@@ -82,12 +82,7 @@ def write_manifest(artifact: Path, out: Path) -> None:
         "kind": "file" if artifact.is_file() else "directory",
         "files": {rel: {"size": p.stat().st_size, "sha256": _sha256(p)} for rel, p in _files(artifact)},
     }
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _read_fallback(manifest: Path) -> dict[str, Any] | None:

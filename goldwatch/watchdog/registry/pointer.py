@@ -34,11 +34,12 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from goldwatch._fs import atomic_write, fsync_dir, fsync_file, tmp_name
 from goldwatch.errors import RegistryError
-from goldwatch.watchdog.registry._fsutil import fsync_dir, fsync_file, tmp_name, write_json_atomic
 
 __all__ = [
     "CurrentLinkPointer", "NumberedPointer", "PointerState", "ServingPointer", "Staged", "make_pointer",
@@ -102,6 +103,11 @@ def pointer_from_spec(spec: dict[str, str]) -> ServingPointer:
     return make_pointer(spec["layout"], Path(spec["directory"]))
 
 
+def _write_labels(path: Path, labels: Mapping[str, object]) -> None:
+    """Write the labels file atomically; the directory is fsynced after the rename, and a failure to is an error."""
+    atomic_write(path, json.dumps(labels, indent=1, sort_keys=True), strict_dir_sync=True)
+
+
 def _ensure_dir(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise RegistryError(
@@ -153,7 +159,7 @@ class CurrentLinkPointer:
         os.replace(staged.path, self.link)
         fsync_dir(self.directory)
         # Keyed by target so a crash between the two renames leaves a label that does not claim the wrong target.
-        write_json_atomic(self.labels, {str(staged.source): staged.label})
+        _write_labels(self.labels, {str(staged.source): staged.label})
 
     def cleanup(self) -> list[Path]:
         removed = []
@@ -230,7 +236,7 @@ class NumberedPointer:
         # Label first: a crash before the rename leaves an entry for a number that does not exist (ignored).
         labels = {str(n): e for n, e in self._labels().items() if n.isdigit() and int(n) in numbers[-1:]}
         labels[new.name] = {"source": str(staged.source), "label": staged.label}
-        write_json_atomic(self.labels, labels)
+        _write_labels(self.labels, labels)
         os.rename(staged.path, new)
         fsync_dir(self.directory)
         self._drop_below(int(new.name))

@@ -98,6 +98,13 @@ def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence
         raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
     reg._require_model(model)
     serving = reg.serving_for(model)
+    if serving is None and reg.serving_target(model) is None:
+        # Nothing is served and nothing can be switched: "rolling back" would only relabel versions.
+        raise RegistryError(
+            f"{model!r} has no serving pointer, so there is nothing to roll back",
+            where=str(reg.root),
+            hint="pass --serving-dir DIR (or set registry.serving_dir / registry.layout), or attach a Serving",
+        )
     with reg._locked():
         served = reg.serving_target(model)
         current = served[0] if served else None

@@ -32,8 +32,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from goldwatch._fs import fsync_dir, fsync_file, tmp_name
 from goldwatch.errors import RegistryError
-from goldwatch.watchdog.registry._fsutil import fsync_dir, tmp_name
 from goldwatch.watchdog.registry._integrity_adapter import write_manifest
 
 __all__ = ["ArtifactStore", "StoredArtifact"]
@@ -200,5 +200,4 @@ def _link_or_copy(src: Path, dest: Path) -> None:
     except OSError:
         # Filesystems without hard links: copy (the object then only serves deduplication of later adds).
         shutil.copyfile(src, dest)
-        with dest.open("rb+") as fh:
-            os.fsync(fh.fileno())
+        fsync_file(dest)
