@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._results import record, table
+from goldwatch.runtimes.mlserver_testing import start_mlserver, write_npz_model_dir
 from goldwatch.watchdog.registry import OipReloader, Registry, Serving, make_pointer
-from goldwatch.watchdog.registry.mlserver_testing import MLServerProcess, write_model_dir
 
 TARGET_S = 2.0
 PHASES = ["select", "switch", "verify_after", "reload", "ready"]
@@ -42,7 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gw-bench-rollback-") as d:
         tmp = Path(d)
         repo = tmp / "repo"
-        model_dir = write_model_dir(repo, "fraud")
+        model_dir = write_npz_model_dir(repo, "fraud")
         reg = Registry.open(tmp / "reg")
         # MLServer reads one model directory (no numbered versions): the current-link layout is the one it uses.
         pointer = make_pointer("current-link", model_dir)
@@ -52,8 +52,8 @@ def main() -> None:
             reg.promote("fraud", mv.version, reason="benchmark setup")
         artifact_mb = reg.get("fraud", "1").size_bytes / 2**20
 
-        with MLServerProcess(repo) as server:
-            reloader = OipReloader(server.url, model_name="fraud")
+        with start_mlserver(repo) as server:
+            reloader = OipReloader(server.base_url, model_name="fraud")
             reg.attach("fraud", Serving(pointer, reloader=reloader, ready_timeout_s=60))
             runs = []
             for _ in range(repeats):
@@ -68,7 +68,7 @@ def main() -> None:
         restarts = []
         for _ in range(2 if args.quick else 3):
             t0 = time.perf_counter()
-            with MLServerProcess(repo):
+            with start_mlserver(repo):
                 restarts.append(time.perf_counter() - t0)
         reg.close()
 

@@ -4,6 +4,10 @@ It binds 127.0.0.1 on free HTTP, gRPC and metrics ports, waits for ``/v2/health/
 repository API (load/unload). ``OnnxModel`` (:mod:`goldwatch.runtimes.mlserver_onnx`) serves goldwatch's ONNX
 files; any other ``mlserver.MLModel`` importable by the server works too (``pythonpath`` adds folders).
 
+For the registry's rollback tests, :func:`write_npz_model_dir` lays out a model folder whose weights are read from
+a serving pointer ``<repo>/<name>/current/weights.npz`` by a tiny custom runtime (``npz_runtime.NpzModel``, which
+answers ``x @ w``), so that switching the pointer and reloading the model changes the answers.
+
 Usage::
 
     repo = tmp_path / "repo"
@@ -35,9 +39,34 @@ import httpx
 
 from goldwatch.errors import DependencyMissingError, ServerUnreachableError
 
-__all__ = ["MLServerProcess", "free_ports", "start_mlserver", "write_model_settings"]
+__all__ = [
+    "NPZ_RUNTIME_SOURCE", "MLServerProcess", "free_ports", "mlserver_available", "start_mlserver",
+    "write_model_settings", "write_npz_model_dir",
+]
 
 ONNX_IMPLEMENTATION = "goldwatch.runtimes.mlserver_onnx.OnnxModel"
+
+NPZ_RUNTIME_SOURCE = '''\
+"""goldwatch test runtime: y = x @ w, with w read from current/weights.npz (no pickle)."""
+import numpy as np
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.utils import get_model_uri
+
+
+class NpzModel(MLModel):
+    async def load(self) -> bool:
+        uri = await get_model_uri(self._settings)
+        with np.load(f"{uri}/weights.npz", allow_pickle=False) as data:
+            self._w = np.ascontiguousarray(data["w"])
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        x = NumpyCodec.decode_input(payload.inputs[0])
+        y = np.asarray(x, dtype=self._w.dtype) @ self._w
+        return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output("y", y)])
+'''
 
 
 def free_ports(count: int) -> list[int]:
@@ -74,6 +103,16 @@ def write_model_settings(
     return folder
 
 
+def write_npz_model_dir(repository: str | os.PathLike[str], name: str) -> Path:
+    """Create ``REPOSITORY/NAME`` (model-settings.json + ``npz_runtime.py``); the serving pointer goes in it as
+    ``current`` (a folder or a link to one holding ``weights.npz``). Returns the model folder."""
+    folder = write_model_settings(
+        repository, name, implementation="npz_runtime.NpzModel", extra={"parameters": {"uri": "./current"}}
+    )
+    (folder / "npz_runtime.py").write_text(NPZ_RUNTIME_SOURCE)
+    return folder
+
+
 @dataclasses.dataclass
 class MLServerProcess:
     """A running MLServer; ``stop()`` (or leaving the ``with`` block) terminates it and its children."""
@@ -100,7 +139,9 @@ class MLServerProcess:
             return ""
 
     def _repository_call(self, name: str, action: str, timeout: float) -> None:
-        response = httpx.post(f"{self.base_url}/v2/repository/models/{name}/{action}", timeout=timeout)
+        response = httpx.post(
+            f"{self.base_url}/v2/repository/models/{name}/{action}", timeout=timeout, trust_env=False
+        )
         if response.status_code != 200:
             raise ServerUnreachableError(
                 f"MLServer refused to {action} {name!r}: HTTP {response.status_code} {response.text[:300]}",
@@ -126,7 +167,7 @@ class MLServerProcess:
                     where=self.base_url,
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + path, timeout=2.0).status_code == 200:
+                if httpx.get(self.base_url + path, timeout=2.0, trust_env=False).status_code == 200:
                     return
             time.sleep(0.2)
         raise ServerUnreachableError(
@@ -152,9 +193,18 @@ class MLServerProcess:
         self.stop()
 
 
-def _mlserver_executable() -> str:
+def _find_mlserver() -> str | None:
     beside = Path(sys.executable).with_name("mlserver")
-    found = str(beside) if beside.exists() else shutil.which("mlserver")
+    return str(beside) if beside.exists() else shutil.which("mlserver")
+
+
+def mlserver_available() -> bool:
+    """Whether the ``mlserver`` command is installed (next to this Python or on PATH): for ``skipif`` marks."""
+    return _find_mlserver() is not None
+
+
+def _mlserver_executable() -> str:
+    found = _find_mlserver()
     if not found:
         raise DependencyMissingError("the mlserver command is not installed", hint="pip install 'goldwatch[dev]'")
     return found
@@ -185,7 +235,7 @@ def start_mlserver(
     }
     server_settings.update(settings or {})
     (repo / "settings.json").write_text(json.dumps(server_settings, indent=2))
-    env = dict(os.environ)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the log tail shown on a failed start is complete
     extra = os.pathsep.join(str(Path(p).resolve()) for p in pythonpath)
     if extra:
         env["PYTHONPATH"] = extra + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

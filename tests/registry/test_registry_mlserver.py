@@ -8,8 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
+from goldwatch.runtimes.mlserver_testing import mlserver_available, start_mlserver, write_npz_model_dir
 from goldwatch.watchdog.registry import OipReloader, Registry, Serving, make_pointer
-from goldwatch.watchdog.registry.mlserver_testing import MLServerProcess, mlserver_available, write_model_dir
 from tests.registry.registry_helpers import corrupt, write_weights
 
 pytestmark = [
@@ -29,7 +29,7 @@ def _infer(url: str, x: np.ndarray) -> np.ndarray:
 
 def test_rollback_reloads_a_real_mlserver(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    model_dir = write_model_dir(repo, "fraud")
+    model_dir = write_npz_model_dir(repo, "fraud")
     reg = Registry.open(tmp_path / "reg")
     pointer = make_pointer("current-link", model_dir)
     reg.attach("fraud", Serving(pointer))
@@ -40,9 +40,9 @@ def test_rollback_reloads_a_real_mlserver(tmp_path: Path) -> None:
         weights[mv.version] = np.load(src / "weights.npz")["w"]
         reg.promote("fraud", mv.version, reason="release")  # the pointer ends at version 3
     x = np.ones((2, 16), dtype=np.float32)
-    with MLServerProcess(repo) as server:
-        np.testing.assert_allclose(_infer(server.url, x), x @ weights["3"], rtol=1e-5)
-        reloader = OipReloader(server.url, model_name="fraud")
+    with start_mlserver(repo) as server:
+        np.testing.assert_allclose(_infer(server.base_url, x), x @ weights["3"], rtol=1e-5)
+        reloader = OipReloader(server.base_url, model_name="fraud")
         reg.attach("fraud", Serving(pointer, reloader=reloader, ready_timeout_s=30))
         corrupt(reg.get("fraud", "2").path / "weights.npz")  # the newest backup is bad
         result = reg.rollback("fraud", actor="sidecar", reason="v3 golden replay failed")
@@ -52,7 +52,7 @@ def test_rollback_reloads_a_real_mlserver(tmp_path: Path) -> None:
         assert result.server_ready is True
         assert {"select", "switch", "verify_after", "reload", "ready"} == set(result.phases)
         # the server answers with version 1's weights now
-        np.testing.assert_allclose(_infer(server.url, x), x @ weights["1"], rtol=1e-5)
+        np.testing.assert_allclose(_infer(server.base_url, x), x @ weights["1"], rtol=1e-5)
         assert reg.check("fraud").checks[0].status == "fail"  # nothing verified is left behind version 1
         reloader.close()
     reg.close()
