@@ -138,7 +138,8 @@ def atomic_write(
         tmp = _create_temp(target)
     except OSError as exc:
         if temp_error is None:
-            raise
+            # name the file the user asked for, not our temporary name
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from None
         raise temp_error(exc) from None
     try:
         with open(tmp, "wb") as fh:

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -42,6 +42,7 @@ __all__ = [
     "LoggingConfig",
     "PagerDutyConfig",
     "RegistryConfig",
+    "RuntimesConfig",
     "WebhookConfig",
     "load_config",
     "parse_config",
@@ -132,6 +133,18 @@ class GateConfig(_Section):
     min_device_top1_agreement: float = Field(1.0, ge=0, le=1, description="CPU vs CUDA top-1 agreement")
 
 
+class RuntimesConfig(_Section):
+    """Model loading. A model directory's factory runs only from a trusted module (see goldwatch.runtimes.torch)."""
+
+    trusted_factories: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+    ] = Field(
+        [],
+        description="module prefixes whose factories model directories may name, e.g. 'mycompany.models' "
+        "(goldwatch.examples.models is always trusted)",
+    )
+
+
 class PagerDutyConfig(_Section):
     """PagerDuty Events API v2. Active when the routing key resolves (env var wins over the file)."""
 
@@ -179,6 +192,7 @@ class GoldwatchConfig(_Section):
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
+    runtimes: RuntimesConfig = RuntimesConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "RegistryError",
     "ServerUnreachableError",
     "StateError",
+    "from_unexpected",
 ]
 
 
@@ -103,3 +104,30 @@ class ServerUnreachableError(GoldwatchError, ConnectionError):
 
 class StateError(GoldwatchError):
     """Persistent state cannot be used (e.g. a database written by a newer goldwatch)."""
+
+
+def from_unexpected(exc: BaseException) -> GoldwatchError:
+    """Turn an exception goldwatch did not raise on purpose into one clear :class:`GoldwatchError` (exit 2).
+
+    An ``OSError`` (unwritable report path, missing directory, full disk) names the path and the system's reason;
+    anything else is reported as an unexpected error with its type, and a hint to get the traceback.
+
+    >>> print(from_unexpected(PermissionError(13, "Permission denied", "/proc/x.xml")))
+    /proc/x.xml: cannot access the file: Permission denied (fix: check that the path exists and is writable)
+    >>> print(from_unexpected(KeyError("logits")))  # doctest: +ELLIPSIS
+    unexpected KeyError: 'logits' (fix: this is a bug; rerun with --log-level debug for the traceback and report it)
+    """
+    if isinstance(exc, GoldwatchError):
+        return exc
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else None
+        reason = exc.strerror or str(exc)
+        return GoldwatchError(
+            f"cannot access the file: {reason}" if where else f"operating system error: {reason}",
+            where=str(where) if where is not None else None,
+            hint="check that the path exists and is writable",
+        )
+    return GoldwatchError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        hint="this is a bug; rerun with --log-level debug for the traceback and report it",
+    )

@@ -60,7 +60,10 @@ def test_public_api_is_curated_and_resolves() -> None:
     assert public <= set(goldwatch.__all__)
     # the exception tree: every error derives from the one base class
     for name in errors.__all__:
-        assert issubclass(getattr(errors, name), errors.GoldwatchError)
+        obj = getattr(errors, name)
+        assert callable(obj)
+        if isinstance(obj, type):
+            assert issubclass(obj, errors.GoldwatchError)
 
 
 def test_version_and_help_through_the_console_script() -> None:
@@ -181,3 +184,45 @@ def test_json_log_lines_with_extra_fields_and_redaction() -> None:
     assert "[REDACTED]" in entry["msg"]
     configure_logging(level="info", fmt="text")
     logging.getLogger("goldwatch").handlers.clear()
+
+
+# --- unexpected errors ------------------------------------------------------------------------------------------
+
+
+def _command_raising(exc: BaseException):  # type: ignore[no-untyped-def]
+    import click
+
+    from goldwatch.cli._common import guarded
+
+    @click.command()
+    @guarded
+    def boom() -> None:
+        raise exc
+
+    return boom
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (PermissionError(13, "Permission denied", "/proc/report.xml"), "/proc/report.xml: cannot access the file"),
+        (KeyError("logits"), "unexpected KeyError: 'logits'"),
+        (errors.DataError("bad shape", where="inputs.npz"), "inputs.npz: bad shape"),
+    ],
+)
+def test_any_error_is_one_line_and_exit_2_never_a_traceback(exc: BaseException, expected: str) -> None:
+    result = CliRunner().invoke(_command_raising(exc), [])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unwritable_output_path_names_the_path_not_a_temp_file(tmp_path: Path) -> None:
+    artifact = tmp_path / "w.bin"
+    artifact.write_bytes(b"\0" * 64)
+    target = tmp_path / "missing-dir" / "m.json"
+    result = CliRunner().invoke(main, ["fingerprint", str(artifact), "-o", str(target)])
+    assert result.exit_code == 2
+    assert f"{target}: cannot access the file" in result.output
+    assert not target.parent.exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from goldwatch.config import GoldwatchConfig, load_config
-from goldwatch.errors import GoldwatchError
+from goldwatch.errors import GoldwatchError, from_unexpected
 from goldwatch.logs import configure_logging
 from goldwatch.serialize import to_jsonable
 
@@ -77,7 +78,11 @@ def state() -> AppState:
 
 
 def guarded(func: F) -> F:
-    """Map goldwatch's errors to one message on stderr and exit code 2; a check failure returns 1 via ``finish``."""
+    """Map errors to one message on stderr and exit code 2; a check failure returns 1 via ``finish``.
+
+    goldwatch's own errors carry what/where/hint; an ``OSError`` names its path; anything else is reported as an
+    unexpected error (traceback only with ``--log-level debug``), never as a traceback and never as exit 1.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -89,6 +94,13 @@ def guarded(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("goldwatch: interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException):
+            raise  # click's own usage errors and exits keep their codes and messages
+        except Exception as exc:  # never a traceback for the user: one message, exit 2, traceback in debug log
+            logging.getLogger("goldwatch").debug("unexpected error", exc_info=True)
+            wrapped = from_unexpected(exc)
+            click.echo(f"goldwatch: error: {wrapped}", err=True)
+            sys.exit(wrapped.exit_code)
 
     return wrapper  # type: ignore[return-value]
 

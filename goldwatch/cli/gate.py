@@ -96,11 +96,14 @@ def gate(
     root = registry_root
     if root is None and (baseline_registry or promote):
         root = config.registry.root
-    verdict = run_gate(
-        candidate, list(golden), baseline=baseline, baseline_registry=baseline_registry, registry_root=root,
-        manifest=manifest, device=device, thresholds=thresholds, promote=promote, promote_model=model_name,
-        on_compare=collector,
-    )
+    from goldwatch.runtimes.torch import trusting_factories
+
+    with trusting_factories(config.runtimes.trusted_factories):  # model directories name only trusted factories
+        verdict = run_gate(
+            candidate, list(golden), baseline=baseline, baseline_registry=baseline_registry, registry_root=root,
+            manifest=manifest, device=device, thresholds=thresholds, promote=promote, promote_model=model_name,
+            on_compare=collector,
+        )
     evidently_html = drift_report_html(collector) if collector is not None and verdict.error is None else None
     failed = write_reports(verdict, paths, evidently_html=evidently_html)
     if to_stdout:

@@ -60,13 +60,16 @@ def build(
 ) -> None:
     """Run MODEL on INPUTS, store the answers and tolerances calibrated from repeated runs."""
     from goldwatch.golden_sets import build_golden_set
+    from goldwatch.runtimes.torch import trusting_factories
 
-    cfg = state().config.golden
-    golden_set = build_golden_set(
-        model, inputs, out, labels=labels, device=device, repeats=repeats or cfg.repeats,
-        safety_factor=safety_factor or cfg.safety_factor, roles=_roles(roles),
-        batch_size=batch_size or cfg.batch_size or None, overwrite=overwrite,
-    )
+    config = state().config
+    cfg = config.golden
+    with trusting_factories(config.runtimes.trusted_factories):
+        golden_set = build_golden_set(
+            model, inputs, out, labels=labels, device=device, repeats=repeats or cfg.repeats,
+            safety_factor=safety_factor or cfg.safety_factor, roles=_roles(roles),
+            batch_size=batch_size or cfg.batch_size or None, overwrite=overwrite,
+        )
     if as_json:
         emit_json(golden_set)
         return
@@ -93,13 +96,16 @@ def replay_cmd(
 ) -> None:
     """Replay a golden set through MODEL. Exit 0 if every answer is within tolerance, 1 if not, 2 on error."""
     from goldwatch.golden_sets import replay
+    from goldwatch.runtimes.torch import trusting_factories
 
-    cfg = state().config.golden
-    report = replay(
-        model, golden_dir, device=device, cross_device=cross_device,
-        batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
-        min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None,
-    )
+    config = state().config
+    cfg = config.golden
+    with trusting_factories(config.runtimes.trusted_factories):
+        report = replay(
+            model, golden_dir, device=device, cross_device=cross_device,
+            batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
+            min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None,
+        )
     if as_json:
         emit_json(report)
     else:

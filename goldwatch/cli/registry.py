@@ -197,7 +197,9 @@ def quarantine(ctx: click.Context, model: str, version: str, reason: str, actor:
 def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, keep_current: bool, golden: bool,
              as_json: bool) -> None:
     """Serve the newest known-good version that re-verifies; exit 1 if there is none (or the server fails)."""
-    with _open(ctx, model) as reg:
+    from goldwatch.runtimes.torch import trusting_factories
+
+    with _open(ctx, model) as reg, trusting_factories(state().config.runtimes.trusted_factories):
         result = reg.rollback(model, actor=actor, reason=reason, quarantine_current=not keep_current,
                               golden=golden)
     if as_json:
@@ -219,7 +221,9 @@ def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, kee
 @guarded
 def check(ctx: click.Context, model: str, load: bool, golden: bool, as_json: bool) -> None:
     """Rollback readiness: a target exists, its digests match, the pointer agrees (exit 1 if not)."""
-    with _open(ctx, model) as reg:
+    from goldwatch.runtimes.torch import trusting_factories
+
+    with _open(ctx, model) as reg, trusting_factories(state().config.runtimes.trusted_factories):
         report = reg.check(model, load=load, golden=golden)
     if as_json:
         emit_json({"model": report.model, "ok": report.ok, "target": report.target, "checks": report.checks})

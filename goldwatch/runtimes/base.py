@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -231,7 +231,13 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_model(spec: str | os.PathLike[str], *, device: str = "cpu", **options: Any) -> Runtime:
+def load_model(
+    spec: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    trusted_factories: Iterable[str] | None = None,
+    **options: Any,
+) -> Runtime:
     """Load ``spec`` with the runtime its form selects.
 
     * ``*.onnx`` -- ONNX Runtime (CPU; CUDA execution provider for ``device="cuda"``)
@@ -239,7 +245,9 @@ def load_model(spec: str | os.PathLike[str], *, device: str = "cpu", **options: 
     * a directory with ``goldwatch-model.json`` -- a state dict plus a ``module:function`` factory
     * ``http(s)://HOST:PORT/v2/models/NAME[/versions/V]`` -- a remote Open Inference Protocol v2 model
 
-    ``options`` go to the runtime's constructor (e.g. ``timeout`` for OIP).
+    ``options`` go to the runtime's constructor (e.g. ``timeout`` for OIP). ``trusted_factories`` adds module
+    prefixes a directory's factory may come from (see :mod:`goldwatch.runtimes.torch`); a directory naming an
+    untrusted factory is refused before anything is imported.
     """
     device = normalize_device(device)
     text = os.fspath(spec)
@@ -269,7 +277,7 @@ def load_model(spec: str | os.PathLike[str], *, device: str = "cpu", **options: 
             )
         from goldwatch.runtimes.torch import TorchRuntime
 
-        return TorchRuntime.from_descriptor(path, device=device, **options)
+        return TorchRuntime.from_descriptor(path, device=device, trusted_factories=trusted_factories, **options)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         from goldwatch.runtimes.onnx import OnnxRuntime

@@ -8,6 +8,14 @@ Three on-disk forms are accepted, none of which unpickles arbitrary objects:
   ``torch.load(weights_only=True)``) plus a ``"module:function"`` factory that builds the module. The factory's
   module must already be importable (installed); the model directory is never put on ``sys.path``.
 
+A model directory is an artifact (a CI workspace, a registry, a download), so it must not choose the code that runs:
+its factory module must be *trusted* before anything is imported. Trusted are ``goldwatch.examples.models``, the
+module prefixes in ``[runtimes] trusted_factories`` of goldwatch.toml (the CLI applies them with
+:func:`trusting_factories`), in ``$GOLDWATCH_TRUSTED_FACTORIES`` (comma-separated) and in ``load_model``'s
+``trusted_factories=``. A prefix matches whole module-path components (``mycompany.models`` trusts
+``mycompany.models.vision``, not ``mycompany.models_x``); the factory must also be *defined* in a trusted module, be
+a public name, and return a ``torch.nn.Module``.
+
 The descriptor::
 
     {"format": "goldwatch-model", "version": 1,
@@ -25,15 +33,18 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from goldwatch._optional import require
-from goldwatch.errors import ArtifactError
+from goldwatch.errors import ArtifactError, ConfigError, InvalidInputError
 from goldwatch.runtimes.base import (
     DESCRIPTOR_NAME,
     DeviceUnavailableError,
@@ -44,10 +55,34 @@ from goldwatch.runtimes.base import (
     normalize_device,
 )
 
-__all__ = ["DESCRIPTOR_FORMAT", "SIGNATURE_EXTRA_FILE", "TorchRuntime", "import_factory"]
+__all__ = [
+    "BUILTIN_TRUSTED_FACTORIES",
+    "DESCRIPTOR_FORMAT",
+    "SIGNATURE_EXTRA_FILE",
+    "TRUSTED_FACTORIES_ENV",
+    "TorchRuntime",
+    "import_factory",
+    "trusted_factory_prefixes",
+    "trusting_factories",
+]
 
 DESCRIPTOR_FORMAT = "goldwatch-model"
 SIGNATURE_EXTRA_FILE = "goldwatch-signature.json"
+
+TRUSTED_FACTORIES_ENV = "GOLDWATCH_TRUSTED_FACTORIES"
+# Only the example architectures: the rest of goldwatch.examples writes files and trains models, which a descriptor
+# must not be able to trigger with kwargs of its choosing.
+BUILTIN_TRUSTED_FACTORIES: tuple[str, ...] = ("goldwatch.examples.models",)
+
+_MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_PUBLIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_TRUST_HINT = (
+    "if you trust that code, add its module (prefix) to [runtimes] trusted_factories in goldwatch.toml, to "
+    f"${TRUSTED_FACTORIES_ENV} (comma-separated), or to load_model(..., trusted_factories=[...])"
+)
+
+# Prefixes trusted by the operator's configuration for the current command (see trusting_factories).
+_CONFIGURED: ContextVar[tuple[str, ...]] = ContextVar("goldwatch_trusted_factories", default=())
 
 
 def _torch() -> Any:
@@ -62,12 +97,76 @@ def _torch_device(torch: Any, device: str, where: str) -> Any:
     return torch.device(device)
 
 
-def import_factory(ref: str, *, where: str) -> Callable[..., Any]:
-    """Resolve ``"package.module:function"`` (the module must be importable already)."""
+def _prefixes(values: Iterable[str], *, error: type[InvalidInputError], where: str) -> tuple[str, ...]:
+    if isinstance(values, str):  # a bare string would otherwise be taken letter by letter
+        values = [values]
+    out = []
+    for value in values:
+        prefix = str(value).strip()
+        if not _MODULE_PATH.match(prefix):
+            raise error(
+                f"not a module name: {value!r}", where=where, hint="use dotted module names, e.g. mycompany.models"
+            )
+        out.append(prefix)
+    return tuple(out)
+
+
+@contextmanager
+def trusting_factories(prefixes: Iterable[str]) -> Iterator[None]:
+    """Also trust the factory modules under ``prefixes`` inside the block (this thread/context only).
+
+    The CLI wraps model loading in this with ``[runtimes] trusted_factories`` of the config.
+    """
+    extra = _prefixes(prefixes, error=ConfigError, where="runtimes.trusted_factories")
+    token = _CONFIGURED.set((*_CONFIGURED.get(), *extra))
+    try:
+        yield
+    finally:
+        _CONFIGURED.reset(token)
+
+
+def trusted_factory_prefixes(extra: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The module prefixes factories may come from: built-in, ``$GOLDWATCH_TRUSTED_FACTORIES``, config, ``extra``."""
+    env = [p for p in os.environ.get(TRUSTED_FACTORIES_ENV, "").split(",") if p.strip()]
+    return (
+        *BUILTIN_TRUSTED_FACTORIES,
+        *_prefixes(env, error=ConfigError, where=f"${TRUSTED_FACTORIES_ENV}"),
+        *_CONFIGURED.get(),
+        *_prefixes(extra or (), error=InvalidInputError, where="trusted_factories"),
+    )
+
+
+def _is_trusted(module_name: str, prefixes: Iterable[str]) -> bool:
+    """Whole module-path components: ``a.b`` trusts ``a.b`` and ``a.b.c``, not ``a.bc`` or ``a.b_c``."""
+    return any(module_name == p or module_name.startswith(p + ".") for p in prefixes)
+
+
+def import_factory(
+    ref: str, *, where: str, trusted_factories: Iterable[str] | None = None
+) -> Callable[..., Any]:
+    """Resolve ``"package.module:function"`` from a trusted, importable module (see the module docstring).
+
+    The trust check runs before anything is imported; ``trusted_factories`` adds prefixes to
+    :func:`trusted_factory_prefixes`.
+    """
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise ArtifactError(
             f"factory must be written 'module:function', got {ref!r}", where=where, hint="e.g. 'mypkg.models:build'"
+        )
+    if not _MODULE_PATH.match(module_name) or not _PUBLIC_NAME.match(attr):
+        raise ArtifactError(
+            f"factory {ref!r} is not a module path and a public function name",
+            where=where,
+            hint="e.g. 'mypkg.models:build'",
+        )
+    trusted = trusted_factory_prefixes(trusted_factories)
+    if not _is_trusted(module_name, trusted):
+        raise ArtifactError(
+            f"factory {ref!r} is not trusted: module {module_name!r} is not in the allow-list "
+            f"({', '.join(trusted)}); a model directory must not choose the code goldwatch runs",
+            where=where,
+            hint=_TRUST_HINT,
         )
     try:
         module = importlib.import_module(module_name)
@@ -80,6 +179,14 @@ def import_factory(ref: str, *, where: str) -> Callable[..., Any]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ArtifactError(f"{module_name} has no callable {attr!r}", where=where, hint="fix the factory name")
+    defined_in = getattr(factory, "__module__", None)
+    if isinstance(defined_in, str) and not _is_trusted(defined_in, trusted):
+        # e.g. a trusted module that did `from subprocess import run`: the name is re-exported, the code is not ours
+        raise ArtifactError(
+            f"factory {ref!r} is not trusted: it is defined in {defined_in!r}, which is not in the allow-list",
+            where=where,
+            hint=_TRUST_HINT,
+        )
     return factory
 
 
@@ -165,7 +272,14 @@ class TorchRuntime:
         return cls(program.module(), signature, device=device, identity=identity)
 
     @classmethod
-    def from_descriptor(cls, directory: str | os.PathLike[str], *, device: str = "cpu") -> TorchRuntime:
+    def from_descriptor(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        trusted_factories: Iterable[str] | None = None,
+    ) -> TorchRuntime:
+        """Build the descriptor's module from a trusted factory and load its weights (see the module docstring)."""
         torch = _torch()
         directory = Path(directory)
         where = str(directory / DESCRIPTOR_NAME)
@@ -182,12 +296,31 @@ class TorchRuntime:
         for key in ("factory", "weights", "signature"):
             if key not in desc:
                 raise ArtifactError(f"descriptor lacks the {key!r} key", where=where)
+        ref, kwargs = desc["factory"], desc.get("kwargs") or {}
+        if not isinstance(ref, str):
+            raise ArtifactError("the descriptor's 'factory' must be a 'module:function' string", where=where)
+        if not isinstance(kwargs, dict):
+            raise ArtifactError("the descriptor's 'kwargs' must be a JSON object", where=where)
         weights = (directory / str(desc["weights"])).resolve()
         if directory.resolve() not in weights.parents:
             raise ArtifactError("weights must be a file inside the model directory", where=where)
+        factory = import_factory(ref, where=where, trusted_factories=trusted_factories)
         state = load_state_dict(weights)
-        factory = import_factory(str(desc["factory"]), where=where)
-        module = factory(**dict(desc.get("kwargs") or {}))
+        try:
+            module = factory(**kwargs)
+        except Exception as exc:  # the factory is trusted code, but the kwargs come from the artifact
+            reason = (str(exc).splitlines() or [""])[0][:300]
+            raise ArtifactError(
+                f"the factory {ref!r} failed ({type(exc).__name__}: {reason})",
+                where=where,
+                hint="the descriptor's kwargs must be arguments the factory accepts",
+            ) from None
+        if not isinstance(module, torch.nn.Module):
+            raise ArtifactError(
+                f"the factory {ref!r} returned {type(module).__name__}, not a torch.nn.Module",
+                where=where,
+                hint="a factory must build and return the model's torch.nn.Module",
+            )
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

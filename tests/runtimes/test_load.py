@@ -79,7 +79,8 @@ def test_descriptor_errors(tabular_rt: ExampleArtifacts, tmp_path: Path) -> None
     desc_path = model / "goldwatch-model.json"
     desc = json.loads(desc_path.read_text())
     for change, message in (
-        ({"factory": "no_such_pkg.models:build"}, "cannot import the factory module"),
+        ({"factory": "no_such_pkg.models:build"}, "is not trusted"),
+        ({"factory": "goldwatch.examples.models.nope:build"}, "cannot import the factory module"),
         ({"factory": "goldwatch.examples.models"}, "must be written 'module:function'"),
         ({"factory": "goldwatch.examples.models:small_cnn"}, "do not fit the factory's module"),
         ({"weights": "../outside.safetensors"}, "inside the model directory"),

@@ -5,6 +5,8 @@
 * :mod:`~goldwatch.watchdog.alerts.outbox` -- store before send, delete after 202, retries, dead letters, rate limit
 * :mod:`~goldwatch.watchdog.alerts.sinks` -- :class:`PagerDutySink`, :class:`WebhookSink` (injectable transport)
 * :mod:`~goldwatch.watchdog.alerts.manager` -- :class:`AlertManager`: trigger / resolve / change with the evidence
+* :mod:`~goldwatch.watchdog.alerts.notify` -- :func:`notify_promotion`, :func:`notify_rollback`: change events and
+  the rollback incident, with a short bounded flush (the rest stays in the outbox)
 
 Only httpx and the standard library are imported here.
 """
@@ -19,6 +21,7 @@ from goldwatch.watchdog.alerts.manager import (
     build_sinks,
     default_severity,
 )
+from goldwatch.watchdog.alerts.notify import NotifyResult, notify_promotion, notify_rollback
 from goldwatch.watchdog.alerts.outbox import DeliveryReport, Outbox, OutboxEntry, RetryPolicy
 from goldwatch.watchdog.alerts.sinks import PagerDutySink, SendResult, Sink, WebhookSink
 
@@ -33,6 +36,7 @@ __all__ = [
     "Incident",
     "IncidentBook",
     "Link",
+    "NotifyResult",
     "Outbox",
     "OutboxEntry",
     "PagerDutySink",
@@ -46,5 +50,7 @@ __all__ = [
     "check_class",
     "dedup_key",
     "default_severity",
+    "notify_promotion",
+    "notify_rollback",
     "truncate_text",
 ]

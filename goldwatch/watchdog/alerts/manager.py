@@ -66,6 +66,7 @@ __all__ = [
     "Timing",
     "build_sinks",
     "default_severity",
+    "no_sink_error",
     "outbox_path",
 ]
 
@@ -245,19 +246,16 @@ class AlertManager:
         default_dir: str | os.PathLike[str] = ".goldwatch",
         transport: httpx.BaseTransport | None = None,
         require_sink: bool = False,
+        sinks: Sequence[Sink] | None = None,
     ) -> AlertManager:
-        """Build sinks from ``config`` and the environment, and open the outbox.
+        """Build sinks from ``config`` and the environment (unless ``sinks`` are given), and open the outbox.
 
         The outbox lives at ``alerts.outbox_path`` or ``<default_dir>/alerts.sqlite``.
         """
-        sinks = build_sinks(config, transport=transport)
+        if sinks is None:
+            sinks = build_sinks(config, transport=transport)
         if require_sink and not sinks:
-            raise ConfigError(
-                "no alert sink is configured",
-                where=f"${config.pagerduty.routing_key_env}",
-                hint=f"set {config.pagerduty.routing_key_env} to a PagerDuty Events API v2 integration key "
-                f"(and {EVENTS_URL_ENV} to use another Events API URL), or add [[alerts.webhooks]]",
-            )
+            raise no_sink_error(config)
         policy = RetryPolicy(base_s=config.retry_base_s, max_delay_s=config.retry_max_delay_s,
                              max_age_s=config.max_age_s)
         box = Outbox.open(outbox_path(config, default_dir=default_dir), policy=policy)
@@ -453,17 +451,33 @@ class AlertManager:
         self.outbox.close()
 
 
+def no_sink_error(config: AlertsConfig, *, what: str = "no alert sink is configured") -> ConfigError:
+    """The one message for "alerting is not set up": which variable to set (``what`` may add context)."""
+    return ConfigError(
+        what,
+        where=f"${config.pagerduty.routing_key_env}",
+        hint=f"set {config.pagerduty.routing_key_env} to a PagerDuty Events API v2 integration key "
+        f"(and {EVENTS_URL_ENV} to use another Events API URL), or add [[alerts.webhooks]]",
+    )
+
+
 def outbox_path(config: AlertsConfig, *, default_dir: str | os.PathLike[str] = ".goldwatch") -> Path:
     """Where the outbox database lives: ``alerts.outbox_path``, else ``<default_dir>/alerts.sqlite``."""
     return Path(config.outbox_path) if config.outbox_path else Path(default_dir) / "alerts.sqlite"
 
 
-def build_sinks(config: AlertsConfig, *, transport: httpx.BaseTransport | None = None) -> list[Sink]:
+def build_sinks(config: AlertsConfig, *, transport: httpx.BaseTransport | None = None,
+                max_timeout_s: float | None = None) -> list[Sink]:
     """The sinks ``config`` and the environment define: PagerDuty when a routing key resolves, plus webhooks.
 
     The Events API URL is ``$GOLDWATCH_PAGERDUTY_EVENTS_URL`` if set (tests and proxies), else the config
-    file's ``alerts.pagerduty.events_url``, else PagerDuty's.
+    file's ``alerts.pagerduty.events_url``, else PagerDuty's. ``max_timeout_s`` caps each sink's per-request
+    timeout (a caller with a deadline, e.g. the short flush after a promotion).
     """
+
+    def timeout(configured: float) -> float:
+        return configured if max_timeout_s is None else min(configured, max_timeout_s)
+
     from goldwatch.config import resolve_secret
 
     sinks: list[Sink] = []
@@ -471,7 +485,7 @@ def build_sinks(config: AlertsConfig, *, transport: httpx.BaseTransport | None =
     key = resolve_secret(env=pd.routing_key_env, file=pd.routing_key_file, what="PagerDuty routing key")
     if key:
         url = os.environ.get(pd.events_url_env or "") or pd.events_url or DEFAULT_EVENTS_URL
-        sinks.append(PagerDutySink(key, events_url=url, timeout_s=pd.timeout_s,
+        sinks.append(PagerDutySink(key, events_url=url, timeout_s=timeout(pd.timeout_s),
                                    rate_limit_per_minute=pd.rate_limit_per_minute, transport=transport))
     for hook in config.webhooks:
         hook_url = resolve_secret(env=hook.url_env, file=hook.url_file, what=f"webhook {hook.name} URL")
@@ -481,6 +495,6 @@ def build_sinks(config: AlertsConfig, *, transport: httpx.BaseTransport | None =
                 else f"webhook {hook.name!r} has no URL", where=f"alerts.webhooks[{hook.name}]",
                 hint="set the environment variable or url_file, or remove the webhook",
             )
-        sinks.append(WebhookSink(hook_url, name=f"webhook:{hook.name}", timeout_s=hook.timeout_s,
+        sinks.append(WebhookSink(hook_url, name=f"webhook:{hook.name}", timeout_s=timeout(hook.timeout_s),
                                  rate_limit_per_minute=hook.rate_limit_per_minute, transport=transport))
     return sinks

@@ -432,8 +432,12 @@ class Outbox:
             conn.execute("INSERT INTO send_log (route, sent_at) VALUES (?, ?)", (route, now))
         return True
 
-    def deliver_once(self, sinks: Mapping[str, _Sender]) -> DeliveryReport:
-        """One pass: attempt every event that is due and at the head of its key. Never sleeps."""
+    def deliver_once(self, sinks: Mapping[str, _Sender], *, deadline: float | None = None) -> DeliveryReport:
+        """One pass: attempt every event that is due and at the head of its key. Never sleeps.
+
+        With ``deadline`` (a clock value) no further attempt starts once a send ends past it (at least one
+        is always made); the rest wait for the next pass.
+        """
         report = DeliveryReport()
         now = self._clock()
         with self.transaction(durable=False) as conn:
@@ -458,6 +462,8 @@ class Outbox:
             result = sink.send(kind, json.loads(body))
             self._settle(row_id, int(attempts) + 1, result, report, sink_name)
             now = self._clock()
+            if deadline is not None and now >= deadline:
+                break
         counts = self.counts()
         report.pending, report.dead = counts["pending"], counts["dead"]
         return report
@@ -498,7 +504,7 @@ class Outbox:
         deadline = self._clock() + timeout_s
         total = DeliveryReport()
         while True:
-            step = self.deliver_once(sinks)
+            step = self.deliver_once(sinks, deadline=deadline)
             total.merge(step)
             due = self.next_due(sinks)
             now = self._clock()

@@ -18,7 +18,7 @@ import numpy as np
 
 from goldwatch.checks import Check
 from goldwatch.config import GateConfig, GoldenConfig
-from goldwatch.errors import ArtifactError, GoldwatchError, InvalidInputError
+from goldwatch.errors import ArtifactError, GoldwatchError, InvalidInputError, from_unexpected
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.gate import _adapters as areas
 from goldwatch.watchdog.gate.metrics import (
@@ -460,6 +460,9 @@ def run_gate(
     except GoldwatchError as err:
         log.debug("gate stopped: %s", err)
         error = ErrorInfo.from_exception(err)
+    except Exception as exc:  # a crash inside a runtime or library: still a verdict (error) and still reports
+        log.debug("gate stopped by an unexpected error", exc_info=True)
+        error = ErrorInfo.from_exception(from_unexpected(exc))
     finally:
         for rt in runtimes:
             try:
