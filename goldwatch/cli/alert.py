@@ -2,13 +2,23 @@
 
 With only ``GOLDWATCH_PAGERDUTY_ROUTING_KEY`` (and optionally ``GOLDWATCH_PAGERDUTY_EVENTS_URL``) set,
 ``goldwatch alert test`` sends a trigger and its resolve through the outbox and says whether both were accepted.
-Exit codes: 0 delivered, 1 not delivered (rejected, or still queued at the timeout: ``goldwatch alert flush``
-sends it later), 2 no sink configured or bad configuration.
+
+Exit codes of ``alert test`` and ``alert flush`` (the project's convention):
+
+* 0 -- everything was delivered
+* 1 -- an event was rejected (HTTP 400 and other client errors) or expired: a dead letter, ``goldwatch alert list
+  --status dead`` says why
+* 2 -- no sink is configured, the configuration is bad, or the endpoint could not be reached or kept failing
+  (network error, timeout, 429, 5xx) until the timeout: the events stay queued for ``goldwatch alert flush``
+
+:func:`announce_promotion` and :func:`announce_rollback` are what ``goldwatch registry promote|rollback`` call:
+one line about the change event / incident, and never a failed exit because of alerting.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,7 +27,9 @@ from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
 
 if TYPE_CHECKING:
     from goldwatch.checks import Check
-    from goldwatch.watchdog.alerts import AlertManager
+    from goldwatch.config import GoldwatchConfig
+    from goldwatch.errors import ServerUnreachableError
+    from goldwatch.watchdog.alerts import AlertManager, NotifyResult
 
 TEST_MODEL = "goldwatch-alert-test"
 
@@ -51,6 +63,60 @@ def _delivery_checks(mgr: AlertManager, step: str, ids: dict[str, int]) -> list[
     return checks
 
 
+def _undelivered_error(mgr: AlertManager, ids: Collection[int] | None, timeout_s: float) -> ServerUnreachableError:
+    """Exit 2 for events still pending after the flush: the endpoint is down or failing, not a failed check."""
+    from goldwatch.errors import ServerUnreachableError
+    from goldwatch.watchdog.alerts.notify import describe_sink
+
+    pending = [e for e in mgr.outbox.entries("pending") if ids is None or e.id in ids]
+    names = sorted({e.sink for e in pending})
+    where = ", ".join(describe_sink(mgr.sinks[n]) if n in mgr.sinks else f"{n} (not configured here)"
+                      for n in names)
+    last = next((e.last_error for e in reversed(pending) if e.last_error), None)
+    why = f"last error: {last}" if last else "not yet due: backoff or rate limit"
+    due = mgr.outbox.next_due(mgr.sinks)
+    if due is not None and due > time.time():
+        why += f"; next attempt in {due - time.time():.0f} s"
+    return ServerUnreachableError(
+        f"the alert endpoint is unreachable or failing: {len(pending)} event(s) not delivered within {timeout_s:g} s"
+        f" ({why}); they stay queued in {mgr.outbox.path}",
+        where=where or None,
+        hint="check the network, proxy and Events API URL ($GOLDWATCH_PAGERDUTY_EVENTS_URL), "
+        "then run `goldwatch alert flush`",
+    )
+
+
+def _announce(send: Callable[[GoldwatchConfig], NotifyResult]) -> None:
+    """Print one line about what ``send`` queued/delivered; alerting problems are a warning, never an exit code."""
+    try:
+        result = send(state().config)
+    except Exception as exc:  # alerting is optional: whatever goes wrong here, the registry change stands
+        click.echo(f"goldwatch: warning: alerts: nothing sent: {exc}", err=True)
+        return
+    if not result.configured:
+        return  # alerting is off: no noise on every promote
+    click.echo(result.line() if result.ok else f"goldwatch: warning: {result.line()}", err=True)
+
+
+def announce_promotion(mv: Any, *, actor: str | None, reason: str, evidence: dict[str, Any] | None) -> None:
+    """After ``goldwatch registry promote``: a change event for ``mv`` (a ModelVersion)."""
+    from goldwatch.watchdog.alerts.notify import notify_promotion
+    from goldwatch.watchdog.registry.core import default_actor
+
+    _announce(lambda cfg: notify_promotion(
+        cfg.alerts, model=mv.model, version=mv.version, actor=actor or default_actor(), reason=reason,
+        evidence_summary=evidence, serving=mv.serving, digest=mv.digest, default_dir=cfg.registry.root))
+
+
+def announce_rollback(model: str, result: Any, *, actor: str | None, reason: str) -> None:
+    """After ``goldwatch registry rollback`` (worked or not): a change event and the model's rollback incident."""
+    from goldwatch.watchdog.alerts.notify import notify_rollback
+    from goldwatch.watchdog.registry.core import default_actor
+
+    _announce(lambda cfg: notify_rollback(cfg.alerts, model=model, result=result, reason=reason,
+                                          actor=actor or default_actor(), default_dir=cfg.registry.root))
+
+
 @click.group()
 def alert() -> None:
     """PagerDuty / webhook alerting: test the path, flush the outbox, list queued and dead-letter events."""
@@ -62,7 +128,11 @@ def alert() -> None:
 @json_option
 @guarded
 def send_test(timeout_s: float, as_json: bool) -> None:
-    """Send a test trigger, then its resolve, through every configured sink."""
+    """Send a test trigger, then its resolve, through every configured sink.
+
+    Exit 0 both delivered; 1 one was rejected (dead letter); 2 no sink is configured, or the endpoint could not be
+    reached (or kept failing) within --timeout -- the events stay queued for `goldwatch alert flush`.
+    """
     from goldwatch.checks import CheckReport
 
     mgr = _manager(require_sink=True)
@@ -77,6 +147,8 @@ def send_test(timeout_s: float, as_json: bool) -> None:
         mgr.flush(timeout_s=timeout_s)
         report = CheckReport(_delivery_checks(mgr, "trigger", dict(trig.outbox_ids))
                              + _delivery_checks(mgr, "resolve", dict(res.outbox_ids)))
+        ids = [*trig.outbox_ids.values(), *res.outbox_ids.values()]
+        unreachable = _undelivered_error(mgr, ids, timeout_s) if report.errored else None
     finally:
         mgr.close()
     if as_json:
@@ -84,6 +156,8 @@ def send_test(timeout_s: float, as_json: bool) -> None:
     else:
         for c in report:
             click.echo(f"{c.status.upper():5} {c.name}: {c.summary}")
+    if unreachable is not None:
+        raise unreachable
     finish(report.ok)
 
 
@@ -94,13 +168,22 @@ def send_test(timeout_s: float, as_json: bool) -> None:
 @json_option
 @guarded
 def flush_cmd(timeout_s: float, requeue_dead: bool, as_json: bool) -> None:
-    """Deliver what the outbox holds. Exit 1 if anything is still pending or was rejected."""
+    """Deliver what the outbox holds.
+
+    Exit 0 all delivered; 1 an event was rejected or expired (dead letter); 2 no sink is configured, or the
+    endpoint could not be reached (or kept failing) within --timeout -- what is left stays queued.
+    """
+    from goldwatch.watchdog.alerts.manager import no_sink_error
+
     mgr = _manager(require_sink=False)
     try:
+        if not mgr.sinks:
+            pending = mgr.outbox.counts()["pending"]
+            raise no_sink_error(state().config.alerts, what=(
+                f"no alert sink is configured; {pending} queued event(s) stay in the outbox {mgr.outbox.path}"))
         requeued = mgr.outbox.requeue() if requeue_dead else 0
         report = mgr.flush(timeout_s=timeout_s)
-        if report.pending and not mgr.sinks:
-            click.echo("goldwatch: warning: no alert sink is configured; queued events stay queued", err=True)
+        unreachable = _undelivered_error(mgr, None, timeout_s) if report.pending else None
     finally:
         mgr.close()
     if as_json:
@@ -110,6 +193,8 @@ def flush_cmd(timeout_s: float, requeue_dead: bool, as_json: bool) -> None:
                    f"expired {report.expired}; left: {report.pending} pending, {report.dead} dead")
         for line in report.errors[-5:]:
             click.echo(f"  {line}")
+    if unreachable is not None:
+        raise unreachable
     finish(report.ok)
 
 

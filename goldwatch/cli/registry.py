@@ -158,13 +158,19 @@ def show(ctx: click.Context, model: str, version: str | None, as_json: bool) -> 
 @guarded
 def promote(ctx: click.Context, model: str, version: str, reason: str, actor: str | None, evidence: str | None,
             serve: bool | None, as_json: bool) -> None:
-    """Verify VERSION's artifact and mark it known-good (exit 2, nothing changed, if it fails to verify)."""
+    """Verify VERSION's artifact and mark it known-good (exit 2, nothing changed, if it fails to verify).
+
+    With alerting configured ([alerts]), a PagerDuty change event follows; an alerting problem only warns.
+    """
+    from goldwatch.cli.alert import announce_promotion
+
     with _open(ctx, model) as reg:
         mv = reg.promote(model, version, actor=actor, reason=reason, evidence=_evidence(evidence), serve=serve)
     if as_json:
         emit_json(mv)
     else:
         click.echo(f"promoted {mv.model} {mv.version} to {mv.state}" + (" (serving)" if mv.serving else ""))
+    announce_promotion(mv, actor=actor, reason=reason, evidence=_evidence(evidence))
 
 
 @registry.command("quarantine")
@@ -196,7 +202,12 @@ def quarantine(ctx: click.Context, model: str, version: str, reason: str, actor:
 @guarded
 def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, keep_current: bool, golden: bool,
              as_json: bool) -> None:
-    """Serve the newest known-good version that re-verifies; exit 1 if there is none (or the server fails)."""
+    """Serve the newest known-good version that re-verifies; exit 1 if there is none (or the server fails).
+
+    With alerting configured ([alerts]), a PagerDuty change event and an incident saying what was done follow,
+    also when the rollback failed; an alerting problem only warns.
+    """
+    from goldwatch.cli.alert import announce_rollback
     from goldwatch.runtimes.torch import trusting_factories
 
     with _open(ctx, model) as reg, trusting_factories(state().config.runtimes.trusted_factories):
@@ -209,6 +220,7 @@ def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, kee
         for skipped in result.skipped:
             click.echo(f"  skipped {skipped.version}: {skipped.reason} (quarantined)")
         click.echo("  phases: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.phases.items()))
+    announce_rollback(model, result, actor=actor, reason=reason)
     finish(result.ok)
 
 

@@ -35,6 +35,11 @@ def pd_env(stub: PagerDutyStub, workdir: Path, monkeypatch: pytest.MonkeyPatch) 
     return stub
 
 
+def _messages(stderr: str) -> list[str]:
+    """goldwatch's own messages on stderr (the rest are log lines)."""
+    return [line for line in stderr.splitlines() if line.startswith("goldwatch: ")]
+
+
 def _fast_config(workdir: Path) -> None:
     (workdir / "goldwatch.toml").write_text("[alerts]\nretry_base_s = 0.01\nretry_max_delay_s = 0.05\n")
 
@@ -87,9 +92,13 @@ def test_outage_then_list_then_flush(pd_env: PagerDutyStub, workdir: Path) -> No
     _fast_config(workdir)
     pd_env.script(*([500] * 200))
     result = CliRunner().invoke(main, ["alert", "test", "--timeout", "0.3"])
-    assert result.exit_code == 1
-    assert "ERROR alert:pagerduty:trigger: trigger not delivered yet" in result.output
-    assert "goldwatch alert flush" in result.output
+    # PagerDuty failing (5xx) is an environment problem, not a failed check: exit 2 with one message
+    assert result.exit_code == 2
+    assert "ERROR alert:pagerduty:trigger: trigger not delivered yet" in result.stdout
+    (line,) = _messages(result.stderr)  # besides the log lines
+    assert line.startswith(f"goldwatch: error: pagerduty ({pd_env.url}): the alert endpoint is unreachable or failing")
+    assert "2 event(s) not delivered within 0.3 s (last error: HTTP 500" in line
+    assert "goldwatch alert flush" in line
 
     listed = CliRunner().invoke(main, ["alert", "list", "--json"])
     assert listed.exit_code == 0
@@ -125,15 +134,56 @@ def test_flush_requeues_dead_letters_on_request(pd_env: PagerDutyStub, workdir: 
     assert data["report"]["delivered"] == 1
 
 
-def test_flush_without_sinks_keeps_events_and_says_so(pd_env: PagerDutyStub, workdir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flush_without_sinks_is_a_usage_error_and_keeps_events(pd_env: PagerDutyStub, workdir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     pd_env.script(500, 500, 500, 500)
     CliRunner().invoke(main, ["alert", "test", "--timeout", "0.2"])
     monkeypatch.delenv("GOLDWATCH_PAGERDUTY_ROUTING_KEY")
     result = CliRunner().invoke(main, ["alert", "flush", "--timeout", "0"])
-    assert result.exit_code == 1
-    assert "no alert sink is configured; queued events stay queued" in result.stderr
-    assert "left: 2 pending" in result.stdout
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("goldwatch: error: $GOLDWATCH_PAGERDUTY_ROUTING_KEY: no alert sink is configured; "
+                           "2 queued event(s) stay in the outbox")
+    assert "(fix: set GOLDWATCH_PAGERDUTY_ROUTING_KEY" in line
+    assert result.stdout == ""
+    events = json.loads(CliRunner().invoke(main, ["alert", "list", "--json"]).stdout)["events"]
+    assert [e["status"] for e in events] == ["pending", "pending"]
+
+
+def test_flush_without_sinks_and_empty_outbox_is_still_a_usage_error(workdir: Path) -> None:
+    result = CliRunner().invoke(main, ["alert", "flush"])
+    assert result.exit_code == 2
+    assert "no alert sink is configured; 0 queued event(s)" in result.stderr
+
+
+def test_alert_test_with_pagerduty_unreachable_exits_2(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with PagerDutyStub() as down:
+        url = down.url
+    monkeypatch.setenv("GOLDWATCH_PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
+    monkeypatch.setenv("GOLDWATCH_PAGERDUTY_EVENTS_URL", url)  # nothing listens there any more
+    result = CliRunner().invoke(main, ["alert", "test", "--timeout", "0.2"])
+    assert result.exit_code == 2
+    (line,) = _messages(result.stderr)
+    assert f"pagerduty ({url}): the alert endpoint is unreachable or failing" in line
+    assert "network error" in line
+    assert ROUTING_KEY not in result.output
+    # flush while it is still down: exit 2 too, and the events stay queued
+    flushed = CliRunner().invoke(main, ["alert", "flush", "--timeout", "0.2"])
+    assert flushed.exit_code == 2
+    assert "left: 2 pending, 0 dead" in flushed.stdout
+    assert len(_messages(flushed.stderr)) == 1
+
+
+def test_flush_of_a_rejected_event_exits_1(pd_env: PagerDutyStub, workdir: Path) -> None:
+    _fast_config(workdir)
+    pd_env.script(*([500] * 200))
+    assert CliRunner().invoke(main, ["alert", "test", "--timeout", "0.1"]).exit_code == 2
+    pd_env.clear_script()
+    pd_env.script(400)  # the queued trigger is refused: a dead letter, a failed check
+    result = CliRunner().invoke(main, ["alert", "flush", "--timeout", "10"])
+    assert result.exit_code == 1, result.output
+    assert "rejected 1" in result.stdout
+    assert "left: 0 pending, 1 dead" in result.stdout
 
 
 def test_list_without_an_outbox_creates_nothing(workdir: Path) -> None:

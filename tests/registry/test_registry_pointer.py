@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from goldwatch.errors import RegistryError
-from goldwatch.watchdog.registry.pointer import MARKER, make_pointer
+from goldwatch.watchdog.registry.pointer import MARKER, VERSIONS_DIR, make_pointer
+
+
+def _digest12(source: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
 
 
 @pytest.fixture
@@ -34,7 +40,10 @@ def test_current_link_switch(tmp_path: Path, versions: tuple[Path, Path]) -> Non
     assert state.source == versions[1].resolve()
     assert state.label == "m:2"
     assert (tmp_path / "serve" / "current" / "weights.bin").read_text() == "v2"
-    assert sorted(os.listdir(tmp_path / "serve")) == [MARKER, "current"]
+    assert sorted(os.listdir(tmp_path / "serve")) == [VERSIONS_DIR, "current"]
+    # one private copy, the one served; the link is relative (the serving directory can be mounted elsewhere)
+    assert os.readlink(tmp_path / "serve" / "current") == f"{VERSIONS_DIR}/2-" + _digest12(versions[1]) + "/v2"
+    assert len(os.listdir(tmp_path / "serve" / VERSIONS_DIR)) == 1
 
 
 def test_current_link_staged_but_not_switched_is_invisible_and_cleaned(tmp_path: Path, versions) -> None:
@@ -42,8 +51,10 @@ def test_current_link_staged_but_not_switched_is_invisible_and_cleaned(tmp_path:
     ptr.switch(ptr.stage(versions[0], label="m:1"))
     ptr.stage(versions[1], label="m:2")  # a crash here: the staged link exists under a hidden name
     assert ptr.read().source == versions[0].resolve()
-    assert len(ptr.cleanup()) == 1
-    assert sorted(os.listdir(tmp_path / "serve")) == [MARKER, "current"]
+    assert len(ptr.cleanup()) == 2  # the staged link and the copy it named
+    assert sorted(os.listdir(tmp_path / "serve")) == [VERSIONS_DIR, "current"]
+    assert (tmp_path / "serve" / "current" / "weights.bin").read_text() == "v1"
+    assert len(os.listdir(tmp_path / "serve" / VERSIONS_DIR)) == 1
 
 
 def test_current_link_refuses_a_regular_file_in_its_place(tmp_path: Path) -> None:
@@ -102,3 +113,30 @@ def test_unknown_layout_and_file_as_serving_dir(tmp_path: Path, versions) -> Non
     (tmp_path / "file").write_text("x")
     with pytest.raises(RegistryError, match="not a directory"):
         make_pointer("numbered", tmp_path / "file").stage(versions[0], label="x")
+
+
+def test_current_link_serves_a_private_copy(tmp_path: Path, versions: tuple[Path, Path]) -> None:
+    ptr = make_pointer("current-link", tmp_path / "serve")
+    ptr.switch(ptr.stage(versions[0], label="m:1"))
+    served = tmp_path / "serve" / "current" / "weights.bin"
+    assert not os.path.samefile(served, versions[0] / "weights.bin")
+    served.write_text("corrupted")
+    assert (versions[0] / "weights.bin").read_text() == "v1"
+    # serving the same version again makes a fresh copy (under a new name), then drops the corrupted one
+    ptr.switch(ptr.stage(versions[0], label="m:1"))
+    assert served.read_text() == "v1"
+    assert ptr.read().source == versions[0].resolve()
+    assert len(os.listdir(tmp_path / "serve" / VERSIONS_DIR)) == 1
+
+
+def test_current_link_reads_a_link_made_by_an_older_goldwatch(tmp_path: Path, versions: tuple[Path, Path]) -> None:
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    os.symlink(versions[0].resolve(), serve / "current")
+    (serve / MARKER).write_text(json.dumps({str(versions[0].resolve()): "m:1"}))
+    ptr = make_pointer("current-link", serve)
+    assert (ptr.read().source, ptr.read().label) == (versions[0].resolve(), "m:1")
+    ptr.switch(ptr.stage(versions[1], label="m:2"))
+    assert ptr.read().source == versions[1].resolve()
+    assert sorted(os.listdir(serve)) == [VERSIONS_DIR, "current"]
+    assert (versions[0] / "weights.bin").read_text() == "v1"  # the store is never touched

@@ -47,6 +47,7 @@ __all__ = [
     "ROLLBACK_CHECK_CLASS",
     "NotifyResult",
     "RollbackLike",
+    "describe_sink",
     "notify_promotion",
     "notify_rollback",
 ]
@@ -162,7 +163,7 @@ def _send(
         return NotifyResult(
             configured=True,
             events=tuple(label for label, out in outcomes if out.queued),
-            sinks=tuple(_sink_label(s) for s in mgr.sinks.values()),
+            sinks=tuple(describe_sink(s) for s in mgr.sinks.values()),
             queued=len(ids),
             delivered=len(ids) - len(left),
             pending=len(pending),
@@ -175,8 +176,8 @@ def _send(
         mgr.close()
 
 
-def _sink_label(sink: Any) -> str:
-    # A PagerDuty Events URL is not a secret (the key is); a webhook URL is, so only its name is shown.
+def describe_sink(sink: Any) -> str:
+    """A sink's name for messages; a PagerDuty Events URL is no secret (the key is), a webhook URL is."""
     return f"{sink.name} ({sink.events_url})" if isinstance(sink, PagerDutySink) else str(sink.name)
 
 
@@ -263,17 +264,17 @@ def notify_rollback(
     }
 
     def queue(mgr: AlertManager) -> list[tuple[str, AlertOutcome]]:
-        out: list[tuple[str, AlertOutcome]] = []
-        if result.switched:
-            change = text if actor is None else f"{text} (by {actor})"
-            out.append(("change event", mgr.change(change, model=model, details=details)))
+        # The incident first: with a slow endpoint and a bounded flush, the page is what must get through.
         trig = mgr.trigger(
             model, ROLLBACK_CHECK_CLASS, checks=result.to_checks(), summary=text,
             severity="warning" if result.ok else "critical", served_version=served, action=action,
             timing=timing, details=details, force=True,
         )
-        out.append((f"incident {trig.dedup_key}", trig))
-        return out
+        if not result.switched:
+            return [(f"incident {trig.dedup_key}", trig)]
+        change = text if actor is None else f"{text} (by {actor})"
+        return [("change event", mgr.change(change, model=model, details=details)),
+                (f"incident {trig.dedup_key}", trig)]
 
     return _send(config, default_dir, flush_timeout_s, transport, queue)
 

@@ -1,8 +1,18 @@
 """The serving pointer: what the inference server loads, switched atomically, in two layouts.
 
-``current-link`` (MLServer, custom servers): ``<serving dir>/current`` is a symbolic link to the version's artifact
-in the store. Switching creates the new link under a temporary name, fsyncs the directory, ``os.replace``-s it over
-``current`` (atomic: a reader sees the old or the new target, never neither) and fsyncs the directory again.
+Both layouts serve a private copy of the version, never the store's own files: the store's trees are hard links to
+its objects, so a served file that is the store's file would let one corrupted served byte corrupt the backup (and
+every version sharing that object) that a rollback needs intact.
+
+``current-link`` (MLServer, custom servers): ``<serving dir>/current`` is a (relative) symbolic link to
+``.goldwatch-versions/<version>-<digest12>/<artifact>``, a copy of the version's artifact in the serving directory.
+Staging copies the artifact into a directory with a temporary name, fsyncs every file, writes and fsyncs
+``.goldwatch-pointer.json`` beside the artifact (which store path and label the copy holds: what :meth:`read`
+reports), fsyncs the directories, renames it to its final name and fsyncs ``.goldwatch-versions``; then it creates
+the new link under a temporary name and fsyncs the serving directory. Switching ``os.replace``-s that link over
+``current`` (atomic: a reader sees the old or the new target, never neither), fsyncs the serving directory, and
+only then removes the copies ``current`` no longer names. A crash before the switch leaves the old link and an
+unserved copy (removed by :meth:`cleanup`); after it, the new link and perhaps old copies (removed likewise).
 
 ``numbered`` (Triton's model repository): ``<serving dir>/<N>/`` holds the files of the version served. Switching
 copies the artifact into a staging directory with a non-numeric name (which Triton ignores), fsyncs every file,
@@ -25,14 +35,24 @@ them, then the rename, then the directory that holds the renamed entry.
 ...     names = sorted(p.name for p in ptr.directory.iterdir())
 >>> state.label, state.number, names
 ('m:2', 2, ['.goldwatch-pointer.json', '2'])
+>>> with tempfile.TemporaryDirectory() as d:
+...     v1 = pathlib.Path(d, "store", "v1"); v1.mkdir(parents=True); _ = (v1 / "w.bin").write_text("v1")
+...     ptr = make_pointer("current-link", pathlib.Path(d, "serve"))
+...     ptr.switch(ptr.stage(v1, label="m:1"))
+...     _ = (ptr.link / "w.bin").write_text("corrupted")  # the served copy, not the store's file
+...     state, kept = ptr.read(), (v1 / "w.bin").read_text()
+>>> state.label, state.source == v1.resolve(), kept
+('m:1', True, 'v1')
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,7 +67,9 @@ __all__ = [
 ]
 
 MARKER = ".goldwatch-pointer.json"
+VERSIONS_DIR = ".goldwatch-versions"
 _STAGING_PREFIX = ".goldwatch-staging"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,22 +138,53 @@ def _ensure_dir(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+def _copy_artifact(source: Path, dest: Path) -> None:
+    """Copy ``source`` (file or directory) to ``dest`` as private, writable copies (never links into the store)."""
+    if source.is_dir():
+        shutil.copytree(source, dest, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(source, dest)
+    for path in [dest, *dest.rglob("*")] if dest.is_dir() else [dest]:
+        if path.is_file():
+            os.chmod(path, 0o644)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file under ``root``, then every directory deepest first, ``root`` last."""
+    entries = list(root.rglob("*"))
+    for path in entries:
+        if path.is_file() and not path.is_symlink():
+            fsync_file(path)
+    for d in sorted({p for p in entries if p.is_dir() and not p.is_symlink()} | {root}, reverse=True):
+        fsync_dir(d)
+
+
+def _copy_name(source: Path, label: str) -> str:
+    """``<version>-<digest12>``: the version from the label (``model:version``), the digest from the store tree."""
+    version = re.sub(r"[^A-Za-z0-9._-]", "_", label.rpartition(":")[2]).lstrip(".") or "artifact"
+    tree = source.parent.name
+    digest = tree if _HEX64.match(tree) else hashlib.sha256(str(source).encode()).hexdigest()
+    return f"{version[:64]}-{digest[:12]}"
+
+
 class CurrentLinkPointer:
-    """``<directory>/current`` -> the artifact in the store."""
+    """``<directory>/current`` -> ``.goldwatch-versions/<version>-<digest12>/<artifact>``, a private copy."""
 
     layout: str = "current-link"
 
     def __init__(self, directory: Path, *, link_name: str = "current") -> None:
         self.directory = directory
         self.link = directory / link_name
+        self.versions = directory / VERSIONS_DIR
+        # Written by older goldwatch versions, whose link pointed straight into the store: {target: label}.
         self.labels = directory / MARKER
 
     def spec(self) -> dict[str, str]:
         return {"layout": self.layout, "directory": str(self.directory)}
 
-    def read(self) -> PointerState | None:
+    def _target(self) -> Path | None:
         try:
-            target = Path(os.readlink(self.link))
+            return Path(os.readlink(self.link))
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -139,29 +192,90 @@ class CurrentLinkPointer:
                 f"the serving pointer is not a symbolic link ({exc.strerror})", where=str(self.link),
                 hint="move the file away; goldwatch manages this name",
             ) from None
-        # The label is advisory (for people); the link target is the truth.
+
+    def _copy_of(self, target: Path | None) -> str | None:
+        """The name of the copy in ``.goldwatch-versions`` that link target ``target`` points into, if any."""
+        if target is None or target.is_absolute():
+            return None
+        parts = target.parts
+        return parts[1] if len(parts) == 3 and parts[0] == VERSIONS_DIR else None
+
+    def read(self) -> PointerState | None:
+        target = self._target()
+        if target is None:
+            return None
+        copy = self._copy_of(target)
+        if copy is not None:
+            # The link target is the truth; the record beside the copy says which store path it was made from.
+            try:
+                entry = json.loads((self.versions / copy / MARKER).read_text())
+                return PointerState(source=Path(entry["source"]), label=str(entry["label"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                return PointerState(source=self.directory / target, label="")
+        # A link straight into the store (made by an older goldwatch): served, with an advisory label.
         label = ""
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             label = json.loads(self.labels.read_text()).get(str(target), "")
-        return PointerState(source=target, label=label)
+        return PointerState(source=target, label=str(label))
 
     def served_path(self) -> Path | None:
         return self.link if self.link.is_symlink() else None
 
     def stage(self, source: Path, *, label: str) -> Staged:
+        source = source.resolve()
         _ensure_dir(self.directory)
-        tmp = self.directory / tmp_name(_STAGING_PREFIX)
-        os.symlink(source.resolve(), tmp)
-        fsync_dir(self.directory)
-        return Staged(path=tmp, source=source.resolve(), label=label)
+        if not self.versions.is_dir():
+            self.versions.mkdir()
+            fsync_dir(self.directory)
+        base = _copy_name(source, label)
+        name, n = base, 1
+        while (self.versions / name).exists():  # e.g. promoting the version served again: a fresh copy
+            n += 1
+            name = f"{base}.{n}"
+        staging = self.versions / tmp_name(_STAGING_PREFIX)
+        final = self.versions / name
+        link = self.directory / tmp_name(_STAGING_PREFIX)
+        staging.mkdir()
+        try:
+            _copy_artifact(source, staging / source.name)
+            (staging / MARKER).write_text(json.dumps({"source": str(source), "label": label}, sort_keys=True))
+            _fsync_tree(staging)
+            os.rename(staging, final)
+            fsync_dir(self.versions)
+            os.symlink(Path(VERSIONS_DIR, name, source.name), link)
+            fsync_dir(self.directory)
+        except BaseException:
+            link.unlink(missing_ok=True)
+            for d in (staging, final):
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+        return Staged(path=link, source=source, label=label)
 
     def switch(self, staged: Staged) -> None:
         os.replace(staged.path, self.link)
         fsync_dir(self.directory)
-        # Keyed by target so a crash between the two renames leaves a label that does not claim the wrong target.
-        _write_labels(self.labels, {str(staged.source): staged.label})
+        # Only now, with the switch durable, drop the copies the link no longer names (never the served one).
+        self._drop_unserved()
+        if self.labels.exists():
+            self.labels.unlink(missing_ok=True)  # the older layout's labels: the copy's own record replaces them
+            fsync_dir(self.directory)
+
+    def _drop_unserved(self) -> list[Path]:
+        if not self.versions.is_dir():
+            return []
+        served = self._copy_of(self._target())
+        removed = [entry for entry in self.versions.iterdir() if entry.name != served]
+        for entry in removed:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        if removed:
+            fsync_dir(self.versions)
+        return removed
 
     def cleanup(self) -> list[Path]:
+        """Remove staged links and every copy the link does not name (call with the registry lock held)."""
         removed = []
         if self.directory.is_dir():
             for entry in self.directory.glob(f".{_STAGING_PREFIX}.tmp-*"):
@@ -169,6 +283,7 @@ class CurrentLinkPointer:
                 removed.append(entry)
             if removed:
                 fsync_dir(self.directory)
+            removed += self._drop_unserved()
         return removed
 
 
@@ -214,16 +329,8 @@ class NumberedPointer:
         try:
             # Copies, not links: the served files must not share an inode with the store, or corrupting the
             # served copy would corrupt the very backup a rollback needs.
-            if source.is_dir():
-                shutil.copytree(source, staging, dirs_exist_ok=True)
-            else:
-                shutil.copyfile(source, staging / source.name)
-            for path in staging.rglob("*"):
-                if path.is_file():
-                    os.chmod(path, 0o644)
-                    fsync_file(path)
-            for d in sorted({p for p in staging.rglob("*") if p.is_dir()} | {staging}, reverse=True):
-                fsync_dir(d)
+            _copy_artifact(source, staging if source.is_dir() else staging / source.name)
+            _fsync_tree(staging)
             fsync_dir(self.directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

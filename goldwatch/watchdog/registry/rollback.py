@@ -26,6 +26,7 @@ serves the configured fallback, or reports that there is none and changes nothin
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,10 +169,14 @@ def _verify_after(pointer: Any, source: Path, target: ModelVersion | None, resul
     if state is None or Path(state.source) != source.resolve():
         result.error = f"after the switch the pointer serves {state.source if state else 'nothing'}, not {source}"
         return
-    if pointer.layout == "numbered" and target is not None:
-        # The served bytes are a copy: verify the copy (the link layout serves the very bytes just verified).
+    if pointer.layout in ("numbered", "current-link") and target is not None:
+        # Both layouts serve a copy of the store's bytes: verify the copy the server will read.
         served = pointer.served_path()
-        check = verify(served / target.path.name if target.path.is_file() else served, target.manifest_path)
+        if pointer.layout == "current-link":
+            served = Path(os.path.realpath(served))  # the copy under its own name (a file manifest names it)
+        elif target.path.is_file():
+            served = served / target.path.name
+        check = verify(served, target.manifest_path)
         if not check.ok:
             result.error = "the served copy fails verification: " + "; ".join(check.problems[:5])
 

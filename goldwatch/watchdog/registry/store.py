@@ -5,11 +5,17 @@ Layout under the store root::
     objects/ab/abcdef...     each distinct file once, named by its SHA-256, read-only
     trees/<tree digest>/<artifact name>[/...]   an artifact as it was added: hard links to the objects
     manifests/<tree digest>.json                 its integrity manifest
+    golden/<tree digest>/<golden set name>/...   a linked golden set as it was added: hard links to the objects
 
 The tree digest covers the artifact's name and every file's relative path, size and SHA-256, so the same bytes
 added twice land in the same tree (deduplicated) and a tree's name proves what it should contain. Trees are built
 under a temporary name and renamed into place, so a crash never leaves a half-built tree under a real name.
 An object no tree links to any more has a link count of 1, which is how garbage collection finds it.
+
+Adding bytes the store already holds re-hashes the stored object (streamed) rather than trusting its name: an
+object whose bytes no longer match its name (a disk error, or a served file that was a hard link to it) is replaced
+atomically by the good bytes being added, every tree file that shared the corrupted inode is relinked to the
+repaired object, and a warning is logged. Re-adding a good copy is therefore how a corrupted object is repaired.
 
 >>> import tempfile, pathlib
 >>> with tempfile.TemporaryDirectory() as d:
@@ -34,9 +40,12 @@ from pathlib import Path
 
 from goldwatch._fs import fsync_dir, fsync_file, tmp_name
 from goldwatch.errors import RegistryError
+from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry._integrity_adapter import write_manifest
 
 __all__ = ["ArtifactStore", "StoredArtifact"]
+
+log = get_logger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -59,6 +68,7 @@ class ArtifactStore:
         self.trees = self.root / "trees"
         self.manifests = self.root / "manifests"
         self.tmp = self.root / "tmp"
+        self.golden = self.root / "golden"
 
     def ensure(self) -> None:
         for d in (self.root, self.objects, self.trees, self.manifests, self.tmp):
@@ -68,8 +78,31 @@ class ArtifactStore:
     def put(self, source: Path) -> StoredArtifact:
         """Copy ``source`` (a file or a directory tree of regular files) into the store; idempotent."""
         source = Path(source)
+        tree, entries, final = self._put_tree(source, self.trees)
+        artifact = final / source.name
+        manifest = self.manifests / f"{tree}.json"
+        if not manifest.exists():
+            write_manifest(artifact, manifest)
+            fsync_dir(self.manifests)
+        return StoredArtifact(
+            tree=tree, path=artifact, manifest_path=manifest,
+            size_bytes=sum(e[2] for e in entries), files=len(entries),
+        )
+
+    def put_golden(self, source: Path) -> Path:
+        """Copy golden-set directory ``source`` into ``golden/<tree digest>/<name>``; idempotent. Returns its path.
+
+        Golden sets live beside the artifacts' trees, not among them, so retention never takes them for trees
+        that no version names; they share the objects (and their deduplication and repair).
+        """
+        source = Path(source)
+        _tree, _entries, final = self._put_tree(source, self.golden)
+        return final / source.name
+
+    def _put_tree(self, source: Path, trees: Path) -> tuple[str, list[tuple[str, str, int]], Path]:
         files = _list_source(source)
         self.ensure()
+        trees.mkdir(exist_ok=True)
         entries: list[tuple[str, str, int]] = []
         for rel, path in files:
             digest, size = self._put_object(path)
@@ -77,7 +110,7 @@ class ArtifactStore:
         kind = "file" if source.is_file() else "directory"
         listing = json.dumps([source.name, kind, sorted(entries)], separators=(",", ":")).encode()
         tree = hashlib.sha256(listing).hexdigest()
-        final = self.trees / tree
+        final = trees / tree
         if not final.exists():
             staging = self.tmp / tmp_name("tree")
             try:
@@ -100,16 +133,10 @@ class ArtifactStore:
             finally:
                 if staging.exists():
                     shutil.rmtree(staging, ignore_errors=True)
-            fsync_dir(self.trees)
-        artifact = final / source.name
-        manifest = self.manifests / f"{tree}.json"
-        if not manifest.exists():
-            write_manifest(artifact, manifest)
-            fsync_dir(self.manifests)
-        return StoredArtifact(
-            tree=tree, path=artifact, manifest_path=manifest,
-            size_bytes=sum(e[2] for e in entries), files=len(entries),
-        )
+            fsync_dir(trees)
+        else:
+            self._repair_tree(final / source.name, kind, entries)
+        return tree, entries, final
 
     def _object_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest
@@ -130,6 +157,10 @@ class ArtifactStore:
             digest = h.hexdigest()
             target = self._object_path(digest)
             if target.exists():
+                # Reuse only an object whose bytes still match its name; else the good bytes just copied replace it.
+                if _sha256_file(target) == digest:
+                    return digest, size
+                self._repair_object(tmp, target)
                 return digest, size
             target.parent.mkdir(exist_ok=True)
             os.chmod(tmp, 0o444)
@@ -138,6 +169,37 @@ class ArtifactStore:
             return digest, size
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _repair_object(self, good: Path, target: Path) -> None:
+        """Replace the corrupted object ``target`` by ``good`` (fsynced, same digest); relink the trees sharing it."""
+        st = target.stat()
+        bad = (st.st_dev, st.st_ino)
+        os.chmod(good, 0o444)
+        os.replace(good, target)
+        fsync_dir(target.parent)
+        relinked = []
+        for trees in (self.trees, self.golden):
+            for path in trees.rglob("*") if trees.is_dir() else ():
+                pst = path.lstat()
+                if stat.S_ISREG(pst.st_mode) and (pst.st_dev, pst.st_ino) == bad:
+                    _replace_with(target, path)
+                    relinked.append(path)
+        log.warning("store object %s did not match its digest: replaced by the bytes being added "
+                    "(%d tree file(s) relinked)", target, len(relinked))
+
+    def _repair_tree(self, base: Path, kind: str, entries: list[tuple[str, str, int]]) -> None:
+        """Make an existing tree's files the (verified) objects again: a file replaced or lost is restored."""
+        for rel, digest, _size in entries:
+            dest = base / rel if kind == "directory" else base
+            obj = self._object_path(digest)
+            try:
+                if os.path.samefile(dest, obj) or _sha256_file(dest) == digest:
+                    continue
+            except FileNotFoundError:
+                pass
+            log.warning("store tree file %s did not match its object: restored", dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _replace_with(obj, dest)
 
     # ---- removing -----------------------------------------------------------------------------------------
     def delete_tree(self, tree: str) -> int:
@@ -192,6 +254,25 @@ def _list_source(source: Path) -> list[tuple[str, Path]]:
     if not out:
         raise RegistryError("the directory holds no files", where=str(source), hint="add the model's files to it")
     return out
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _replace_with(obj: Path, dest: Path) -> None:
+    """Atomically make ``dest`` a link to (or copy of) ``obj``: built under a temporary name, then renamed."""
+    tmp = dest.with_name(tmp_name(dest.name))
+    try:
+        _link_or_copy(obj, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(dest.parent)
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
