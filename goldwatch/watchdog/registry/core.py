@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from goldwatch.errors import RegistryError
+from goldwatch.errors import GoldwatchError, RegistryError
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry import db as _db
 from goldwatch.watchdog.registry import journal
@@ -50,9 +50,9 @@ from goldwatch.watchdog.registry.models import (
 )
 from goldwatch.watchdog.registry.pointer import ServingPointer, pointer_from_spec
 from goldwatch.watchdog.registry.reload import Reloader
-from goldwatch.watchdog.registry.store import ArtifactStore
+from goldwatch.watchdog.registry.store import ArtifactStore, _list_source
 
-__all__ = ["Registry", "Serving", "default_actor"]
+__all__ = ["Registry", "Serving", "check_add_inputs", "default_actor"]
 
 log = get_logger(__name__)
 
@@ -86,6 +86,34 @@ def _check_name(value: str, what: str) -> str:
             hint="use letters, digits, '.', '_' or '-' (up to 128 characters, starting with a letter or digit)",
         )
     return value
+
+
+def check_add_inputs(model: str, path: str | os.PathLike[str], *, version: str | None = None,
+                     golden: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Validate what :meth:`Registry.add` would store, writing nothing; returns the golden-set paths, resolved.
+
+    Call it before opening (and so creating) a registry: a bad name, a missing artifact, or a golden set that does
+    not load (:meth:`goldwatch.golden_sets.GoldenSet.load`: manifest and digests) raises RegistryError.
+    """
+    _check_name(model, "model")
+    if version is not None:
+        _check_name(str(version), "version")
+    _list_source(Path(path))
+    golden_paths = []
+    for g in golden:
+        gp = Path(g)
+        if not gp.exists():
+            raise RegistryError("golden set not found", where=str(gp), hint="pass an existing golden-set directory")
+        from goldwatch.golden_sets import GoldenSet
+
+        try:
+            GoldenSet.load(gp)
+        except GoldwatchError as exc:
+            raise RegistryError(f"the golden set does not load: {exc.what}", where=exc.where or str(gp),
+                                hint=exc.hint or "rebuild it: goldwatch golden build") from None
+        _list_source(gp)
+        golden_paths.append(gp.resolve())
+    return golden_paths
 
 
 class Registry:
@@ -175,8 +203,8 @@ class Registry:
 
     # ---- reading ------------------------------------------------------------------------------------------
     def _row_to_version(self, row: sqlite3.Row, serving_version: str | None) -> ModelVersion:
-        golden = tuple(
-            r[0] for r in self._conn.execute(
+        golden = tuple(  # relative to the store (older registries recorded absolute paths: kept as they are)
+            str(self.store.root / r[0]) for r in self._conn.execute(
                 "SELECT golden FROM golden_links WHERE model = ? AND version = ? ORDER BY golden",
                 (row["model"], row["version"]),
             )
@@ -276,15 +304,7 @@ class Registry:
             golden: Sequence[str | os.PathLike[str]] = (), actor: str | None = None,
             reason: str = "registered") -> ModelVersion:
         """Store ``path`` (file or directory) as a new candidate version of ``model``, with its manifest."""
-        _check_name(model, "model")
-        if version is not None:
-            _check_name(str(version), "version")
-        golden_paths = []
-        for g in golden:
-            gp = Path(g)
-            if not gp.exists():
-                raise RegistryError("golden set not found", where=str(gp), hint="pass an existing golden-set path")
-            golden_paths.append(str(gp.resolve()))
+        golden_paths = check_add_inputs(model, path, version=version, golden=golden)
         actor = actor or default_actor()
         with self._locked():
             if version is not None and self._conn.execute(
@@ -293,6 +313,10 @@ class Registry:
                 raise RegistryError(f"version {version!r} of {model!r} already exists", where=str(self.root),
                                     hint="pick another version name, or leave it out to number automatically")
             stored = self.store.put(Path(path))
+            # Copied into the store (content-addressed, like the artifact): a CI workspace that goes away must
+            # not take the golden sets a rollback --golden replays with it.
+            stored_golden = [self.store.put_golden(g).relative_to(self.store.root).as_posix()
+                             for g in golden_paths]
             with _db.write(self._conn):
                 if self._conn.execute("SELECT 1 FROM models WHERE name = ?", (model,)).fetchone() is None:
                     self._conn.execute("INSERT INTO models (name, created_at) VALUES (?, ?)", (model, _db.now()))
@@ -310,12 +334,14 @@ class Registry:
                      stored.manifest_path.relative_to(self.store.root).as_posix(), stored.size_bytes, _db.now(),
                      actor),
                 )
-                for g in golden_paths:
+                for g in stored_golden:
                     self._conn.execute("INSERT INTO golden_links (model, version, golden) VALUES (?, ?, ?)",
                                        (model, name, g))
-                self._event(model, name, "add", None, "candidate", actor=actor, reason=reason,
-                            evidence={"source": str(Path(path).resolve()), "digest": stored.tree,
-                                      "size_bytes": stored.size_bytes, "files": stored.files})
+                evidence: dict[str, Any] = {"source": str(Path(path).resolve()), "digest": stored.tree,
+                                            "size_bytes": stored.size_bytes, "files": stored.files}
+                if golden_paths:
+                    evidence["golden_sources"] = [str(g) for g in golden_paths]
+                self._event(model, name, "add", None, "candidate", actor=actor, reason=reason, evidence=evidence)
         return self.get(model, name)
 
     def _transition(self, mv: ModelVersion, to: State, *, action: str, actor: str, reason: str,
