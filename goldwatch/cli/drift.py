@@ -18,6 +18,8 @@ from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
 @click.option("--min-effect", type=str, default=None,
               help="Effect-size floor the statistic must also reach: a number, or 'auto' (the detector's floor).")
 @click.option("--threshold", type=float, default=None, help="Distance detectors: drift above this value.")
+@click.option("--key", default=None, metavar="NAME",
+              help="Array to read from an .npz holding several (REFERENCE and CURRENT alike; other types ignore it).")
 @click.option("--nan-policy", type=click.Choice(["raise", "omit"]), default=None,
               help="NaN/inf: refuse (raise) or drop per feature (omit) (default: config, raise).")
 @json_option
@@ -31,6 +33,7 @@ def drift(
     min_effect: str | None,
     threshold: float | None,
     nan_policy: str | None,
+    key: str | None,
     as_json: bool,
 ) -> None:
     """Test CURRENT against REFERENCE (.npy, .npz, .csv or .parquet; rows are samples, columns features).
@@ -53,8 +56,8 @@ def drift(
         except ValueError:
             raise DataError(f"expected a number or 'auto', got {min_effect!r}", where="--min-effect") from None
     report = detect_drift(
-        load_table(reference),
-        load_table(current),
+        load_table(reference, key=key),
+        load_table(current, key=key),
         test=test_name or cfg.test,
         alpha=alpha if alpha is not None else cfg.p_threshold,
         correction=correction or cfg.correction,  # type: ignore[arg-type]

@@ -91,6 +91,9 @@ def registry(root: str | None, serving_dir: str | None, layout: str | None) -> N
 def add(ctx: click.Context, model: str, path: str, version: str | None, golden: tuple[str, ...],
         actor: str | None, reason: str, as_json: bool) -> None:
     """Store PATH (file or directory) as a new candidate version of MODEL and compute its manifest."""
+    from goldwatch.watchdog.registry.core import check_add_inputs
+
+    check_add_inputs(model, path, version=version, golden=golden)  # before _open creates a registry
     with _open(ctx) as reg:
         mv = reg.add(model, path, version=version, golden=golden, actor=actor, reason=reason)
     if as_json:
@@ -170,6 +173,8 @@ def promote(ctx: click.Context, model: str, version: str, reason: str, actor: st
         emit_json(mv)
     else:
         click.echo(f"promoted {mv.model} {mv.version} to {mv.state}" + (" (serving)" if mv.serving else ""))
+        for warning in mv.warnings:
+            click.echo(f"goldwatch: warning: {warning}", err=True)
     announce_promotion(mv, actor=actor, reason=reason, evidence=_evidence(evidence))
 
 
@@ -218,8 +223,11 @@ def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, kee
     else:
         click.echo(result.summary())
         for skipped in result.skipped:
-            click.echo(f"  skipped {skipped.version}: {skipped.reason} (quarantined)")
+            click.echo(f"  skipped {skipped.version}: {skipped.reason}"
+                       + (" (quarantined)" if skipped.quarantined else " (not quarantined)"))
         click.echo("  phases: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.phases.items()))
+        for warning in result.warnings:
+            click.echo(f"goldwatch: warning: {warning}", err=True)
     announce_rollback(model, result, actor=actor, reason=reason)
     finish(result.ok)
 

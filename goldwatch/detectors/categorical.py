@@ -6,6 +6,12 @@ appears in the current window (an unseen category: a new product code, a broken 
 column -- with a reference count of zero it weighs heavily, as it should -- and is counted in ``n_unseen``.
 Missing values (None/NaN) are a category of their own, named ``"<missing>"``.
 
+Continuous data is refused, not tested: every distinct float would be its own category, so almost every cell
+holds one observation and a real shift reads as "no drift" (a 0.5-sigma mean shift of normal data gave p = 0.49).
+A float feature with non-integral values is refused with a :class:`~goldwatch.errors.DataError` when its distinct
+values (reference and current together) exceed both half the samples and 50. Integer, boolean, string and
+integral-valued float columns (counts with a NaN, say) are tested as before.
+
 All features are counted in one pandas group-by over (feature, category) pairs and the statistics are computed
 over the flat table at once.
 
@@ -15,6 +21,10 @@ over the flat table at once.
 >>> res = chi2_test(ref, cur)
 >>> res.result.drifted.tolist(), res.n_unseen.tolist()
 ([True, True], [1, 0])
+>>> chi2_test(np.random.default_rng(0).normal(size=200), np.random.default_rng(1).normal(size=200))
+Traceback (most recent call last):
+...
+goldwatch.errors.DataError: chi2_test: feature(s) look continuous, ...: f0 (400 distinct values in 400 samples) ...
 """
 
 from __future__ import annotations
@@ -26,10 +36,15 @@ import numpy as np
 
 from goldwatch.detectors._validation import as_samples, check_pair, feature_names_of
 from goldwatch.detectors.results import TestResult
+from goldwatch.errors import DataError
 
 __all__ = ["CategoricalResult", "chi2_test"]
 
 MISSING = "<missing>"
+
+# a float feature looks continuous when its distinct values exceed both of these (reference + current pooled)
+CONTINUOUS_FRACTION = 0.5
+CONTINUOUS_MIN_DISTINCT = 50
 
 
 @dataclass(frozen=True)
@@ -48,8 +63,48 @@ def _long(x: np.ndarray, n_features: int) -> Any:
     return stacked.groupby(["feature", "category"], sort=True).size()
 
 
+def _fractional_floats(x: np.ndarray) -> np.ndarray:
+    """Per feature: is it a float column holding a non-integral value? (pandas infers each object column's type
+    in one pass, so an object array from a mixed DataFrame is judged per column as well.)"""
+    import pandas as pd
+
+    frame = pd.DataFrame(x).infer_objects()
+    is_float = frame.columns.isin(frame.select_dtypes(include="floating").columns)
+    if not is_float.any():
+        return np.asarray(is_float, dtype=bool)
+    block = frame.loc[:, is_float].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        fractional = (np.isfinite(block) & (block != np.round(block))).any(axis=0)
+    out = np.zeros(x.shape[1], dtype=bool)
+    out[np.flatnonzero(is_float)] = fractional
+    return out
+
+
+def _refuse_continuous(
+    ref: np.ndarray, cur: np.ndarray, n_categories: np.ndarray, names: list[str]
+) -> None:
+    n = ref.shape[0] + cur.shape[0]
+    many = (n_categories > CONTINUOUS_FRACTION * n) & (n_categories > CONTINUOUS_MIN_DISTINCT)
+    if not many.any():
+        return
+    bad = np.flatnonzero(many & (_fractional_floats(ref) | _fractional_floats(cur)))
+    if not bad.size:
+        return
+    shown = ", ".join(f"{names[j]} ({n_categories[j]} distinct values in {n} samples)" for j in bad[:5])
+    raise DataError(
+        f"feature(s) look continuous, so every value would be its own category: {shown}"
+        + (f" and {bad.size - 5} more" if bad.size > 5 else ""),
+        where="chi2_test",
+        hint="use a numeric test such as 'ks' or 'psi', or bin the column first (numpy.digitize, pandas.cut) "
+        "and pass the bins",
+    )
+
+
 def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> CategoricalResult:
-    """Chi-squared homogeneity test per categorical feature."""
+    """Chi-squared homogeneity test per categorical feature.
+
+    Raises :class:`~goldwatch.errors.DataError` for a continuous float feature (see the module docstring).
+    """
     import pandas as pd
     from scipy.stats import chi2
 
@@ -66,6 +121,8 @@ def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> Categoric
     col_total = o_ref + o_cur
     e_ref, e_cur = col_total * n_ref / total, col_total * n_cur / total
     n_categories = np.bincount(feature, minlength=n_features)
+    names = feature_names_of(reference, n_features)
+    _refuse_continuous(ref, cur, n_categories, names)
     dof = n_categories - 1
     yates = (dof == 1)[feature]
     # Yates: move each observed count up to 0.5 towards its expectation (scipy's chi2_contingency, dof == 1)
@@ -80,7 +137,7 @@ def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> Categoric
     n_unseen = np.bincount(feature, weights=(o_ref == 0), minlength=n_features).astype(np.int64)
     result = TestResult(
         test="chi2", statistic=stat, pvalue=p, drifted=p < alpha, threshold=alpha, threshold_kind="pvalue",
-        feature_names=feature_names_of(reference, n_features), method="pearson",
+        feature_names=names, method="pearson",
         n_reference=np.full(n_features, ref.shape[0]), n_current=np.full(n_features, cur.shape[0]),
     )
     return CategoricalResult(result=result, dof=dof, n_unseen=n_unseen)

@@ -1,7 +1,8 @@
 """Reading a table of samples for the drift tests: ``.npy``, ``.npz``, ``.csv``, ``.parquet``.
 
-Arrays never go through pickle (``allow_pickle=False``); a ``.npz`` must hold one array (or name one with
-``key``). CSV and Parquet come back as DataFrames so that column names become feature names.
+Arrays never go through pickle (``allow_pickle=False``); a ``.npz`` must hold one array, or ``key`` names the
+one to read (``goldwatch drift --key NAME``); ``key`` is ignored for the other file types. CSV and Parquet come
+back as DataFrames so that column names become feature names.
 
 >>> import numpy as np, tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "window.npy"
@@ -32,7 +33,11 @@ SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 
 
 def load_table(path: str | os.PathLike[str], *, key: str | None = None) -> Any:
-    """Load samples from ``path``: a numpy array (.npy/.npz) or a pandas DataFrame (.csv/.parquet)."""
+    """Load samples from ``path``: a numpy array (.npy/.npz) or a pandas DataFrame (.csv/.parquet).
+
+    ``key`` selects the array of a ``.npz`` that holds several; a missing key is a :class:`DataError` that lists
+    the arrays present.
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
@@ -49,11 +54,14 @@ def load_table(path: str | os.PathLike[str], *, key: str | None = None) -> Any:
                     if len(names) != 1:
                         raise DataError(
                             f"expected one array, found {len(names)}: {names}", where=str(p),
-                            hint="save a single array, or name one with --key",
+                            hint="save a single array, or name one with key= (CLI: --key NAME)",
                         )
                     key = names[0]
                 if key not in names:
-                    raise DataError(f"no array named {key!r} (found {names})", where=str(p))
+                    raise DataError(
+                        f"no array named {key!r} (found {names})", where=str(p),
+                        hint=f"name one of the arrays it holds: {', '.join(names) or '(none)'}",
+                    )
                 return npz[key]
         import pandas as pd
 

@@ -116,3 +116,33 @@ def test_help_does_not_import_heavy_libraries() -> None:
             "print(sorted(m for m in ('torch', 'onnxruntime', 'evidently', 'mlserver') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_key_selects_the_array_of_a_several_array_npz(files) -> None:
+    rng = np.random.default_rng(7)
+    ref, same = rng.normal(size=(400, 3)), rng.normal(size=(300, 3))
+    shifted = rng.normal(size=(300, 3))
+    shifted[:, 1] += 1.0
+    np.savez(files / "ref_multi.npz", window=ref, labels=np.zeros(400))
+    np.savez(files / "cur_multi.npz", window=shifted, other=same)
+    res = invoke(str(files / "ref_multi.npz"), str(files / "cur_multi.npz"), "--key", "window")
+    assert res.exit_code == 1, res.output
+    assert "DRIFT  drift:ks:f1" in res.output
+    # the same key names the array in both files; a .npy on one side ignores it
+    np.savez(files / "cur_same.npz", window=same, extra=shifted)
+    res = invoke(str(files / "ref.npy"), str(files / "cur_same.npz"), "--key", "window")
+    assert res.exit_code == 0, res.output
+    # without --key a several-array .npz is refused, pointing at --key
+    res = invoke(str(files / "ref_multi.npz"), str(files / "cur_multi.npz"))
+    assert res.exit_code == 2
+    assert "expected one array, found 2" in res.output
+    assert "--key NAME" in res.output
+
+
+def test_missing_key_exits_2_listing_the_arrays_present(files) -> None:
+    res = invoke(str(files / "ref.npy"), str(files / "two.npz"), "--key", "nope")
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1
+    assert "two.npz: no array named 'nope' (found ['a', 'b'])" in lines[0]
+    assert "name one of the arrays it holds: a, b" in lines[0]

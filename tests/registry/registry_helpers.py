@@ -16,6 +16,23 @@ def write_weights(path: Path, seed: int, *, n: int = 64) -> Path:
     return path
 
 
+def write_golden_set(path: Path, seed: int = 0) -> Path:
+    """A tiny valid golden set (no model needed): what ``registry add --golden`` checks loads."""
+    from goldwatch.golden_sets import GoldenSet
+    from goldwatch.golden_sets.calibrate import calibrate
+    from goldwatch.runtimes import ModelIdentity, Signature, TensorSpec
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    GoldenSet(
+        model=ModelIdentity(kind="test", source="mem"),
+        signature=Signature(inputs=(TensorSpec("x", "float32", (None, 3)),), outputs=(TensorSpec("y", "float32"),)),
+        inputs={"x": x}, expected={"y": y},
+        tolerances=calibrate({"y": y}, [("cpu", {"y": y})], safety_factor=4.0), roles={"y": "tensor"},
+    ).save(path)
+    return path
+
+
 def corrupt(path: Path, *, offset: int = -9) -> None:
     """Flip one bit of ``path`` in place (store files are read-only: make it writable first)."""
     os.chmod(path, 0o644)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from goldwatch.cli import main
-from tests.registry.registry_helpers import corrupt, write_weights
+from tests.registry.registry_helpers import corrupt, write_golden_set, write_weights
 
 
 @pytest.fixture
@@ -36,7 +36,8 @@ def test_add_promote_list_show_rollback_check(cli, tmp_path: Path) -> None:
     assert cli("promote", "fraud", "1", "--reason", "gate ok", "--evidence", '{"run": 1}').exit_code == 0
     res = cli("promote", "fraud", "2", "--reason", "gate ok", "--actor", "alice")
     assert res.exit_code == 0
-    assert res.output.strip() == "promoted fraud 2 to known-good (serving)"
+    assert res.stdout.strip() == "promoted fraud 2 to known-good (serving)"
+    assert "warning: no server was told to reload" in res.stderr  # reload is 'none' by default
     res = cli("list", "--json")
     assert [(v["version"], v["state"], v["serving"]) for v in json.loads(res.output)] == [
         ("1", "known-good", False), ("2", "known-good", True)]
@@ -169,3 +170,42 @@ def test_prune_uses_the_configured_retention(cli, tmp_path: Path) -> None:
     assert (out["kept"], out["retired"]) == (["3", "2"], ["1"])
     assert out["deleted_bytes"] > 0
     assert cli("prune", "fraud", "--keep", "0", base_args=["registry"]).exit_code == 2
+
+
+def test_add_with_a_bad_golden_set_exits_2_and_creates_no_registry(cli, tmp_path: Path) -> None:
+    src = write_weights(tmp_path / "m1", 1)
+    (tmp_path / "not-golden").mkdir()
+    for golden, message in ((tmp_path / "missing", "golden set not found"),
+                            (tmp_path / "not-golden", "the golden set does not load")):
+        res = cli("add", "fraud", str(src), "--golden", str(golden))
+        assert res.exit_code == 2, res.output
+        assert message in res.stderr
+        assert not (tmp_path / "reg").exists()
+    res = cli("add", "fraud", str(tmp_path / "missing-model"))
+    assert res.exit_code == 2
+    assert not (tmp_path / "reg").exists()
+    res = cli("add", "fraud", str(src), "--golden", str(write_golden_set(tmp_path / "golden")), "--json")
+    assert res.exit_code == 0, res.output
+    assert Path(json.loads(res.output)["golden"][0]).is_relative_to(tmp_path / "reg" / "store" / "golden")
+
+
+def test_rollback_output_says_which_skipped_versions_were_quarantined(cli, tmp_path: Path, monkeypatch) -> None:
+    from goldwatch.watchdog.registry import rollback as rollback_module
+
+    for seed in (1, 2, 3, 4):
+        assert cli("add", "fraud", str(write_weights(tmp_path / f"m{seed}", seed))).exit_code == 0
+        assert cli("promote", "fraud", str(seed), "--reason", "ok").exit_code == 0
+    # v3's golden replay cannot run (not proof it is wrong): skipped, not quarantined; v2 is chosen
+    monkeypatch.setattr(rollback_module, "replay_golden_sets",
+                        lambda mv: (None, "could not run") if mv.version == "3" else (True, "ok"))
+    res = cli("rollback", "fraud", "--reason", "v4 bad", "--golden")
+    assert res.exit_code == 0, res.output
+    assert "skipped 3: could not run (not quarantined)" in res.stdout
+    assert "warning: no server was told to reload" in res.stderr
+    res = cli("rollback", "fraud", "--reason", "v2 bad", "--golden", "--keep-current", "--json")
+    out = json.loads(res.stdout)
+    assert (out["from_version"], out["to_version"]) == ("2", "1")
+    assert out["skipped"] == [{"version": "3", "reason": "could not run", "quarantined": False}]
+    assert out["server_ready"] is None
+    assert out["warnings"]
+    assert "no server was told to reload" in out["warnings"][0]

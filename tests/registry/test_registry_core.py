@@ -8,19 +8,19 @@ import pytest
 
 from goldwatch.errors import RegistryError
 from goldwatch.watchdog.registry import Registry
-from tests.registry.registry_helpers import corrupt
+from tests.registry.registry_helpers import corrupt, write_golden_set
 
 
 def test_add_numbers_versions_and_records_the_manifest(registry: Registry, artifact, tmp_path: Path) -> None:
-    golden = tmp_path / "golden"
-    golden.mkdir()
+    golden = write_golden_set(tmp_path / "golden")
     v1 = registry.add("fraud", artifact(1), golden=[golden], actor="ci")
     v2 = registry.add("fraud", artifact(2), version="2024-06-rc1")
     v3 = registry.add("fraud", artifact(3))
     assert [v.version for v in registry.list("fraud")] == ["1", "2024-06-rc1", "3"]
     assert v1.state == "candidate"
     assert v1.created_by == "ci"
-    assert v1.golden == (str(golden.resolve()),)
+    assert len(v1.golden) == 1
+    assert Path(v1.golden[0]).parent.parent == registry.store.golden
     assert v1.manifest_path.is_file()
     assert (v1.path / "weights.npz").is_file()
     assert v2.seq == 2
@@ -105,3 +105,39 @@ def test_promote_without_pointer_refuses_to_serve(registry: Registry, artifact) 
     with pytest.raises(RegistryError, match="no serving pointer is attached"):
         registry.promote("m", v.version, reason="x", serve=True)
     assert registry.get("m", v.version).state == "candidate"
+
+
+def test_linked_golden_sets_are_copied_into_the_store(registry: Registry, artifact, tmp_path: Path) -> None:
+    import shutil
+
+    from goldwatch.golden_sets import GoldenSet
+
+    golden = write_golden_set(tmp_path / "ci-workspace" / "golden")
+    v1 = registry.add("fraud", artifact(1), golden=[golden])
+    v2 = registry.add("fraud", artifact(2), golden=[golden])
+    assert v1.golden == v2.golden  # content-addressed: the same set is stored once
+    stored = Path(v1.golden[0])
+    assert stored.is_relative_to(registry.store.root)
+    assert stored.name == "golden"
+    shutil.rmtree(tmp_path / "ci-workspace")  # the CI workspace is gone
+    assert GoldenSet.load(registry.get("fraud", "1").golden[0]).n_samples == 4
+    assert registry.history("fraud", "1")[0].evidence["golden_sources"] == [str(golden.resolve())]
+    # retention's sweep of trees no version names leaves golden sets alone
+    registry.promote("fraud", "1", reason="ok", serve=False)
+    registry.apply_retention("fraud", keep=1)
+    assert GoldenSet.load(stored).n_samples == 4
+
+
+def test_a_bad_golden_set_fails_before_anything_is_written(tmp_path: Path, artifact) -> None:
+    not_golden = tmp_path / "not-golden"
+    not_golden.mkdir()
+    (not_golden / "x.txt").write_text("x")
+    root = tmp_path / "reg"
+    with Registry.open(root) as reg:
+        for bad, message in ((not_golden, "the golden set does not load"), (tmp_path / "missing",
+                                                                              "golden set not found")):
+            with pytest.raises(RegistryError, match=message):
+                reg.add("fraud", artifact(1), golden=[bad])
+        assert reg.models() == []
+        assert not any(reg.store.objects.iterdir())
+        assert not any(reg.store.trees.iterdir())

@@ -39,6 +39,7 @@ from goldwatch.watchdog.registry import db as _db
 from goldwatch.watchdog.registry import journal
 from goldwatch.watchdog.registry._integrity_adapter import Verification, verify
 from goldwatch.watchdog.registry.models import (
+    NO_RELOAD_WARNING,
     TRANSITIONS,
     Event,
     ModelVersion,
@@ -392,6 +393,7 @@ class Registry:
         ``serve`` defaults to True when ``model`` has a serving pointer attached. Verification failure raises
         RegistryError and changes nothing. With a reloader, the server is told to reload after the switch is
         committed; if it does not confirm, ServerUnreachableError is raised (the switch stands: it is durable).
+        Without one (reload ``none``), the returned version's ``warnings`` say that no server was told.
         """
         if not reason:
             raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
@@ -428,6 +430,8 @@ class Registry:
         if serve and serving is not None and serving.reloader is not None:
             serving.reloader.reload(model=model, version=mv.version, path=mv.path)
             serving.reloader.wait_ready(timeout_s=serving.ready_timeout_s)
+        elif serve:
+            return dataclasses.replace(self.get(model, mv.version), warnings=(NO_RELOAD_WARNING,))
         return self.get(model, mv.version)
 
     def _apply(self, model: str, payload: dict[str, Any]) -> None:

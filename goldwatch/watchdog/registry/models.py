@@ -19,6 +19,7 @@ from typing import Any, Literal
 from goldwatch.checks import Check
 
 __all__ = [
+    "NO_RELOAD_WARNING",
     "STATES",
     "Event",
     "ModelVersion",
@@ -30,6 +31,12 @@ __all__ = [
     "State",
     "TRANSITIONS",
 ]
+
+# Said (in the result, its JSON and the CLI output) whenever a serving pointer is switched with no reloader.
+NO_RELOAD_WARNING = (
+    "no server was told to reload (reload is 'none'): the pointer is switched, but a running server keeps "
+    "serving what it loaded until it reloads by itself"
+)
 
 State = Literal["candidate", "known-good", "quarantined", "retired"]
 STATES: tuple[State, ...] = ("candidate", "known-good", "quarantined", "retired")
@@ -49,7 +56,8 @@ class ModelVersion:
     """One registered version of a model.
 
     ``path`` is the artifact (file or directory) inside the content-addressed store; ``manifest_path`` its
-    integrity manifest; ``digest`` the store's tree digest (same bytes, same digest).
+    integrity manifest; ``digest`` the store's tree digest (same bytes, same digest). ``warnings`` are what the
+    operation that returned it wants said (promote: a pointer switched with no server told to reload).
     """
 
     model: str
@@ -64,6 +72,7 @@ class ModelVersion:
     created_by: str
     golden: tuple[str, ...] = ()
     serving: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +102,10 @@ class SkippedVersion:
 
 @dataclasses.dataclass
 class RollbackResult:
-    """What a rollback did. ``phases`` holds seconds per phase (select, switch, verify_after, reload, ready)."""
+    """What a rollback did. ``phases`` holds seconds per phase (select, switch, verify_after, reload, ready).
+
+    ``server_ready`` is None when no server was told to reload (reload ``none``); ``warnings`` then says so.
+    """
 
     model: str
     from_version: str | None
@@ -103,6 +115,7 @@ class RollbackResult:
     phases: dict[str, float] = dataclasses.field(default_factory=dict)
     server_ready: bool | None = None
     error: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def switched(self) -> bool:
@@ -140,6 +153,7 @@ class RollbackResult:
                     "to": self.to_version,
                     "fallback": str(self.fallback) if self.fallback else None,
                     "skipped": [dataclasses.asdict(s) for s in self.skipped],
+                    "warnings": list(self.warnings),
                 },
             )
         ]

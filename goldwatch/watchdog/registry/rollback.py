@@ -35,7 +35,13 @@ from goldwatch.checks import Check, Status
 from goldwatch.errors import GoldwatchError
 from goldwatch.watchdog.registry import journal
 from goldwatch.watchdog.registry._integrity_adapter import verify
-from goldwatch.watchdog.registry.models import ModelVersion, ReadinessReport, RollbackResult, SkippedVersion
+from goldwatch.watchdog.registry.models import (
+    NO_RELOAD_WARNING,
+    ModelVersion,
+    ReadinessReport,
+    RollbackResult,
+    SkippedVersion,
+)
 
 if TYPE_CHECKING:
     from goldwatch.watchdog.registry.core import Registry
@@ -147,7 +153,9 @@ def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence
     t0 = time.perf_counter()
     _verify_after(serving.pointer, source, target, result)
     result.phases["verify_after"] = time.perf_counter() - t0
-    if serving.reloader is not None and result.error is None:
+    if serving.reloader is None:
+        result.warnings.append(NO_RELOAD_WARNING)
+    elif result.error is None:
         try:
             t0 = time.perf_counter()
             serving.reloader.reload(model=model, version=result.to_version, path=source)
