@@ -53,7 +53,8 @@ def record(name: str, body: str, *, command: str) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- bench:{name} -->\n## {name}\n\n"
-        f"Machine: {machine()}  \nRun: {stamp}, `{command}`\n\n{body.strip()}\n<!-- /bench:{name} -->\n"
+        f"Machine: {machine()}  \nRun: {stamp}, `{command}`, load average {os.getloadavg()[0]:.1f} when recorded "
+        f"(2 cores; a benchmark's own threads count)\n\n{body.strip()}\n<!-- /bench:{name} -->\n"
     )
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n", re.S)

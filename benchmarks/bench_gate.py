@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         table(header, rows)
         + "\n\nThe gate's total covers artifact verification, golden replay, baseline agreement, metric delta, KS "
         "drift per output column, NaN/Inf and latency (5 batches). The anchor is Evidently's DataDriftPreset on "
-        "the same outputs (import excluded), which covers the drift part only. The machine may have been shared "
-        "with other work (other engineers' test suites) when this was run."
+        "the same outputs (import excluded), which covers the drift part only."
     )
     print(body)
     record("gate", body, command="python -m benchmarks.bench_gate" + (" --quick" if args.quick else ""))

@@ -138,7 +138,7 @@ def main() -> None:
     body = (
         f"File: safetensors, {size / 2**20:.0f} MiB, page-cached; resident: {nbytes / 2**20:.0f} MiB of bf16 CPU "
         f"tensors; best of {repeats}. Load average {load_before:.1f} before / {load_after:.1f} after "
-        f"({'shared machine: other work was running' if max(load_before, load_after) > 1.0 else 'quiet machine'}).\n\n"
+        f"({'shared machine: other work was running' if max(load_before, load_after) > 2.5 else 'no other work'}).\n\n"
         + table(header, rows)
         + "\n\nTargets from issue 4: fast digest >= 20 GB/s, SHA-256 within 10% of hashlib, resident CPU fingerprint "
         ">= 8 GB/s on 2 cores. The fingerprint is two 64-bit lanes (two multiply-adds per 32-bit word), so it does "

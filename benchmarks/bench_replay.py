@@ -103,8 +103,8 @@ def main() -> None:
             + "\n\n".join(m.to_markdown() for m in matrices)
             + "\n\nHarmful = changes top-1 on >= 1% of the golden samples; every harmful corruption must be detected, "
             "with zero false alarms over the clean replays. Corruptions are defined in goldwatch/examples/faults.py.",
-            f"Total run time {elapsed:.0f} s. The machine may have been shared with other engineers' test runs while "
-            "this ran (2 cores): absolute times are noisy, the ratios are measured side by side.",
+            f"Total run time {elapsed:.0f} s. Absolute times are noisy on 2 cores; the ratios are measured side by "
+            "side in one process.",
         ]
     )
     record("golden replay", body, command="python -m benchmarks.bench_replay" + (" --quick" if args.quick else ""))
