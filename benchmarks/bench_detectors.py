@@ -10,7 +10,7 @@ Each timing is the best of ``--repeats`` runs for goldwatch and scipy and a sing
 seconds). The largest relative p-value difference against scipy is printed next to the ratios. Results go to
 benchmarks/RESULTS.md via :func:`benchmarks._results.record`.
 
-Run: ``.venv/bin/python -m benchmarks.bench_detectors [--quick] [--no-evidently]``
+Run: ``.venv/bin/python -m benchmarks.bench_detectors [--quick] [--no-evidently] [--only-ks]``
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--no-evidently", action="store_true", help="skip Evidently (it takes ~25 s at full size)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only-ks", action="store_true", help="the KS cases only, printed and not recorded")
     args = parser.parse_args()
     evidently = not args.no_evidently
     load_before = os.getloadavg()[0]
@@ -136,6 +137,9 @@ def main() -> None:
     print("KS case | shape | goldwatch s | scipy loop s | vs scipy | Evidently s | vs Evidently | "
           "max rel p diff (scipy) | Evidently vs scipy")
     ks_rows = [ks_case(name, n, f, repeats=args.repeats, evidently=evidently) for name, n, f in ks_sizes]
+    if args.only_ks:
+        print("(--only-ks: not recorded)")
+        return
     print("detector | streams x updates | rows per update() | seconds | alarms")
     stream_rows = [
         stream_case(name, *streams, block=block, repeats=args.repeats)

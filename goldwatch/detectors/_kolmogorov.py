@@ -204,14 +204,18 @@ def exact_square(n: int, h: np.ndarray) -> np.ndarray:
     row_feature = np.repeat(np.arange(h.size), rows_per)
     row_start = np.cumsum(rows_per) - rows_per
     row_k = np.arange(row_feature.size) - np.repeat(row_start, rows_per)
-    row_h = h[row_feature]
-    # All (k, j) factors of all features in one flat array; reduceat multiplies each row's h factors.
-    entry_row = np.repeat(np.arange(row_feature.size), row_h)
-    entry_start = np.cumsum(row_h) - row_h
-    j = np.arange(entry_row.size) - np.repeat(entry_start, row_h)
-    kh = (row_k * row_h)[entry_row]
-    factors = (n - kh - j).astype(np.float64) / (n + kh + j + 1).astype(np.float64)
-    a = np.multiply.reduceat(factors, entry_start)
+    # Row k's factors are f(t) = (n - t) / (n + t + 1) for t = k h .. k h + h - 1: consecutive slices of one
+    # shared sequence, so one reduceat over it multiplies every row's h factors (in the same order as a flat
+    # per-row array, so the same bits). Each feature's index run 0, h, .., (kmax + 1) h is followed by the
+    # next feature's 0; the product at its last index (a single element, since the next index is lower) is
+    # dropped.
+    t = np.arange(int((rows_per * h).max()) + 1)
+    factors = (n - t).astype(np.float64) / (n + t + 1).astype(np.float64)
+    idx_feature = np.repeat(np.arange(h.size), rows_per + 1)
+    idx_start = np.cumsum(rows_per + 1) - (rows_per + 1)
+    idx = (np.arange(idx_feature.size) - np.repeat(idx_start, rows_per + 1)) * h[idx_feature]
+    a = np.multiply.reduceat(factors, idx)
+    a = np.delete(a, idx_start + rows_per)
     table = np.zeros((h.size, int(rows_per.max())))
     table[row_feature, row_k] = a
     P = np.zeros(h.size)

@@ -45,44 +45,81 @@ MAX_AUTO_N = 10000  # scipy's threshold: "auto" is exact when max(n1, n2) <= MAX
 Method = Literal["auto", "exact", "asymp"]
 
 
-def _statistic_rows(ref_rows: np.ndarray, cur_rows: np.ndarray, *, ref_sorted: bool) -> np.ndarray:
-    """KS statistic of each row pair; rows (F, n1) and (F, n2), finite, contiguous."""
-    n1, n2 = ref_rows.shape[1], cur_rows.shape[1]
-    a = ref_rows if ref_sorted else np.sort(ref_rows, axis=1)
-    merged = np.concatenate([a, np.sort(cur_rows, axis=1)], axis=1)
+def _statistic_rows(ref_cols: np.ndarray, cur_cols: np.ndarray, *, ref_sorted: bool) -> np.ndarray:
+    """KS statistic of each column pair; columns of (n1, F) and (n2, F) finite arrays (any strides)."""
+    n1, n2 = ref_cols.shape[0], cur_cols.shape[0]
+    n = n1 + n2
+    # One (F, n1 + n2) buffer: the transposed copies land in place and each half is sorted in place, so the
+    # samples are copied once (no separate contiguous copies, sorted copies and concatenation).
+    merged = np.empty((ref_cols.shape[1], n))
+    merged[:, :n1] = ref_cols.T
+    merged[:, n1:] = cur_cols.T
+    if not ref_sorted:
+        merged[:, :n1].sort(axis=1)
+    merged[:, n1:].sort(axis=1)
     # timsort (kind="stable") merges the two sorted runs in linear time
     order = np.argsort(merged, axis=1, kind="stable")
-    values = np.take_along_axis(merged, order, axis=1)
-    c2 = np.cumsum(order >= n1, axis=1)
-    # The ECDF gap c1/n1 - c2/n2 (c1 = k + 1 - c2), scaled by n1*n2 to integers: exact, and computed in place
-    # (fresh temporaries of this size cost page faults). Tie groups count only at their last position
-    # (scipy's searchsorted(side="right")); other positions get -1, never a maximum since the last gap is 0.
-    gap = np.multiply(c2, -(n1 + n2))
-    gap += np.arange(1, n1 + n2 + 1) * n2
+    c2 = np.cumsum(order >= n1, axis=1, dtype=np.int32 if n < 2**31 else np.int64)
+    # The ECDF gap c1/n1 - c2/n2 (c1 = k + 1 - c2), scaled by n1*n2/gcd(n1, n2) to integers: exact, in int32
+    # when it fits (equal sizes: |k + 1 - 2 c2|), and computed in place (fresh temporaries cost page faults).
+    g = math.gcd(n1, n2)
+    w_a, w_n = n2 // g, n // g
+    dtype = np.int32 if n * w_n < 2**31 else np.int64
+    gap = np.multiply(c2, -w_n, dtype=dtype)
+    gap += np.arange(1, n + 1, dtype=dtype) * dtype(w_a)
     np.abs(gap, out=gap)
-    gap[:, :-1][values[:, 1:] == values[:, :-1]] = -1
+
+    def is_end(r: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Whether pooled position k of row r is the last of its tie group (gathered at those positions only)."""
+        nxt = np.minimum(k + 1, n - 1)
+        return (k == n - 1) | (merged[r, order[r, k]] != merged[r, order[r, nxt]])
+
+    # Tie groups count only at their last position (scipy's searchsorted(side="right")). The unmasked maximum
+    # bounds the masked one, so a row whose first maximum ends its tie group is done; only rows whose maximum
+    # falls inside a tie group gather their pooled values and mask the other positions with -1 (never a
+    # maximum, since the last gap is 0).
     rows = np.arange(gap.shape[0])
     pos = np.argmax(gap, axis=1)
+    tied = np.flatnonzero(~is_end(rows, pos))
+    if tied.size:
+        values = np.take_along_axis(merged[tied], order[tied], axis=1)
+        masked = gap[tied]
+        masked[:, :-1][values[:, 1:] == values[:, :-1]] = -1
+        gap[tied] = masked
+        pos[tied] = np.argmax(masked, axis=1)
     best = gap[rows, pos]
     # The statistic as scipy computes it in floating point, at the position reaching the integer maximum.
     # Distinct gaps differ by >= 1/(n1 n2), far more than rounding; equal gaps at several positions (rare) can
-    # round differently, so those rows take the largest float among them, as scipy's max does.
-    c2k = c2[rows, pos]
+    # round differently, so those rows take the largest float among those ending a tie group, as scipy's max.
+    c2k = c2[rows, pos].astype(np.int64)
     out = np.abs((pos + 1 - c2k) / n1 - c2k / n2)
     several = np.count_nonzero(gap == best[:, None], axis=1) > 1
     if several.any():
         r, k = np.nonzero(gap[several] == best[several, None])
         r = np.flatnonzero(several)[r]
-        c2k = c2[r, k]
+        keep = is_end(r, k)
+        r, k = r[keep], k[keep]
+        c2k = c2[r, k].astype(np.int64)
         np.maximum.at(out, r, np.abs((k + 1 - c2k) / n1 - c2k / n2))
     return out
 
 
+_BLOCK_ELEMS = 1_000_000  # pooled values per feature block: the block's working set stays near the L2 cache
+_MIN_BLOCK_COLS = 8
+
+
 def _map_feature_blocks(func: Any, n_features: int, n_rows: int) -> np.ndarray:
     """Run ``func(cols) -> values`` over cache-sized feature blocks on all cores (numpy's sorts release the GIL)."""
-    blocks = list(iter_feature_chunks(n_features, n_rows, budget_elems=1_000_000))
+    cores = os.cpu_count() or 1
+    # At least _MIN_BLOCK_COLS columns: a block copies its columns out of the row-major samples, and narrower
+    # blocks read whole cache lines for a few values each (8 float64 per 64-byte line).
+    step = max(1, _BLOCK_ELEMS // max(n_rows, 1), _MIN_BLOCK_COLS)
+    if cores > 1 and n_features > 1:
+        # at least two blocks per core, so that no core idles while another finishes a large last block
+        step = min(step, -(-n_features // (2 * cores)))
+    blocks = [slice(lo, min(lo + step, n_features)) for lo in range(0, n_features, step)]
     out = np.empty(n_features)
-    workers = min(len(blocks), os.cpu_count() or 1)
+    workers = min(len(blocks), cores)
     if workers <= 1:
         for cols in blocks:
             out[cols] = func(cols)
@@ -98,9 +135,7 @@ def ks_statistic_sorted(ref_sorted: np.ndarray, current: np.ndarray) -> np.ndarr
     n_rows = ref_sorted.shape[0] + current.shape[0]
 
     def block(cols: slice) -> np.ndarray:
-        return _statistic_rows(
-            np.ascontiguousarray(ref_sorted[:, cols].T), np.ascontiguousarray(current[:, cols].T), ref_sorted=True
-        )
+        return _statistic_rows(ref_sorted[:, cols], current[:, cols], ref_sorted=True)
 
     return _map_feature_blocks(block, ref_sorted.shape[1], n_rows)
 
@@ -110,9 +145,7 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     n_rows = reference.shape[0] + current.shape[0]
 
     def block(cols: slice) -> np.ndarray:
-        return _statistic_rows(
-            np.ascontiguousarray(reference[:, cols].T), np.ascontiguousarray(current[:, cols].T), ref_sorted=False
-        )
+        return _statistic_rows(reference[:, cols], current[:, cols], ref_sorted=False)
 
     return _map_feature_blocks(block, reference.shape[1], n_rows)
 

@@ -66,6 +66,25 @@ class ExpectedView:
     norm: np.ndarray  # per-sample L2 norm
     top1: np.ndarray | None  # per-sample argmax (2-D outputs)
     margin: np.ndarray | None  # per-sample gap between the best and second-best score
+    # what the checks derive when the replayed answers are bit-identical to these (the common, healthy case);
+    # computed lazily by exactly the code the general path runs, so the results cannot differ
+    _self: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def self_cosine(self) -> np.ndarray:
+        """Per-sample cosine of the expected answers with themselves (what ``_row_cosine`` gives them)."""
+        if "cosine" not in self._self:
+            self._self["cosine"] = _row_cosine(self.flat, self.flat, self.norm)
+        cos: np.ndarray = self._self["cosine"]
+        return cos
+
+    def self_topk_contained(self, k: int) -> np.ndarray:
+        """Per-sample: the expected top-1 is among the top ``k`` of the expected answers themselves."""
+        key = f"top{k}"
+        if key not in self._self:
+            assert self.top1 is not None
+            self._self[key] = _topk_contained(self.flat, self.top1, k)
+        contained: np.ndarray = self._self[key]
+        return contained
 
     @classmethod
     def of(cls, expected: np.ndarray) -> ExpectedView:
@@ -113,6 +132,33 @@ def _row_cosine(a: np.ndarray, e: np.ndarray, ne: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(cos), cos, -1.0)  # non-finite outputs: worst possible similarity
 
 
+def _topk_contained(scores: np.ndarray, top1: np.ndarray, k: int) -> np.ndarray:
+    """Per sample: is ``top1`` among the ``k`` best ``scores``, as ``np.argpartition(-scores, k - 1)[:, :k]`` picks
+    them? Decided by counting for every sample whose answer does not hinge on how ties at the k-th place are broken
+    (two vectorised comparisons instead of a selection per row); only the rest go through argpartition itself, row by
+    row exactly as before (argpartition treats each row on its own), so the result is the same in every case."""
+    value = scores[np.arange(scores.shape[0]), top1][:, None]
+    greater = np.count_nonzero(scores > value, axis=1)
+    at_least = np.count_nonzero(scores >= value, axis=1)
+    contained = (greater < k) & (at_least <= k)  # it and everything above it fit in the top k
+    tied = (greater < k) & (at_least > k)  # ties straddle the k-th place: argpartition's own choice decides
+    if tied.any():
+        rows = np.flatnonzero(tied)
+        topk = np.argpartition(-scores[rows], k - 1, axis=1)[:, :k]
+        contained[rows] = (topk == top1[rows, None]).any(axis=1)
+    return contained
+
+
+def _bit_identical(actual: np.ndarray, expected: np.ndarray) -> bool:
+    """Same dtype, shape and bytes (``-0.0`` vs ``0.0`` and NaN payloads included): every derived number is equal."""
+    if actual.dtype != expected.dtype or actual.shape != expected.shape or actual.dtype.kind not in "fiub":
+        return False
+    if actual.dtype.kind == "f":
+        as_int = np.dtype(f"u{actual.dtype.itemsize}")
+        return bool(np.array_equal(actual.view(as_int), expected.view(as_int)))
+    return bool(np.array_equal(actual, expected))
+
+
 def compare_output(
     name: str,
     actual: np.ndarray,
@@ -133,17 +179,26 @@ def compare_output(
     denominator = float(tolerance.derivation.get("rel_denominator_floor", tolerance.derivation.get("floor_abs", 0.0)))
     n = expected.shape[0]
     view = expected_view(expected)
-    # one float64 copy of the answers, shared by every check below (the checks are cheap; copies are not)
-    flat_a = actual.reshape(n, -1).astype(np.float64)
     flat_e = view.flat
-    max_abs, max_rel, diff = errors(flat_a, flat_e, denominator_floor=denominator, row_scale=view.row_scale)
-    diff = diff.reshape(expected.shape)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    # the healthy case: the replay reproduced the approved answers bit for bit. Everything the checks derive is then
+    # known from the expected answers alone (zero error everywhere; cached per golden set), with the same numbers.
+    identical = view.all_finite and n > 0 and _bit_identical(actual, expected)
+    if identical:
+        flat_a = flat_e
+        max_abs, max_rel, size = 0.0, 0.0, int(expected.size)
+        worst: tuple[Any, ...] = (0,) * expected.ndim if size else ()
+        over = size if tolerance.atol < 0.0 else 0  # what count_nonzero(zeros > atol) gives
+    else:
+        # one float64 copy of the answers, shared by every check below (the checks are cheap; copies are not)
+        flat_a = actual.reshape(n, -1).astype(np.float64)
+        max_abs, max_rel, diff = errors(flat_a, flat_e, denominator_floor=denominator, row_scale=view.row_scale)
+        diff = diff.reshape(expected.shape)
+        worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+        over, size = int(np.count_nonzero(diff > tolerance.atol)), int(diff.size)
     checks = [
         _check(
             f"{base}:max_abs_error", max_abs, tolerance.atol, worse_high=True, unit="abs",
-            worst_index=[int(i) for i in worst], elements_over=int(np.count_nonzero(diff > tolerance.atol)),
-            elements=int(diff.size),
+            worst_index=[int(i) for i in worst], elements_over=over, elements=size,
         ),
         _check(f"{base}:max_rel_error", max_rel, tolerance.rtol, worse_high=True, unit="rel (per sample)"),
     ]
@@ -167,22 +222,23 @@ def compare_output(
     if role == "scores" and expected.ndim == 2 and view.top1 is not None and view.margin is not None:
         ambiguous = view.margin <= 2 * tolerance.atol  # see top1_ambiguous
         keep = ~ambiguous
+        n_keep = int(np.count_nonzero(keep))
         exp_top1 = view.top1
         act_scores = flat_a if act_all_finite else np.where(np.isnan(flat_a), -np.inf, flat_a)
-        act_top1 = act_scores.argmax(axis=1)
-        agree = float(np.mean(exp_top1[keep] == act_top1[keep])) if keep.any() else 1.0
+        act_top1 = exp_top1 if identical else act_scores.argmax(axis=1)
+        # identical answers: every kept sample agrees, and the mean of all-True is exactly 1.0
+        agree = (1.0 if identical else float(np.mean(exp_top1[keep] == act_top1[keep]))) if n_keep else 1.0
         checks.append(
             _check(
                 f"{base}:top1_agreement", agree, min_top1_agreement, worse_high=False, unit="fraction",
-                samples=int(keep.sum()), ambiguous_samples=int(ambiguous.sum()),
-                changed_samples=int(np.count_nonzero(exp_top1 != act_top1)),
+                samples=n_keep, ambiguous_samples=n - n_keep,
+                changed_samples=0 if identical else int(np.count_nonzero(exp_top1 != act_top1)),
             )
         )
         k = min(MAX_TOP_K, expected.shape[1] - 1)
         if k >= 2:
-            topk = np.argpartition(-act_scores, k - 1, axis=1)[:, :k]
-            contained = (topk == exp_top1[:, None]).any(axis=1)
-            frac = float(np.mean(contained[keep])) if keep.any() else 1.0
+            contained = view.self_topk_contained(k) if identical else _topk_contained(act_scores, exp_top1, k)
+            frac = float(np.mean(contained[keep])) if n_keep else 1.0
             checks.append(
                 _check(f"{base}:top{k}_containment", frac, min_topk_containment, worse_high=False, unit="fraction", k=k)
             )
@@ -192,13 +248,13 @@ def compare_output(
                 np.mean(exp_top1 == labels)
             )
             # each near-tie sample may legitimately flip; allow exactly that many
-            limit = reference - float(ambiguous.sum()) / n
+            limit = reference - float(n - n_keep) / n
             checks.append(
                 _check(f"{base}:label_accuracy", accuracy, limit, worse_high=False, unit="accuracy",
                        golden_accuracy=reference)
             )
     if role in ("scores", "embedding") and flat_e.shape[1] >= 2:
-        cos = _row_cosine(flat_a, flat_e, view.norm)
+        cos = view.self_cosine() if identical else _row_cosine(flat_a, flat_e, view.norm)
         checks.append(
             _check(f"{base}:cosine", float(cos.min()), min_cosine, worse_high=False, unit="min per-sample cosine",
                    worst_sample=int(np.argmin(cos)))

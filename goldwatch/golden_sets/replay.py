@@ -92,8 +92,31 @@ class ReplayReport:
         }
 
 
+_COMPATIBLE: dict[tuple[Any, ...], None] = {}  # (signature, golden layout) pairs already found compatible
+_COMPATIBLE_MAX = 256
+
+
 def check_compatible(golden: GoldenSet, signature: Signature, *, where: str) -> None:
-    """Raise :class:`GoldenSetError` unless ``golden``'s inputs/outputs fit the model's ``signature``."""
+    """Raise :class:`GoldenSetError` unless ``golden``'s inputs/outputs fit the model's ``signature``.
+
+    A pair found compatible is remembered by everything the check reads (the signature and the golden set's input
+    and output names, dtypes and shapes), so replaying the same golden set through the same model checks once.
+    """
+    key = (
+        signature,
+        tuple((k, v.dtype, v.shape) for k, v in golden.inputs.items()),
+        tuple((k, v.dtype, v.shape) for k, v in golden.expected.items()),
+        tuple(golden.signature.input_names),
+    )
+    if key in _COMPATIBLE:
+        return
+    _check_compatible(golden, signature, where=where)
+    if len(_COMPATIBLE) >= _COMPATIBLE_MAX:
+        _COMPATIBLE.clear()
+    _COMPATIBLE[key] = None
+
+
+def _check_compatible(golden: GoldenSet, signature: Signature, *, where: str) -> None:
     hint = "replay a golden set built for this model's signature, or rebuild it (goldwatch golden build)"
     g_in, m_in = sorted(golden.signature.input_names), sorted(signature.input_names)
     if g_in != m_in:

@@ -187,3 +187,30 @@ def test_cuda_tensors_are_tested_on_the_device_with_scipy_pvalues(rng) -> None:
     stat, p = scipy_columns(a, b, "auto")
     np.testing.assert_array_equal(ours.statistic, stat)
     assert rel_diff(ours.pvalue, p).max() <= RTOL
+
+
+def test_ties_at_the_unmasked_maximum_in_a_mixed_block(rng, monkeypatch) -> None:
+    # Rows whose largest gap falls inside a tie group (sorted runs of equal values straddling both samples) sit
+    # in the same blocks as tie-free rows; small blocks spread them over several threads.
+    import goldwatch.detectors.ks as ks_module
+
+    monkeypatch.setattr(ks_module, "_BLOCK_ELEMS", 1000)
+    monkeypatch.setattr(ks_module, "_MIN_BLOCK_COLS", 3)
+    n1, n2 = 300, 210
+    a = rng.normal(size=(n1, 20))
+    b = rng.normal(size=(n2, 20))
+    a[:, ::2] = np.round(a[:, ::2])  # a few values, many ties within and across the samples
+    b[:, ::2] = np.round(b[:, ::2] + 0.3)
+    a[:150, 1::4] = 0.0  # one large tie group in a, then b's copies of it
+    b[:30, 1::4] = 0.0
+    assert_matches_scipy(a, b)
+    assert_matches_scipy(a[:210], b)  # equal sizes, with the int32 gap
+
+
+def test_exact_square_matches_scipy_for_every_h() -> None:
+    from scipy.stats._stats_py import _compute_prob_outside_square
+
+    for n in (1, 2, 7, 30):
+        h = np.arange(1, n + 1)
+        expected = [_compute_prob_outside_square(n, int(v)) for v in h]
+        assert rel_diff(exact_square(n, h), expected).max() <= 1e-12

@@ -1,0 +1,111 @@
+"""The per-replay caches and shortcuts give exactly the checks the plain computation gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from goldwatch.errors import GoldenSetError
+from goldwatch.examples import ExampleArtifacts
+from goldwatch.golden_sets import GoldenSet, compare, replay
+from goldwatch.golden_sets.compare import _topk_contained, compare_output
+from goldwatch.golden_sets.format import Tolerance
+from goldwatch.runtimes import load_model
+
+
+def _fresh(golden: GoldenSet) -> GoldenSet:
+    """The same golden set with new arrays: nothing cached for it yet."""
+    return GoldenSet(
+        **{
+            **golden.__dict__,
+            "inputs": {k: v.copy() for k, v in golden.inputs.items()},
+            "expected": {k: v.copy() for k, v in golden.expected.items()},
+        }
+    )
+
+
+def _perturbed(golden: GoldenSet, scale: float) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {k: v + rng.normal(scale=scale, size=v.shape).astype(v.dtype) for k, v in golden.expected.items()}
+
+
+def _compare(golden: GoldenSet, outputs: dict[str, np.ndarray]) -> list[str]:
+    checks = []
+    for name, expected in golden.expected.items():
+        checks += compare_output(
+            name, outputs[name], expected, tolerance=golden.tolerances[name], role=golden.roles.get(name, "tensor"),
+            labels=golden.labels,
+        )
+    return [repr(c) for c in checks]
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-7, 1e-2])
+def test_cached_view_gives_the_checks_of_a_fresh_golden_set(tabular_golden: GoldenSet, scale: float) -> None:
+    outputs = _perturbed(tabular_golden, scale) if scale else {k: v.copy() for k, v in tabular_golden.expected.items()}
+    first = _compare(tabular_golden, outputs)
+    cached = _compare(tabular_golden, outputs)  # second call: the expected outputs' view comes from the cache
+    fresh = _compare(_fresh(tabular_golden), outputs)
+    writable = {k: v.copy() for k, v in tabular_golden.expected.items()}  # writable arrays are never cached
+    uncached = _compare(GoldenSet(**{**tabular_golden.__dict__, "expected": writable}), outputs)
+    assert first == cached == fresh == uncached
+
+
+def test_replay_twice_matches_replay_of_a_fresh_golden_set(
+    tabular: ExampleArtifacts, tabular_golden: GoldenSet
+) -> None:
+    assert tabular.onnx is not None
+    runtime = load_model(tabular.onnx)
+    reports = [replay(runtime, g, batch_size=64) for g in (tabular_golden, tabular_golden, _fresh(tabular_golden))]
+    assert reports[0].ok
+    assert [repr(c) for c in reports[0].checks] == [repr(c) for c in reports[1].checks]
+    assert [repr(c) for c in reports[0].checks] == [repr(c) for c in reports[2].checks]
+
+
+@pytest.mark.parametrize("case", ["identical", "ties", "nan", "noise"])
+def test_bit_identical_shortcut_matches_the_full_computation(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    expected = rng.integers(-2, 3, size=(64, 7)).astype(np.float32)  # many ties, at the top and at the k-th place
+    expected.flags.writeable = False
+    actual = expected.copy()
+    if case == "ties":
+        actual[expected == 0] = -0.0  # equal values, different bits: the full computation runs
+    elif case == "nan":
+        actual[3, 2] = np.nan
+    elif case == "noise":
+        actual += rng.normal(scale=1e-3, size=actual.shape).astype(np.float32)
+    labels = rng.integers(0, 7, size=64)
+    tol = Tolerance(1e-5, 1e-5, {"floor_abs": 1e-6})
+
+    def run() -> list[str]:
+        return [
+            repr(c)
+            for role in ("scores", "embedding", "tensor")
+            for c in compare_output("y", actual, expected, tolerance=tol, role=role, labels=labels)
+        ]
+
+    shortcut = run()
+    monkeypatch.setattr(compare, "_bit_identical", lambda a, e: False)
+    assert run() == shortcut
+
+
+def test_topk_by_counting_matches_argpartition() -> None:
+    rng = np.random.default_rng(3)
+    for k in (2, 3, 5):
+        scores = rng.integers(0, 4, size=(500, 8)).astype(np.float64)  # ties straddling the k-th place are common
+        scores[::7, 1] = -np.inf
+        top1 = scores.argmax(axis=1)
+        reference = (np.argpartition(-scores, k - 1, axis=1)[:, :k] == top1[:, None]).any(axis=1)
+        np.testing.assert_array_equal(_topk_contained(scores, top1, k), reference)
+
+
+def test_compatibility_cache_still_rejects_a_changed_golden_set(
+    tabular: ExampleArtifacts, tabular_golden: GoldenSet
+) -> None:
+    assert tabular.onnx is not None
+    runtime = load_model(tabular.onnx)
+    assert replay(runtime, tabular_golden).ok  # caches the compatible pair
+    as64 = GoldenSet(**{**tabular_golden.__dict__, "inputs": {"x": tabular_golden.inputs["x"].astype(np.float64)}})
+    with pytest.raises(GoldenSetError, match="expects float32, the golden set holds float64"):
+        replay(runtime, as64)
+    with pytest.raises(GoldenSetError, match="expects float32, the golden set holds float64"):
+        replay(runtime, as64)  # a failure is never cached as compatible
