@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from goldwatch.errors import ArtifactError, DataError, InvalidInputError
+from goldwatch.integrity.digest import file_digest
 
 __all__ = [
     "DESCRIPTOR_NAME",
@@ -216,19 +217,11 @@ def cuda_available() -> bool:
 def digest_path(path: Path) -> str:
     """``sha256:<hex>`` of a file, or of a directory's sorted (relative path, file digest) list."""
     if path.is_file():
-        return "sha256:" + _sha256_file(path)
+        return "sha256:" + file_digest(path, "sha256")
     lines = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        lines.append(f"{file.relative_to(path).as_posix()}\0{_sha256_file(file)}\n")
+        lines.append(f"{file.relative_to(path).as_posix()}\0{file_digest(file, 'sha256')}\n")
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_model(

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from goldwatch._fs import fsync_dir, fsync_file, tmp_name
 from goldwatch.errors import RegistryError
+from goldwatch.integrity.digest import file_digest
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry._integrity_adapter import write_manifest
 
@@ -158,7 +159,7 @@ class ArtifactStore:
             target = self._object_path(digest)
             if target.exists():
                 # Reuse only an object whose bytes still match its name; else the good bytes just copied replace it.
-                if _sha256_file(target) == digest:
+                if file_digest(target, "sha256") == digest:
                     return digest, size
                 self._repair_object(tmp, target)
                 return digest, size
@@ -193,7 +194,7 @@ class ArtifactStore:
             dest = base / rel if kind == "directory" else base
             obj = self._object_path(digest)
             try:
-                if os.path.samefile(dest, obj) or _sha256_file(dest) == digest:
+                if os.path.samefile(dest, obj) or file_digest(dest, "sha256") == digest:
                     continue
             except FileNotFoundError:
                 pass
@@ -255,13 +256,6 @@ def _list_source(source: Path) -> list[tuple[str, Path]]:
         raise RegistryError("the directory holds no files", where=str(source), hint="add the model's files to it")
     return out
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _replace_with(obj: Path, dest: Path) -> None:
