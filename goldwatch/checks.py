@@ -16,6 +16,7 @@ what lets every report speak about every check.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -59,8 +60,6 @@ class Check:
         details: Mapping[str, Any] | None = None,
     ) -> Check:
         """A check that passes when ``measured`` is on the good side of ``threshold`` (NaN always fails)."""
-        import math
-
         if math.isnan(measured):
             passed = False
         else:

@@ -27,7 +27,7 @@ from goldwatch.golden_sets.calibrate import calibrate
 from goldwatch.golden_sets.format import ROLES, GoldenSet
 from goldwatch.golden_sets.inputs import load_inputs, load_labels
 from goldwatch.logs import get_logger
-from goldwatch.runtimes.base import Runtime, cuda_available, load_model, normalize_device
+from goldwatch.runtimes.base import Runtime, cuda_available, load_model, normalize_device, run_batches
 
 __all__ = ["build_golden_set", "guess_role", "run_batches"]
 
@@ -35,19 +35,6 @@ log = get_logger(__name__)
 
 ModelLike = str | os.PathLike[str] | Runtime
 MAX_SCORE_CLASSES = 1000
-
-
-def run_batches(runtime: Runtime, inputs: Mapping[str, np.ndarray], *, batch_size: int | None) -> dict[str, np.ndarray]:
-    """Run ``inputs`` through ``runtime`` in batches of ``batch_size`` samples (all at once with None)."""
-    n = next(iter(inputs.values())).shape[0]
-    if batch_size is None or batch_size >= n:
-        return runtime.run(inputs)
-    if batch_size < 1:
-        raise InvalidInputError(f"batch size must be >= 1, got {batch_size}", where="--batch-size")
-    parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, n, batch_size):
-        parts.append(runtime.run({k: v[start : start + batch_size] for k, v in inputs.items()}))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def guess_role(output: np.ndarray, labels: np.ndarray | None) -> str:

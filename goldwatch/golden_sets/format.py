@@ -88,9 +88,12 @@ class GoldenSet:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        # the approved answers never change after capture; read-only also lets replays cache what they derive
+        # the approved answers (and their labels) never change after capture; read-only also lets replays cache
+        # what they derive from them
         for array in self.expected.values():
             array.flags.writeable = False
+        if self.labels is not None:
+            self.labels.flags.writeable = False
 
     @property
     def n_samples(self) -> int:

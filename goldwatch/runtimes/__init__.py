@@ -15,6 +15,7 @@ from goldwatch.runtimes.base import (
     cuda_available,
     load_model,
     normalize_device,
+    run_batches,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "cuda_available",
     "load_model",
     "normalize_device",
+    "run_batches",
 ]

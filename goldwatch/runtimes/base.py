@@ -14,6 +14,7 @@ goldwatch.errors.DataError: test: input 'x' has shape (2, 5), the model expects 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -29,6 +30,7 @@ from goldwatch.integrity.digest import file_digest
 
 __all__ = [
     "DESCRIPTOR_NAME",
+    "BatchedRuntime",
     "DeviceUnavailableError",
     "ModelIdentity",
     "Runtime",
@@ -38,6 +40,7 @@ __all__ = [
     "digest_path",
     "load_model",
     "normalize_device",
+    "run_batches",
 ]
 
 #: A directory holding this file is a "state dict + factory" torch model (see :mod:`goldwatch.runtimes.torch`).
@@ -183,6 +186,88 @@ class Runtime(Protocol):
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+class BatchedRuntime:
+    """What goldwatch's own runtimes share: inputs are checked against the signature once per call, then every
+    batch goes straight to the library.
+
+    A golden set is run in many batches of the same arrays; checking names, dtypes and shapes once for the whole
+    set (its batch dimension is the only one that changes) instead of once per batch keeps what goldwatch adds to
+    the library's own inference time to a slice and a dict per batch. Subclasses implement :meth:`infer` (one
+    batch, already checked) and may hold a context open across batches with :meth:`batch_scope`.
+    """
+
+    signature: Signature
+    identity: ModelIdentity
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch whose inputs have been checked against the signature."""
+        raise NotImplementedError
+
+    def batch_scope(self) -> contextlib.AbstractContextManager[object]:
+        """A context entered once around all the batches of one call (e.g. torch's ``inference_mode``)."""
+        return contextlib.nullcontext()
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; inputs are checked against the signature first (a clear error instead of the library's)."""
+        self.signature.check_inputs(inputs, where=self.identity.source)
+        with self.batch_scope():
+            return self.infer(inputs)
+
+    def run_batches(self, inputs: Mapping[str, np.ndarray], *, batch_size: int | None) -> dict[str, np.ndarray]:
+        """Run ``inputs`` in batches of ``batch_size`` samples (all at once with None), checking them once."""
+        self.signature.check_inputs(inputs, where=self.identity.source)
+        n = _batch_length(inputs, batch_size, where=self.identity.source)
+        with self.batch_scope():
+            if batch_size is None or batch_size >= n:
+                return self.infer(inputs)
+            # contiguous once, so that every batch is a contiguous slice the library can take without a copy
+            whole = {k: np.ascontiguousarray(v) for k, v in inputs.items()}
+            return self.infer_batches(whole, range(0, n, batch_size), batch_size)
+
+    def infer_batches(
+        self, inputs: Mapping[str, np.ndarray], starts: range, batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """Run the checked, contiguous ``inputs`` batch by batch (inside :meth:`batch_scope`) and join the outputs.
+        Subclasses may override it with a tighter loop: on a small model, each batch's Python work is a visible share
+        of its inference time."""
+        parts = [self.infer({k: v[s : s + batch_size] for k, v in inputs.items()}) for s in starts]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _batch_length(inputs: Mapping[str, np.ndarray], batch_size: int | None, *, where: str) -> int:
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInputError(f"batch size must be >= 1, got {batch_size}", where="--batch-size")
+    lengths = {k: (v.shape[0] if v.ndim else 0) for k, v in inputs.items()}
+    if not lengths:
+        raise DataError("no inputs given", where=where, hint="pass at least one named input array")
+    if len(set(lengths.values())) > 1:
+        raise DataError(
+            f"inputs have different numbers of samples: {lengths}",
+            where=where,
+            hint="every input must hold one entry per sample along its first axis",
+        )
+    return next(iter(lengths.values()))
+
+
+def run_batches(runtime: Runtime, inputs: Mapping[str, np.ndarray], *, batch_size: int | None) -> dict[str, np.ndarray]:
+    """Run ``inputs`` through ``runtime`` in batches of ``batch_size`` samples (all at once with None).
+
+    Uses the runtime's own ``run_batches`` when it has one (goldwatch's runtimes check the inputs once, not per
+    batch); any other :class:`Runtime` is called batch by batch through ``run``.
+    """
+    batched = getattr(runtime, "run_batches", None)
+    if callable(batched):
+        result: dict[str, np.ndarray] = batched(inputs, batch_size=batch_size)
+        return result
+    n = _batch_length(inputs, batch_size, where=runtime.identity.source)
+    if batch_size is None or batch_size >= n:
+        return runtime.run(inputs)
+    parts = [
+        runtime.run({k: v[start : start + batch_size] for k, v in inputs.items()}) for start in range(0, n, batch_size)
+    ]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def normalize_device(device: str) -> str:

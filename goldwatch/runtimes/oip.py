@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 
 from goldwatch.errors import ArtifactError, DataError, InvalidInputError, ServerUnreachableError
-from goldwatch.runtimes.base import ModelIdentity, Signature, TensorSpec
+from goldwatch.runtimes.base import BatchedRuntime, ModelIdentity, Signature, TensorSpec
 
 __all__ = ["OipRuntime", "numpy_to_oip", "oip_to_numpy"]
 
@@ -67,7 +67,7 @@ def _spec(meta: Mapping[str, Any]) -> TensorSpec:
     )
 
 
-class OipRuntime:
+class OipRuntime(BatchedRuntime):
     """One model on a remote OIP v2 server. ``client`` may be given (e.g. with auth headers or a transport)."""
 
     kind = "oip"
@@ -198,8 +198,8 @@ class OipRuntime:
             )
         return {n: got[n] for n in self.signature.output_names}
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.signature.check_inputs(inputs, where=self.url)
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One checked batch as one ``/infer`` request (see :class:`BatchedRuntime` for ``run``)."""
         response = self._request("POST", self._path + "/infer", what="inference", json=self.encode(inputs))
         if response.status_code != 200:
             raise DataError(

@@ -30,6 +30,7 @@ TorchScript and export files written by goldwatch carry the same ``signature`` a
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -47,6 +48,7 @@ from goldwatch._optional import require
 from goldwatch.errors import ArtifactError, ConfigError, InvalidInputError
 from goldwatch.runtimes.base import (
     DESCRIPTOR_NAME,
+    BatchedRuntime,
     DeviceUnavailableError,
     ModelIdentity,
     Signature,
@@ -190,7 +192,7 @@ def import_factory(
     return factory
 
 
-class TorchRuntime:
+class TorchRuntime(BatchedRuntime):
     """A ``torch.nn.Module`` (scripted, exported or eager) run under ``torch.inference_mode`` on one device."""
 
     kind = "torch"
@@ -202,6 +204,10 @@ class TorchRuntime:
         self.module = module
         self.signature = signature
         self.identity = identity
+        self._input_names = signature.input_names
+        self._output_names = signature.output_names
+        self._tensor_type = self._torch.Tensor
+        self._on_cpu = self._device.type == "cpu"
 
     # -- constructors -------------------------------------------------------------------------------------------
 
@@ -364,7 +370,9 @@ class TorchRuntime:
         return Signature(inputs=tuple(specs), outputs=tuple(TensorSpec(n) for n in names))
 
     def _collect(self, result: Any) -> dict[str, np.ndarray]:
-        names = self.signature.output_names
+        names = self._output_names
+        if len(names) == 1 and type(result) is self._tensor_type:  # the common case, with the least work per batch
+            return {names[0]: _host_array(result)}
         if isinstance(result, Mapping):
             values = [result[n] for n in names if n in result]
         elif isinstance(result, (tuple, list)):
@@ -377,18 +385,37 @@ class TorchRuntime:
                 where=self.identity.source,
                 hint=f"save the model with a {SIGNATURE_EXTRA_FILE} extra file naming every output",
             )
-        return {n: v.detach().to("cpu").numpy() for n, v in zip(names, values)}
+        return {n: _host_array(v) for n, v in zip(names, values)}
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch under ``inference_mode``; outputs come back as numpy arrays on the host."""
-        self.signature.check_inputs(inputs, where=self.identity.source)
-        torch = self._torch
-        with torch.inference_mode():
-            args = [
-                torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self._device) for n in self.signature.input_names
-            ]
-            result = self.module(*args)
-            return self._collect(result)
+    def batch_scope(self) -> contextlib.AbstractContextManager[object]:
+        """``inference_mode``, entered once for all the batches of a call."""
+        return self._torch.inference_mode()
+
+    def infer_batches(
+        self, inputs: Mapping[str, np.ndarray], starts: range, batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """The batch loop with little but the module call in it (inputs checked and contiguous; inside
+        ``inference_mode``)."""
+        module, collect = self.module, self._collect
+        if self._on_cpu:  # numpy slices shared as tensors: cheaper per batch than slicing a tensor
+            from_numpy, arrays = self._torch.from_numpy, [inputs[n] for n in self._input_names]
+            if len(arrays) == 1:  # the common case, without a list per batch
+                (x,) = arrays
+                parts = [collect(module(from_numpy(x[s : s + batch_size]))) for s in starts]
+            else:
+                parts = [collect(module(*[from_numpy(a[s : s + batch_size]) for a in arrays])) for s in starts]
+        else:  # one host-to-device copy of everything, then slices on the device
+            tensors = [self._torch.from_numpy(inputs[n]).to(self._device) for n in self._input_names]
+            parts = [collect(module(*[t[s : s + batch_size] for t in tensors])) for s in starts]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One checked batch (inside :meth:`batch_scope`); outputs come back as numpy arrays on the host."""
+        from_numpy = self._torch.from_numpy
+        args = [from_numpy(np.ascontiguousarray(inputs[n])) for n in self._input_names]
+        if not self._on_cpu:
+            args = [a.to(self._device) for a in args]
+        return self._collect(self.module(*args))
 
     def close(self) -> None:
         self.module = None
@@ -397,6 +424,20 @@ class TorchRuntime:
 
     def __repr__(self) -> str:
         return f"TorchRuntime({self.identity.source!r}, kind={self.identity.kind!r}, device={self.device!r})"
+
+
+def _host_array(tensor: Any) -> np.ndarray:
+    """A tensor as a numpy array on the host; a CPU tensor is shared, not copied.
+
+    The common case is tried first: reading a tensor's ``device`` or ``requires_grad`` costs microseconds per batch
+    (a measurable share of a small model's inference), while ``numpy()`` itself refuses what it cannot share: a GPU
+    tensor (TypeError) or one that requires grad (RuntimeError).
+    """
+    try:
+        array: np.ndarray = tensor.numpy()
+    except (TypeError, RuntimeError):
+        array = tensor.detach().cpu().numpy()
+    return array
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:

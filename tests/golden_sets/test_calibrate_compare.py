@@ -89,7 +89,9 @@ def test_top1_flip_fails_but_near_ties_are_excused() -> None:
     s = _statuses(checks)
     assert s["top1_agreement"] == "fail"
     assert s["label_accuracy"] == "fail"
-    assert s["cosine"] == "fail"
+    assert "cosine" not in s  # class scores: top-1/top-k and the errors judge them, not a cosine of logits
+    as_embedding = _statuses(compare_output("y", flipped, e, tolerance=tol, role="embedding", drift_alpha=None))
+    assert as_embedding["cosine"] == "fail"
     top1 = next(c for c in checks if c.name.endswith("top1_agreement"))
     assert top1.details["ambiguous_samples"] == 1
     assert top1.details["changed_samples"] >= 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from goldwatch.errors import GoldenSetError
 from goldwatch.examples import ExampleArtifacts
@@ -61,10 +63,25 @@ def test_replay_twice_matches_replay_of_a_fresh_golden_set(
     assert [repr(c) for c in reports[0].checks] == [repr(c) for c in reports[2].checks]
 
 
-@pytest.mark.parametrize("case", ["identical", "ties", "nan", "noise"])
-def test_bit_identical_shortcut_matches_the_full_computation(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _all_roles(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, labels: np.ndarray) -> list[str]:
+    return [
+        repr(c)
+        for role in ("scores", "embedding", "tensor")
+        for c in compare_output("y", actual, expected, tolerance=tol, role=role, labels=labels)
+    ]
+
+
+def _full_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No shortcut at all: no bit-identical shortcut, no cached checks, no error or top-1 bounds."""
+    monkeypatch.setattr(compare, "_bit_identical", lambda a, e: False)
+    monkeypatch.setattr(compare, "_SHORTCUTS", False)
+
+
+@pytest.mark.parametrize("case", ["identical", "ties", "nan", "noise", "tiny_noise", "flips"])
+def test_shortcuts_match_the_full_computation(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     expected = rng.integers(-2, 3, size=(64, 7)).astype(np.float32)  # many ties, at the top and at the k-th place
+    expected[:32] += rng.normal(scale=1e-3, size=(32, 7)).astype(np.float32)  # and margins of every size
     expected.flags.writeable = False
     actual = expected.copy()
     if case == "ties":
@@ -73,19 +90,45 @@ def test_bit_identical_shortcut_matches_the_full_computation(case: str, monkeypa
         actual[3, 2] = np.nan
     elif case == "noise":
         actual += rng.normal(scale=1e-3, size=actual.shape).astype(np.float32)
+    elif case == "tiny_noise":  # within tolerance: the top-1 bound decides most samples, ranking the rest
+        actual += rng.normal(scale=2e-6, size=actual.shape).astype(np.float32)
+    elif case == "flips":  # within tolerance, yet near-ties swap places
+        actual[expected == expected.max(axis=1, keepdims=True)] -= np.float32(4e-6)
     labels = rng.integers(0, 7, size=64)
+    labels.flags.writeable = False
     tol = Tolerance(1e-5, 1e-5, {"floor_abs": 1e-6})
+    shortcut = _all_roles(actual, expected, tol, labels)
+    again = _all_roles(actual, expected, tol, labels)  # cached checks for bit-identical answers
+    _full_computation(monkeypatch)
+    assert _all_roles(actual, expected, tol, labels) == shortcut == again
 
-    def run() -> list[str]:
-        return [
-            repr(c)
-            for role in ("scores", "embedding", "tensor")
-            for c in compare_output("y", actual, expected, tolerance=tol, role=role, labels=labels)
-        ]
 
-    shortcut = run()
-    monkeypatch.setattr(compare, "_bit_identical", lambda a, e: False)
-    assert run() == shortcut
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    classes=st.integers(2, 9),
+    noise=st.sampled_from([0.0, 1e-9, 1e-7, 1e-6, 1e-5, 1e-3]),
+    levels=st.integers(2, 6),
+    dtype=st.sampled_from(["float32", "float64", "int32"]),
+)
+def test_shortcuts_match_the_full_computation_on_random_scores(
+    seed: int, classes: int, noise: float, levels: int, dtype: str
+) -> None:
+    """Coarse integer scores (ties everywhere) plus noise around the tolerance: every number must agree."""
+    rng = np.random.default_rng(seed)
+    expected = (rng.integers(0, levels, size=(40, classes)) + rng.normal(scale=1e-5, size=(40, classes)) *
+                rng.integers(0, 2, size=(40, 1))).astype(dtype)
+    expected.flags.writeable = False
+    if dtype == "int32":  # integer answers: an "error" is a whole unit
+        actual = expected + (rng.random(expected.shape) < noise * 1e4).astype(np.int32)
+    else:
+        actual = (expected + rng.normal(scale=noise, size=expected.shape)).astype(dtype) if noise else expected.copy()
+    labels = rng.integers(0, classes, size=40)
+    tol = Tolerance(1e-5, 1e-4, {"floor_abs": 1e-6})
+    shortcut = _all_roles(actual, expected, tol, labels)
+    with pytest.MonkeyPatch.context() as mp:
+        _full_computation(mp)
+        assert _all_roles(actual, expected, tol, labels) == shortcut
 
 
 def test_topk_by_counting_matches_argpartition() -> None:
