@@ -55,3 +55,33 @@ def test_golden_replay_rejects_a_wrong_backup(tmp_path: Path) -> None:
     assert reg.get("m", "2").state == "quarantined"
     assert reg.check("m", golden=True).checks[0].status == "fail"  # nothing left behind v1
     reg.close()
+
+
+def test_a_golden_set_edited_in_the_store_vouches_for_nothing(tmp_path: Path) -> None:
+    """Loosening the stored tolerances would let a wrong backup pass its replay: the edit is found, nothing passes."""
+    import json
+
+    from goldwatch.golden_sets import build_golden_set
+
+    m1 = _matmul_model(tmp_path / "v1" / "model.onnx", 1)
+    m2 = _matmul_model(tmp_path / "v2" / "model.onnx", 2)
+    m3 = _matmul_model(tmp_path / "v3" / "model.onnx", 3)
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    golden = tmp_path / "golden-v1"
+    build_golden_set(m1, {"x": x}, golden, repeats=2)
+    reg = Registry.open(tmp_path / "reg", serving={"m": Serving(make_pointer("current-link", tmp_path / "serve"))})
+    for art in (m1, m2, m3):
+        reg.promote("m", reg.add("m", art, golden=[golden]).version, reason="release")
+    stored = Path(reg.get("m", "2").golden[0]) / "golden.json"
+    manifest = json.loads(stored.read_text())
+    for output in manifest["outputs"].values():
+        output["tolerance"].update(atol=1e30, rtol=1e30)  # v2's wrong answers would now be "within tolerance"
+    stored.unlink()  # stored files are read-only hard links: an edit replaces the file
+    stored.write_text(json.dumps(manifest))
+    result = reg.rollback("m", reason="v3 bad", golden=True)
+    assert result.to_version is None
+    assert not result.ok
+    assert [(s.version, s.quarantined) for s in result.skipped] == [("2", False), ("1", False)]
+    assert all("cannot be trusted: its files no longer match" in s.reason for s in result.skipped)
+    assert reg.get("m", "2").state == "known-good"  # the evidence is bad, not the model: nothing quarantined
+    reg.close()

@@ -42,6 +42,7 @@ from goldwatch.watchdog.registry.models import (
     RollbackResult,
     SkippedVersion,
 )
+from goldwatch.watchdog.registry.store import stored_tree_problem
 
 if TYPE_CHECKING:
     from goldwatch.watchdog.registry.core import Registry
@@ -60,6 +61,10 @@ def replay_golden_sets(mv: ModelVersion) -> tuple[bool | None, str]:
     from goldwatch.golden_sets import replay
 
     for golden in mv.golden:
+        # the approved answers and tolerances must be the ones stored: an edited golden set proves nothing
+        problem = stored_tree_problem(Path(golden))
+        if problem:
+            return None, f"golden set {golden} cannot be trusted: {problem}"
         try:
             report = replay(mv.path, golden)
         except Exception as exc:  # a runtime's own error types vary; any of them means "could not replay"

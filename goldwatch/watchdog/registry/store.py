@@ -44,7 +44,7 @@ from goldwatch.integrity.digest import file_digest
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry._integrity_adapter import write_manifest
 
-__all__ = ["ArtifactStore", "StoredArtifact"]
+__all__ = ["ArtifactStore", "StoredArtifact", "stored_tree_problem"]
 
 log = get_logger(__name__)
 
@@ -109,8 +109,7 @@ class ArtifactStore:
             digest, size = self._put_object(path)
             entries.append((rel, digest, size))
         kind = "file" if source.is_file() else "directory"
-        listing = json.dumps([source.name, kind, sorted(entries)], separators=(",", ":")).encode()
-        tree = hashlib.sha256(listing).hexdigest()
+        tree = _tree_digest(source, entries)
         final = trees / tree
         if not final.exists():
             staging = self.tmp / tmp_name("tree")
@@ -231,6 +230,34 @@ class ArtifactStore:
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+
+
+def _tree_digest(source: Path, entries: list[tuple[str, str, int]]) -> str:
+    """The tree digest of ``source`` (its name, file or directory, and every (relative path, SHA-256, size))."""
+    kind = "file" if source.is_file() else "directory"
+    listing = json.dumps([source.name, kind, sorted(entries)], separators=(",", ":")).encode()
+    return hashlib.sha256(listing).hexdigest()
+
+
+def stored_tree_problem(path: Path) -> str | None:
+    """Why the stored tree at ``<trees>/<tree digest>/<name>`` no longer holds what its digest names, or None.
+
+    Every file is re-hashed: a golden set edited in the store (its tolerances loosened, an expected answer replaced,
+    a file added or removed) would otherwise go on vouching for a model version. Paths that are not in that
+    ``<64 hex digits>/<name>`` layout (golden sets recorded by path in older registries) give None: nothing names
+    what they should contain.
+    """
+    expected = path.parent.name
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        return None
+    try:
+        entries = [(rel, file_digest(p, "sha256"), p.stat().st_size) for rel, p in _list_source(path)]
+    except (RegistryError, OSError) as exc:
+        return f"cannot read the stored tree: {exc}"
+    actual = _tree_digest(path, entries)
+    if actual != expected:
+        return f"its files no longer match the digest it was stored under ({expected[:12]}..., now {actual[:12]}...)"
+    return None
 
 
 def _list_source(source: Path) -> list[tuple[str, Path]]:
