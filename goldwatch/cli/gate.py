@@ -28,7 +28,7 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--candidate", required=True, metavar="MODEL",
               help="Model to gate: .onnx, .pt, .pt2, a goldwatch-model.json folder or an OIP v2 URL.")
 @click.option("--golden", "golden", multiple=True, required=True, metavar="DIR",
-              help="Golden set folder to replay (repeatable).")
+              help="Golden set folder to replay (repeatable); DIR@sha256:HEX also pins its digest.")
 @click.option("--baseline", metavar="MODEL", help="Model to compare with (e.g. the one in production).")
 @click.option("--baseline-registry", metavar="NAME",
               help="Compare with NAME's newest known-good version in the registry.")

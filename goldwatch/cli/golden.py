@@ -74,6 +74,7 @@ def build(
         emit_json(golden_set)
         return
     click.echo(f"golden set: {out} ({golden_set.n_samples} samples, model {golden_set.model.source})")
+    click.echo(f"  digest {golden_set.digest} (pin it: goldwatch golden replay --golden-digest ...)")
     for name, tol in golden_set.tolerances.items():
         d = tol.derivation
         click.echo(
@@ -86,13 +87,16 @@ def build(
 @golden.command("replay")
 @click.option("--model", "model", required=True, help="Model file/directory or OIP v2 URL to check.")
 @click.option("--golden", "golden_dir", required=True, type=click.Path(file_okay=False), help="Golden set directory.")
+@click.option("--golden-digest", default=None, metavar="sha256:HEX",
+              help="Refuse the golden set unless its manifest has this digest (printed by golden build).")
 @DEVICE
 @click.option("--cross-device", is_flag=True, help="Also replay on the other device (CUDA) and compare the two.")
 @BATCH
 @json_option
 @guarded
 def replay_cmd(
-    model: str, golden_dir: str, device: str, cross_device: bool, batch_size: int | None, as_json: bool
+    model: str, golden_dir: str, golden_digest: str | None, device: str, cross_device: bool, batch_size: int | None,
+    as_json: bool,
 ) -> None:
     """Replay a golden set through MODEL. Exit 0 if every answer is within tolerance, 1 if not, 2 on error."""
     from goldwatch.golden_sets import replay
@@ -104,7 +108,7 @@ def replay_cmd(
         report = replay(
             model, golden_dir, device=device, cross_device=cross_device,
             batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
-            min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None,
+            min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None, golden_digest=golden_digest,
         )
     if as_json:
         emit_json(report)

@@ -12,6 +12,12 @@ Layout::
 Loading checks every data file's sha256 before reading it and reads with ``allow_pickle=False``; a tampered,
 truncated or foreign file is a :class:`~goldwatch.errors.GoldenSetError` naming the file. Saving writes a
 temporary directory beside the target and renames it into place, so a crash never leaves half a golden set.
+
+The golden set's own digest, ``sha256:`` of the exact ``golden.json`` bytes, pins all of it: the manifest holds the
+tolerances and the sha256 of every data file. ``goldwatch golden build`` prints it; pin it where the golden set is
+used (``GoldenSet.load(path, expected_digest=...)``, ``goldwatch golden replay --golden-digest``) and a loosened
+tolerance or a replaced answer is refused -- something the data files' digests alone cannot catch, since whoever
+edits the manifest can edit the digests in it too.
 """
 
 from __future__ import annotations
@@ -29,10 +35,10 @@ from typing import Any, Literal
 import numpy as np
 
 from goldwatch._fs import atomic_dir
-from goldwatch.errors import GoldenSetError, StateError
+from goldwatch.errors import GoldenSetError, InvalidInputError, StateError
 from goldwatch.runtimes.base import ModelIdentity, Signature
 
-__all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance"]
+__all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance", "check_digest_spelling"]
 
 FORMAT = "goldwatch-golden-set"
 SCHEMA_VERSION = 1
@@ -86,6 +92,8 @@ class GoldenSet:
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: Path | None = None
     schema_version: int = SCHEMA_VERSION
+    #: ``sha256:<hex>`` of the golden.json it was saved as or loaded from; None for one never written
+    digest: str | None = None
 
     def __post_init__(self) -> None:
         # the approved answers (and their labels) never change after capture; read-only also lets replays cache
@@ -109,7 +117,8 @@ class GoldenSet:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON summary (the manifest without file digests); the arrays are not included."""
-        return {k: v for k, v in self.manifest(files={}).items() if k != "files"} | {"path": self.path}
+        summary = {k: v for k, v in self.manifest(files={}).items() if k != "files"}
+        return summary | {"path": self.path, "digest": self.digest}
 
     # -- manifest ---------------------------------------------------------------------------------------------
 
@@ -148,30 +157,45 @@ class GoldenSet:
             raise GoldenSetError("the output path is a file, not a directory", where=str(target))
         files = self._data_files()
         digests = {name: _sha256(data) for name, data in files.items()}
+        manifest = (json.dumps(_jsonable(self.manifest(files=digests)), indent=2, allow_nan=False) + "\n").encode()
         with atomic_dir(target, overwrite=overwrite, make_parents=True) as tmp:
             for name, data in files.items():
                 (tmp / name).write_bytes(data)
-            (tmp / MANIFEST_NAME).write_text(
-                json.dumps(_jsonable(self.manifest(files=digests)), indent=2, allow_nan=False) + "\n"
-            )
+            (tmp / MANIFEST_NAME).write_bytes(manifest)
         self.path = target
+        self.digest = "sha256:" + _sha256(manifest)
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> GoldenSet:
-        """Read and verify the golden set in directory ``path``."""
+    def load(cls, path: str | os.PathLike[str], *, expected_digest: str | None = None) -> GoldenSet:
+        """Read and verify the golden set in directory ``path``; with ``expected_digest`` (``sha256:<hex>``, as
+        printed when it was built) refuse one whose manifest differs from the pinned one."""
         root = Path(path)
         manifest_path = root / MANIFEST_NAME
         where = str(manifest_path)
+        if expected_digest is not None:
+            expected_digest = check_digest_spelling(expected_digest)
         if not root.is_dir():
             raise GoldenSetError("golden set directory not found", where=str(root), hint="pass a golden set folder")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            raw = manifest_path.read_bytes()
         except FileNotFoundError:
             raise GoldenSetError(
                 f"no {MANIFEST_NAME} here: not a golden set", where=str(root), hint="build one: goldwatch golden build"
             ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
+            raise GoldenSetError(f"unreadable manifest ({exc})", where=where) from None
+        digest = "sha256:" + _sha256(raw)
+        if expected_digest is not None and digest != expected_digest:
+            raise GoldenSetError(
+                f"golden set digest mismatch: pinned {expected_digest[:19]}..., found {digest[:19]}... "
+                "(its tolerances, answers or inputs are not the approved ones)",
+                where=where,
+                hint="restore the golden set from a trusted copy, or pin the digest of a golden set you approved",
+            )
+        try:
+            manifest = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise GoldenSetError(f"unreadable manifest ({exc})", where=where) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise GoldenSetError(f"not a golden set manifest (format must be {FORMAT!r})", where=where)
@@ -214,6 +238,7 @@ class GoldenSet:
             provenance=dict(manifest.get("provenance") or {}),
             path=root,
             schema_version=version,
+            digest=digest,
         )
         golden._validate(where=str(root))
         return golden
@@ -240,6 +265,25 @@ class GoldenSet:
             sizes["labels"] = self.labels.shape[0] if self.labels.ndim == 1 else -1
         if len(set(sizes.values())) != 1 or -1 in sizes.values() or 0 in sizes.values():
             raise GoldenSetError(f"arrays disagree on the number of samples: {sizes}", where=where)
+
+
+def check_digest_spelling(digest: str) -> str:
+    """``digest`` if it is spelled ``sha256:`` + 64 lowercase hex digits (a bare hex digest gets the prefix).
+
+    >>> check_digest_spelling("AB" * 32)[:11]
+    'sha256:abab'
+    """
+    value = digest.strip().lower()
+    if not value.startswith("sha256:"):
+        value = "sha256:" + value
+    hexpart = value.removeprefix("sha256:")
+    if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise InvalidInputError(
+            f"not a golden set digest: {digest!r}",
+            where="--golden-digest",
+            hint="use the sha256:<64 hex digits> printed by goldwatch golden build",
+        )
+    return value
 
 
 def _read_npz(path: Path, digest: str) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ from goldwatch.errors import GoldenSetError
 from goldwatch.golden_sets.build import ModelLike, run_batches
 from goldwatch.golden_sets.calibrate import errors
 from goldwatch.golden_sets.compare import compare_output
-from goldwatch.golden_sets.format import GoldenSet
+from goldwatch.golden_sets.format import GoldenSet, check_digest_spelling
 from goldwatch.runtimes.base import (
     ModelIdentity,
     Runtime,
@@ -66,6 +66,7 @@ class ReplayReport:
     duration_s: float
     same_model_digest: bool | None
     device_outputs: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    golden_digest: str | None = None  # sha256 of the golden set's manifest (see goldwatch.golden_sets.format)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,7 @@ class ReplayReport:
             "device": self.device,
             "model": self.model.to_dict(),
             "golden": self.golden,
+            "golden_digest": self.golden_digest,
             "n_samples": self.n_samples,
             "same_model_digest": self.same_model_digest,
             "inference_s": self.inference_s,
@@ -206,11 +208,24 @@ def replay(
     min_top1_agreement: float = 1.0,
     min_cosine: float = 0.9999,
     drift_alpha: float | None = 0.01,
+    golden_digest: str | None = None,
 ) -> ReplayReport:
-    """Replay ``golden`` through the model; see the module docstring. A given runtime keeps its own device."""
+    """Replay ``golden`` through the model; see the module docstring. A given runtime keeps its own device.
+
+    ``golden_digest`` pins the golden set (``sha256:<hex>``, printed when it was built): one whose manifest --
+    tolerances, answers, inputs -- differs is refused with a :class:`GoldenSetError` before anything runs.
+    """
     started = time.perf_counter()
     if not isinstance(golden, GoldenSet):
-        golden = GoldenSet.load(golden)
+        golden = GoldenSet.load(golden, expected_digest=golden_digest)
+    elif golden_digest is not None and golden.digest != check_digest_spelling(golden_digest):
+        raise GoldenSetError(
+            f"golden set digest mismatch: pinned {golden_digest}, the golden set given has {golden.digest}",
+            where=str(golden.path or "<in-memory golden set>"),
+            hint="an in-memory golden set has a digest only once saved or loaded: pass its path instead"
+            if golden.digest is None
+            else "restore the golden set from a trusted copy, or pin the digest of a golden set you approved",
+        )
     options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha}
     is_spec = isinstance(model_or_runtime, (str, os.PathLike))
     runtime: Runtime = (
@@ -245,6 +260,7 @@ def replay(
         duration_s=time.perf_counter() - started,
         same_model_digest=None if not (digest and runtime.identity.digest) else digest == runtime.identity.digest,
         device_outputs=device_outputs,
+        golden_digest=golden.digest,
     )
 
 

@@ -209,3 +209,25 @@ def test_promote_without_a_model_name_is_an_error(world: GateWorld, tmp_path: Pa
     assert result.exit_code == 2
     assert "--promote needs a registry and a model name" in result.stderr
     assert junit_counts(tmp_path / "j.xml")[2] == 1
+
+
+def test_a_pinned_golden_digest_gates_the_golden_set_too(world: GateWorld, tmp_path: Path) -> None:
+    import shutil
+
+    from goldwatch.golden_sets import GoldenSet
+
+    golden = Path(shutil.copytree(world.golden, tmp_path / "golden"))
+    digest = GoldenSet.load(golden).digest
+    assert digest is not None
+    ok = gate("--candidate", world.candidate, "--golden", f"{golden}@{digest}", "--baseline", world.same)
+    assert ok.exit_code == 0, ok.output
+    manifest = json.loads((golden / "golden.json").read_text())
+    for output in manifest["outputs"].values():
+        output["tolerance"]["atol"] = 1e30
+    (golden / "golden.json").write_text(json.dumps(manifest))
+    refused = gate("--candidate", world.candidate, "--golden", f"{golden}@{digest}", "--baseline", world.same,
+                   "--json", str(tmp_path / "gate.json"))
+    assert refused.exit_code == 2, refused.output
+    assert "golden set digest mismatch" in refused.output
+    data = json.loads((tmp_path / "gate.json").read_text())
+    assert (data["verdict"], data["exit_code"]) == ("error", 2)

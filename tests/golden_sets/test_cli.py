@@ -98,3 +98,49 @@ def test_example_command_writes_everything_and_replays(tmp_path: Path) -> None:
     assert set(info["example"]["models"]) == {"onnx", "torchscript", "state_dict"}
     again = invoke("golden", "replay", "--model", info["example"]["models"]["torchscript"], "--golden", info["golden"])
     assert again.exit_code == 0, again.output
+
+
+def test_a_pinned_digest_refuses_a_loosened_golden_set(tabular: ExampleArtifacts, tmp_path: Path) -> None:
+    """Editing the manifest (and nothing else) would let a wrong model pass; pinning the digest refuses it."""
+    out = tmp_path / "g"
+    built = invoke("golden", "build", "--model", str(tabular.onnx), "--inputs", str(tabular.inputs), "--out", str(out),
+                   "--repeats", "2", "--json")
+    assert built.exit_code == 0, built.output
+    digest = json.loads(built.stdout)["digest"]
+    assert digest.startswith("sha256:")
+    assert len(digest) == len("sha256:") + 64
+    assert GoldenSet.load(out).digest == digest
+    human = invoke("golden", "build", "--model", str(tabular.onnx), "--inputs", str(tabular.inputs),
+                   "--out", str(tmp_path / "g2"), "--repeats", "2")
+    assert f"digest {GoldenSet.load(tmp_path / 'g2').digest}" in human.output
+
+    model = str(tabular.models["torchscript"])
+    pinned = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest, "--json")
+    assert pinned.exit_code == 0, pinned.output
+    assert json.loads(pinned.stdout)["golden_digest"] == digest
+    bare_hex = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest[7:].upper())
+    assert bare_hex.exit_code == 0, bare_hex.output
+
+    manifest = json.loads((out / "golden.json").read_text())
+    manifest["outputs"]["logits"]["tolerance"].update(atol=1e30, rtol=1e30)
+    (out / "golden.json").write_text(json.dumps(manifest, indent=2))
+    unpinned = invoke("golden", "replay", "--model", model, "--golden", str(out))
+    assert unpinned.exit_code == 0  # the data files still match their digests: only the pin can tell
+    refused = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest)
+    assert refused.exit_code == 2
+    assert refused.output.strip().count("\n") == 0
+    assert "golden set digest mismatch" in refused.output
+    assert "golden.json" in refused.output
+    malformed = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", "sha256:abc")
+    assert malformed.exit_code == 2
+    assert "not a golden set digest: 'sha256:abc'" in malformed.output
+
+
+def test_in_memory_golden_set_cannot_match_a_pin(tabular: ExampleArtifacts) -> None:
+    from goldwatch.errors import GoldenSetError
+    from goldwatch.golden_sets import build_golden_set, replay
+
+    in_memory = build_golden_set(tabular.onnx, tabular.inputs, None, repeats=1)  # type: ignore[arg-type]
+    assert in_memory.digest is None
+    with pytest.raises(GoldenSetError, match="has a digest only once saved or loaded"):
+        replay(tabular.onnx, in_memory, golden_digest="sha256:" + "0" * 64)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ change in another area is fixed here. Each import is lazy: ``import goldwatch.wa
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,15 @@ class GoldenView:
         return None if tol is None else float(tol.atol)
 
 
-def load_golden(path: Path) -> GoldenView:
-    """Load a golden set folder (GoldenSetError when malformed or tampered with)."""
+def load_golden(spec: str | os.PathLike[str]) -> GoldenView:
+    """Load a golden set folder, ``DIR`` or ``DIR@sha256:HEX`` to pin its digest (GoldenSetError when malformed,
+    tampered with, or not the pinned one)."""
     from goldwatch.golden_sets import GoldenSet
 
-    golden = GoldenSet.load(path)
+    text = os.fspath(spec)
+    folder, pinned, digest = text.rpartition("@sha256:")
+    path = Path(folder if pinned else text)
+    golden = GoldenSet.load(path, expected_digest="sha256:" + digest if pinned else None)
     return GoldenView(
         name=path.resolve().name or str(path),
         path=path,

@@ -382,7 +382,7 @@ def run_gate(
             raise InvalidInputError("no golden set given", where="--golden", hint="pass --golden DIR (repeatable)")
         devices, skipped = resolve_devices(device)
         run.checks.extend(skipped)
-        goldens = _unique_names([areas.load_golden(Path(g)) for g in golden])
+        goldens = _unique_names([areas.load_golden(g) for g in golden])
         base_spec: str | os.PathLike[str] | None = baseline
         if baseline_registry is not None:
             if root is None:
