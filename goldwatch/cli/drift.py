@@ -11,7 +11,8 @@ from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("current", type=click.Path(dir_okay=False))
 @click.option("--test", "test_name", default=None,
-              help="Detector: ks, cvm, anderson, chi2, wasserstein, psi, js, hellinger, kl (default: config, ks).")
+              help="Detector: ks, cvm, anderson, chi2, wasserstein, psi, js, hellinger, kl (each feature), or mmd "
+                   "(whole rows: sees joint changes such as a flipped correlation) (default: config, ks).")
 @click.option("--alpha", type=float, default=None, help="Significance level after correction (default: config, 0.05).")
 @click.option("--correction", type=click.Choice(["bonferroni", "bh", "none"]), default=None,
               help="Multiple-testing correction across features (default: config, bonferroni).")
@@ -21,7 +22,10 @@ from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
 @click.option("--key", default=None, metavar="NAME",
               help="Array to read from an .npz holding several (REFERENCE and CURRENT alike; other types ignore it).")
 @click.option("--nan-policy", type=click.Choice(["raise", "omit"]), default=None,
-              help="NaN/inf: refuse (raise) or drop per feature (omit) (default: config, raise).")
+              help="NaN/inf: refuse (raise) or drop per feature (omit; mmd drops whole rows) (default: config, raise).")
+@click.option("--permutations", type=click.IntRange(min=1), default=200, show_default=True,
+              help="mmd: permutations for the p-value.")
+@click.option("--seed", type=int, default=0, show_default=True, help="mmd: seed of the permutations.")
 @json_option
 @guarded
 def drift(
@@ -34,6 +38,8 @@ def drift(
     threshold: float | None,
     nan_policy: str | None,
     key: str | None,
+    permutations: int,
+    seed: int,
     as_json: bool,
 ) -> None:
     """Test CURRENT against REFERENCE (.npy, .npz, .csv or .parquet; rows are samples, columns features).
@@ -55,10 +61,16 @@ def drift(
             floor = float(min_effect)
         except ValueError:
             raise DataError(f"expected a number or 'auto', got {min_effect!r}", where="--min-effect") from None
+    test = test_name or cfg.test
+    if test == "mmd":
+        _mmd(load_table(reference, key=key), load_table(current, key=key),
+             alpha=alpha if alpha is not None else cfg.p_threshold, nan_policy=nan_policy or cfg.nan_policy,
+             permutations=permutations, seed=seed, as_json=as_json)
+        return
     report = detect_drift(
         load_table(reference, key=key),
         load_table(current, key=key),
-        test=test_name or cfg.test,
+        test=test,
         alpha=alpha if alpha is not None else cfg.p_threshold,
         correction=correction or cfg.correction,  # type: ignore[arg-type]
         min_effect=floor,  # type: ignore[arg-type]
@@ -74,3 +86,39 @@ def drift(
                 click.echo(f"DRIFT  {check.name}: {check.summary}")
         click.echo(f"{'DRIFT' if report.drifted else 'OK'}  {checks[-1].summary}")
     finish(not report.drifted)
+
+
+def _mmd(reference: object, current: object, *, alpha: float, nan_policy: str, permutations: int, seed: int,
+         as_json: bool) -> None:
+    """The multivariate test: one verdict for whole rows (a permutation p-value; no per-feature correction)."""
+    import numpy as np
+
+    from goldwatch.detectors._validation import as_samples, check_pair
+    from goldwatch.detectors.mmd import mmd_test
+    from goldwatch.errors import DataError
+
+    ref = as_samples(reference, name="reference", numeric=True)
+    cur = as_samples(current, name="current", numeric=True)
+    check_pair(ref, cur)
+    dropped = {}
+    for name, rows in (("reference", ref), ("current", cur)):
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            if nan_policy == "raise":
+                raise DataError(
+                    f"{int((~finite).sum())} row(s) with NaN/inf", where=name,
+                    hint="clean the data, or pass --nan-policy omit to drop those rows",
+                )
+            dropped[name] = int((~finite).sum())
+    if dropped:
+        ref = ref[np.isfinite(ref).all(axis=1)]
+        cur = cur[np.isfinite(cur).all(axis=1)]
+    result = mmd_test(ref, cur, n_permutations=permutations, alpha=alpha, seed=seed)
+    if as_json:
+        emit_json({"test": "mmd", "drifted": result.drifted, "result": result, "dropped_rows": dropped})
+    else:
+        check = result.to_checks()[0]
+        click.echo(f"{'DRIFT' if result.drifted else 'OK'}  {check.summary} "
+                   f"({result.n_reference} vs {result.n_current} rows, {ref.shape[1]} features"
+                   + (f"; dropped rows with NaN/inf: {dropped}" if dropped else "") + ")")
+    finish(not result.drifted)

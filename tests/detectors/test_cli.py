@@ -146,3 +146,41 @@ def test_missing_key_exits_2_listing_the_arrays_present(files) -> None:
     assert len(lines) == 1
     assert "two.npz: no array named 'nope' (found ['a', 'b'])" in lines[0]
     assert "name one of the arrays it holds: a, b" in lines[0]
+
+
+def test_mmd_sees_a_flipped_correlation_that_per_feature_tests_miss(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "ref.npy", rng.normal(size=(400, 2)))
+    np.save(tmp_path / "same.npy", rng.normal(size=(400, 2)))
+    np.save(tmp_path / "corr.npy", rng.multivariate_normal([0, 0], [[1.0, 0.9], [0.9, 1.0]], size=400))
+    ref, corr = str(tmp_path / "ref.npy"), str(tmp_path / "corr.npy")
+    assert invoke(ref, corr).exit_code == 0  # the marginals did not move: KS per feature sees nothing
+    res = invoke(ref, corr, "--test", "mmd", "--permutations", "100")
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("DRIFT  MMD^2 ")
+    assert "400 vs 400 rows, 2 features" in res.output
+    same = invoke(ref, str(tmp_path / "same.npy"), "--test", "mmd", "--permutations", "100", "--json")
+    assert same.exit_code == 0, same.output
+    data = json.loads(same.output)
+    assert (data["test"], data["drifted"], data["result"]["n_permutations"]) == ("mmd", False, 100)
+    assert data["result"]["pvalue"] >= 0.05
+
+
+def test_mmd_nan_rows_are_refused_or_dropped(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "ref.npy", rng.normal(size=(100, 2)))
+    cur = rng.normal(size=(100, 2))
+    cur[[3, 7], 1] = np.nan
+    np.save(tmp_path / "cur.npy", cur)
+    args = [str(tmp_path / "ref.npy"), str(tmp_path / "cur.npy"), "--test", "mmd", "--permutations", "50"]
+    refused = invoke(*args)
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        "goldwatch: error: current: 2 row(s) with NaN/inf (fix: clean the data, or pass --nan-policy omit to drop "
+        "those rows)"
+    )
+    dropped = invoke(*args, "--nan-policy", "omit", "--json")
+    assert dropped.exit_code in (0, 1), dropped.output
+    data = json.loads(dropped.output)
+    assert data["dropped_rows"] == {"current": 2}
+    assert data["result"]["n_current"] == 98
