@@ -77,6 +77,8 @@ TRUSTED_FACTORIES_ENV = "GOLDWATCH_TRUSTED_FACTORIES"
 BUILTIN_TRUSTED_FACTORIES: tuple[str, ...] = ("goldwatch.examples.models",)
 
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+#: inputs up to this size go to the GPU in one copy before the batches (larger ones: a copy per batch)
+_WHOLE_TRANSFER_BYTES = 256 << 20
 _PUBLIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _TRUST_HINT = (
     "if you trust that code, add its module (prefix) to [runtimes] trusted_factories in goldwatch.toml, to "
@@ -404,9 +406,12 @@ class TorchRuntime(BatchedRuntime):
                 parts = [collect(module(from_numpy(x[s : s + batch_size]))) for s in starts]
             else:
                 parts = [collect(module(*[from_numpy(a[s : s + batch_size]) for a in arrays])) for s in starts]
-        else:  # one host-to-device copy of everything, then slices on the device
+        elif sum(inputs[n].nbytes for n in self._input_names) <= _WHOLE_TRANSFER_BYTES:
+            # one host-to-device copy of everything, then slices on the device
             tensors = [self._torch.from_numpy(inputs[n]).to(self._device) for n in self._input_names]
             parts = [collect(module(*[t[s : s + batch_size] for t in tensors])) for s in starts]
+        else:  # too large to hold on the device at once: one copy per batch
+            parts = [self.infer({n: inputs[n][s : s + batch_size] for n in self._input_names}) for s in starts]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
