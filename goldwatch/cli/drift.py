@@ -48,7 +48,8 @@ def drift(
     """
     from goldwatch.detectors.drift import detect_drift
     from goldwatch.detectors.io import load_table
-    from goldwatch.errors import DataError
+    from goldwatch.detectors.registry import available_detectors
+    from goldwatch.errors import DataError, InvalidInputError
 
     cfg = state().config.detectors
     floor: float | str | None
@@ -63,10 +64,22 @@ def drift(
             raise DataError(f"expected a number or 'auto', got {min_effect!r}", where="--min-effect") from None
     test = test_name or cfg.test
     if test == "mmd":
+        given = [flag for flag, value in (("--correction", correction), ("--min-effect", min_effect),
+                                          ("--threshold", threshold)) if value is not None]
+        if given:
+            raise InvalidInputError(
+                f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --test mmd",
+                where="--test mmd",
+                hint="mmd gives one permutation p-value for whole rows: set --alpha (and --permutations) instead",
+            )
         _mmd(load_table(reference, key=key), load_table(current, key=key),
              alpha=alpha if alpha is not None else cfg.p_threshold, nan_policy=nan_policy or cfg.nan_policy,
              permutations=permutations, seed=seed, as_json=as_json)
         return
+    if test not in available_detectors():
+        raise InvalidInputError(
+            f"unknown test {test!r}", where="--test", hint="use one of: " + ", ".join([*available_detectors(), "mmd"])
+        )
     report = detect_drift(
         load_table(reference, key=key),
         load_table(current, key=key),
@@ -113,6 +126,12 @@ def _mmd(reference: object, current: object, *, alpha: float, nan_policy: str, p
     if dropped:
         ref = ref[np.isfinite(ref).all(axis=1)]
         cur = cur[np.isfinite(cur).all(axis=1)]
+    for name, rows in (("reference", ref), ("current", cur)):
+        if len(rows) < 2:
+            raise DataError(
+                f"{len(rows)} usable row(s): a two-sample test needs at least 2 a side", where=name,
+                hint="pass more rows" + (" or fewer with NaN/inf" if dropped else ""),
+            )
     result = mmd_test(ref, cur, n_permutations=permutations, alpha=alpha, seed=seed)
     if as_json:
         emit_json({"test": "mmd", "drifted": result.drifted, "result": result, "dropped_rows": dropped})

@@ -23,7 +23,7 @@ replay. Other answers within tolerance cost five passes for the errors, and a ra
 margin is within twice the max error (every other sample provably keeps its top-1). Each shortcut gives exactly
 the numbers of the full computation; tests turn them off to prove it.
 
->>> from goldwatch.golden_sets.format import Tolerance
+>>> from goldwatch.golden_sets.format import Tolerance, immutable
 >>> e = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0]], np.float32)
 >>> checks = compare_output("logits", e.copy(), e, tolerance=Tolerance(1e-5, 1e-5), role="scores")
 >>> [c.name.split(":")[-1] for c in checks], all(c.status == "pass" for c in checks)
@@ -41,7 +41,7 @@ import numpy as np
 from goldwatch.checks import Check
 from goldwatch.golden_sets._drift import output_drift
 from goldwatch.golden_sets.calibrate import errors, expected_row_scale
-from goldwatch.golden_sets.format import Tolerance
+from goldwatch.golden_sets.format import Tolerance, immutable
 
 __all__ = ["compare_output", "top1_ambiguous"]
 
@@ -118,16 +118,20 @@ class ExpectedView:
     @classmethod
     def of(cls, expected: np.ndarray) -> ExpectedView:
         n = expected.shape[0]
-        flat = expected.reshape(n, -1).astype(np.float64)
+        flat = expected.reshape(n, -1).astype(np.float64, order="C")  # C order: einsum sums rows in one order
         top1 = margin = None
+        all_finite = bool(np.isfinite(flat).all())
         if flat.shape[1] >= 2:
-            top1 = flat.argmax(axis=1)
+            # a NaN score is never the best class: ranked as -inf, as the replayed answers are
+            ranked = flat if all_finite else np.where(np.isnan(flat), -np.inf, flat)
+            top1 = ranked.argmax(axis=1)
             # partition, not sort: O(C) per row; the last column is the largest, the one before it the runner-up
-            top2 = np.partition(flat, flat.shape[1] - 2, axis=1)[:, -2:]
-            margin = top2[:, 1] - top2[:, 0]
+            top2 = np.partition(ranked, ranked.shape[1] - 2, axis=1)[:, -2:]
+            with np.errstate(invalid="ignore"):  # -inf - -inf: a row with no finite score has no margin (NaN)
+                margin = top2[:, 1] - top2[:, 0]
         return cls(
             flat=flat,
-            all_finite=bool(np.isfinite(flat).all()),
+            all_finite=all_finite,
             row_scale=expected_row_scale(flat),
             norm=_row_norm(flat),
             top1=top1,
@@ -149,9 +153,9 @@ _VIEWS: dict[int, ExpectedView] = {}
 
 
 def expected_view(expected: np.ndarray) -> ExpectedView:
-    """The (cached) view of ``expected``. Only read-only arrays are cached -- golden sets make theirs read-only --
-    so a cached view can never go stale; the entry is dropped when the array is garbage-collected."""
-    if expected.flags.writeable:
+    """The (cached) view of ``expected``. Only immutable arrays are cached -- golden sets hold theirs so -- so a
+    cached view can never go stale; the entry is dropped when the array is garbage-collected."""
+    if not immutable(expected):
         return ExpectedView.of(expected)
     key = id(expected)
     view = _VIEWS.get(key)
@@ -213,6 +217,8 @@ def _bit_identical(actual: np.ndarray, expected: np.ndarray) -> bool:
         if actual.nbytes <= _SMALL_BYTES:
             return actual.tobytes() == expected.tobytes()  # two small copies and a memcmp: a few times cheaper
     if actual.dtype.kind == "f":
+        if actual.dtype.itemsize not in (2, 4, 8):  # long double: compare its bytes (padding may differ: then "no")
+            return np.ascontiguousarray(actual).tobytes() == np.ascontiguousarray(expected).tobytes()
         as_int = np.dtype(f"u{actual.dtype.itemsize}")
         return bool(np.array_equal(actual.view(as_int), expected.view(as_int)))
     return bool(np.array_equal(actual, expected))
@@ -241,7 +247,7 @@ def compare_output(
     # the expected answers and the options alone, so it is computed once per golden set and kept with its view.
     if not (view.all_finite and expected.shape[0] > 0 and _bit_identical(actual, expected)):
         return _compare(*args, identical=False)
-    if not _SHORTCUTS or (labels is not None and labels.flags.writeable) or expected.flags.writeable:
+    if not _SHORTCUTS or (labels is not None and not immutable(labels)) or not immutable(expected):
         return _compare(*args, identical=True)
     key = ("checks", name, prefix, role, tolerance.atol, tolerance.rtol, _denominator(tolerance),
            None if labels is None else id(labels), baseline_accuracy, min_top1_agreement, min_topk_containment,
@@ -269,7 +275,7 @@ class _Answers:
     @property
     def f64(self) -> np.ndarray:
         if self._f64 is None:
-            self._f64 = self.raw.astype(np.float64)
+            self._f64 = self.raw.astype(np.float64, order="C")  # as ExpectedView.flat: same summation order
         return self._f64
 
     def rows(self, index: np.ndarray) -> np.ndarray:
@@ -416,7 +422,7 @@ def _class_checks(
     if identical:
         act_top1, changed, not_agree_kept = exp_top1, 0, 0
         contained = view.self_topk_contained(k) if k >= 2 else None
-        not_contained_kept = -1 if contained is None else int(np.count_nonzero(~contained & (margin > two_atol)))
+        not_contained_kept = -1 if contained is None else int(np.count_nonzero(~contained & ~(margin <= two_atol)))
     elif _SHORTCUTS and finite and np.isfinite(max_abs):
         rows = view.rows_with_margin_at_most(2 * max_abs * _ROUNDING)  # the only samples whose top-1 may move
         act_top1, changed, not_agree_kept, not_contained_kept = exp_top1, 0, 0, 0
@@ -425,7 +431,7 @@ def _class_checks(
             act_top1 = exp_top1.copy()
             act_top1[rows] = ranked.argmax(axis=1)
             moved = act_top1[rows] != exp_top1[rows]
-            kept = margin[rows] > two_atol
+            kept = ~(margin[rows] <= two_atol)  # a NaN margin is not a near-tie: kept, as n_keep counts it
             changed, not_agree_kept = int(np.count_nonzero(moved)), int(np.count_nonzero(moved & kept))
             if k >= 2:
                 not_contained_kept = int(np.count_nonzero(~_topk_contained(ranked, exp_top1[rows], k) & kept))
@@ -433,7 +439,7 @@ def _class_checks(
         flat_a = answers.f64
         act_scores = flat_a if finite else np.where(np.isnan(flat_a), -np.inf, flat_a)
         act_top1 = act_scores.argmax(axis=1)
-        keep = margin > two_atol
+        keep = ~(margin <= two_atol)
         moved = exp_top1 != act_top1
         changed, not_agree_kept = int(np.count_nonzero(moved)), int(np.count_nonzero(moved & keep))
         not_contained_kept = -1

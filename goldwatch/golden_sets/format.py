@@ -38,7 +38,9 @@ from goldwatch._fs import atomic_dir
 from goldwatch.errors import GoldenSetError, InvalidInputError, StateError
 from goldwatch.runtimes.base import ModelIdentity, Signature
 
-__all__ = ["FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance", "check_digest_spelling"]
+__all__ = [
+    "FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance", "check_digest_spelling", "immutable",
+]
 
 FORMAT = "goldwatch-golden-set"
 SCHEMA_VERSION = 1
@@ -96,12 +98,11 @@ class GoldenSet:
     digest: str | None = None
 
     def __post_init__(self) -> None:
-        # the approved answers (and their labels) never change after capture; read-only also lets replays cache
-        # what they derive from them
-        for array in self.expected.values():
-            array.flags.writeable = False
+        # the approved answers (and their labels) never change after capture: the golden set holds them immutable
+        # (its own read-only arrays, not views of someone else's), which also lets replays cache what they derive
+        self.expected = {name: _frozen(array) for name, array in self.expected.items()}
         if self.labels is not None:
-            self.labels.flags.writeable = False
+            self.labels = _frozen(self.labels)
 
     @property
     def n_samples(self) -> int:
@@ -267,7 +268,36 @@ class GoldenSet:
             raise GoldenSetError(f"arrays disagree on the number of samples: {sizes}", where=where)
 
 
-def check_digest_spelling(digest: str) -> str:
+def immutable(array: np.ndarray) -> bool:
+    """Neither ``array`` nor any array it views can be written through (a read-only view of a writeable array can
+    still change under it). Golden sets hold such arrays; only those may have what is derived from them cached.
+
+    >>> a = np.zeros(3); v = a[:2]; v.flags.writeable = False
+    >>> immutable(v), immutable(np.frombuffer(b"abcd", np.uint8))
+    (False, True)
+    """
+    base: object = array
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None or isinstance(base, bytes)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only if it owns its data, else a read-only copy that does (a read-only view of a writeable
+    array could still change under the golden set)."""
+    if immutable(array):
+        return array
+    if array.base is None:
+        array.flags.writeable = False
+        return array
+    owned = np.array(array, copy=True)
+    owned.flags.writeable = False
+    return owned
+
+
+def check_digest_spelling(digest: str, *, where: str = "--golden-digest") -> str:
     """``digest`` if it is spelled ``sha256:`` + 64 lowercase hex digits (a bare hex digest gets the prefix).
 
     >>> check_digest_spelling("AB" * 32)[:11]
@@ -280,7 +310,7 @@ def check_digest_spelling(digest: str) -> str:
     if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
         raise InvalidInputError(
             f"not a golden set digest: {digest!r}",
-            where="--golden-digest",
+            where=where,
             hint="use the sha256:<64 hex digits> printed by goldwatch golden build",
         )
     return value

@@ -74,7 +74,7 @@ def test_min_effect_auto_and_numbers(files) -> None:
         (["ref.npy", "missing.npy"], "missing.npy: file not found"),
         (["ref.npy", "two.npz"], "expected one array, found 2"),
         (["ref.npy", "goldwatch.toml"], "unsupported file type '.toml'"),
-        (["ref.npy", "same.npy", "--test", "nope"], "test: unknown detector 'nope'"),
+        (["ref.npy", "same.npy", "--test", "nope"], "--test: unknown test 'nope'"),
         (["ref.npy", "same.npy", "--alpha", "2"], "alpha: expected a level in (0, 1), got 2.0"),
         (["ref.npy", "same.npy", "--min-effect", "big"], "--min-effect: expected a number or 'auto', got 'big'"),
     ],
@@ -184,3 +184,22 @@ def test_mmd_nan_rows_are_refused_or_dropped(tmp_path: Path) -> None:
     data = json.loads(dropped.output)
     assert data["dropped_rows"] == {"current": 2}
     assert data["result"]["n_current"] == 98
+
+
+def test_mmd_refuses_options_it_does_not_use_and_too_few_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "ref.npy", rng.normal(size=(50, 2)))
+    cur = rng.normal(size=(3, 2))
+    cur[:2, 0] = np.nan
+    np.save(tmp_path / "cur.npy", cur)
+    ref, cur_path = str(tmp_path / "ref.npy"), str(tmp_path / "cur.npy")
+    res = invoke(ref, ref, "--test", "mmd", "--min-effect", "auto", "--threshold", "0.1")
+    assert res.exit_code == 2
+    assert "--min-effect and --threshold do not apply to --test mmd" in res.output
+    res = invoke(ref, cur_path, "--test", "mmd", "--nan-policy", "omit")
+    assert res.exit_code == 2
+    assert "current: 1 usable row(s): a two-sample test needs at least 2 a side" in res.output
+    res = invoke(ref, ref, "--test", "MMD")
+    assert res.exit_code == 2
+    assert "unknown test 'MMD'" in res.output
+    assert res.output.rstrip().endswith("wasserstein, mmd)")

@@ -152,3 +152,70 @@ def test_compatibility_cache_still_rejects_a_changed_golden_set(
         replay(runtime, as64)
     with pytest.raises(GoldenSetError, match="expects float32, the golden set holds float64"):
         replay(runtime, as64)  # a failure is never cached as compatible
+
+
+def test_cached_checks_never_outlive_labels_that_can_change() -> None:
+    """A read-only view of a writeable table is not immutable: nothing derived from it may be kept."""
+    expected = np.array([[2.0, 0.0], [0.0, 3.0]], np.float32)
+    expected.flags.writeable = False
+    table = np.array([[0, 9], [1, 9]])
+    labels = table[:, 0]
+    labels.flags.writeable = False
+    tol = Tolerance(1e-5, 1e-5, {"floor_abs": 1e-6})
+
+    def accuracy() -> object:
+        checks = compare_output("y", expected.copy(), expected, tolerance=tol, role="scores", labels=labels)
+        return next(c.measured["value"] for c in checks if c.name.endswith("label_accuracy"))
+
+    assert accuracy() == 1.0
+    table[:, 0] = [1, 0]
+    assert accuracy() == 0.0
+
+
+def test_golden_sets_hold_their_answers_immutable(tabular_golden: GoldenSet) -> None:
+    from goldwatch.golden_sets.format import immutable
+
+    table = np.array([[0, 7], [1, 7], [2, 7]])
+    view_labels = table[:, 0]
+    golden = GoldenSet(**{**tabular_golden.__dict__, "labels": view_labels,
+                          "inputs": {k: v[:3] for k, v in tabular_golden.inputs.items()},
+                          "expected": {k: v[:3] for k, v in tabular_golden.expected.items()}})
+    assert golden.labels is not None
+    assert immutable(golden.labels)
+    assert all(immutable(v) for v in golden.expected.values())
+    table[:, 0] = 5  # the caller's table changes; the golden set's labels do not
+    assert golden.labels.tolist() == [0, 1, 2]
+    assert all(immutable(v) for v in tabular_golden.expected.values())  # loaded from disk: immutable too
+
+
+@pytest.mark.parametrize("role", ["scores", "embedding"])
+def test_column_major_answers_give_the_numbers_of_row_major_ones(role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    expected = rng.normal(size=(40, 7))
+    expected.flags.writeable = False
+    actual = np.asfortranarray(expected + rng.normal(scale=1e-9, size=expected.shape))
+    tol = Tolerance(1e-6, 1e-6, {"floor_abs": 1e-7})
+
+    def run(answers: np.ndarray) -> list[str]:
+        return [repr(c) for c in compare_output("y", answers, expected, tolerance=tol, role=role)]
+
+    fortran = run(actual)
+    assert fortran == run(np.ascontiguousarray(actual))
+    assert run(np.asfortranarray(expected)) == run(expected.copy())  # identical answers, either layout
+    _full_computation(monkeypatch)
+    assert run(actual) == fortran
+
+
+def test_nan_margins_are_counted_alike_in_the_counts_and_the_fraction() -> None:
+    expected = np.array([[np.nan, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    expected.flags.writeable = False
+    tol = Tolerance(1e-5, 1e-5, {"floor_abs": 1e-6})
+    checks = compare_output("y", expected.copy(), expected, tolerance=tol, role="scores", drift_alpha=None)
+    top1 = next(c for c in checks if c.name.endswith("top1_agreement"))
+    assert top1.details["samples"] == 2
+    assert (top1.measured["value"], top1.status) == (1.0, "pass")  # a NaN is never the best class, on either side
+    moved = expected.copy()
+    moved[0] = [np.nan, 3.0, 2.0]  # the best finite class changed
+    checks = compare_output("y", moved, expected, tolerance=tol, role="scores", drift_alpha=None)
+    top1 = next(c for c in checks if c.name.endswith("top1_agreement"))
+    assert (top1.measured["value"], top1.details["samples"], top1.details["changed_samples"]) == (0.5, 2, 1)

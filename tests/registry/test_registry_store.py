@@ -83,3 +83,69 @@ def test_put_round_trips_any_content(tmp_path_factory: pytest.TempPathFactory, f
     stored = ArtifactStore(base / "store").put(src)
     assert {p.name: p.read_bytes() for p in stored.path.iterdir()} == files
     assert stored.size_bytes == sum(len(d) for d in files.values())
+
+
+def _golden_dir(tmp_path: Path) -> Path:
+    src = tmp_path / "src" / "golden"
+    (src / "data").mkdir(parents=True)
+    (src / "golden.json").write_text('{"tolerance": 1e-5}')
+    (src / "data" / "expected.npz").write_bytes(b"answers")
+    return src
+
+
+def test_stored_tree_problem_sees_edits_additions_and_removals(tmp_path: Path) -> None:
+    from goldwatch.watchdog.registry.store import stored_tree_problem
+
+    store = ArtifactStore(tmp_path / "store")
+    stored = store.put_golden(_golden_dir(tmp_path))
+    assert stored_tree_problem(stored) is None
+    assert stored_tree_problem(tmp_path / "src" / "golden") is None  # not in the store's layout: nothing to check
+    extra = stored / "data" / "extra.npz"
+    extra.write_bytes(b"planted")
+    assert "no longer match" in (stored_tree_problem(stored) or "")
+    extra.unlink()
+    manifest = stored / "golden.json"
+    manifest.unlink()  # stored files are read-only hard links: an edit replaces the file
+    manifest.write_text('{"tolerance": 1e30}')
+    assert "no longer match" in (stored_tree_problem(stored) or "")
+    manifest.unlink()
+    assert "no longer match" in (stored_tree_problem(stored) or "")
+
+
+def test_adding_a_golden_set_again_repairs_its_stored_tree(tmp_path: Path) -> None:
+    from goldwatch.watchdog.registry.store import stored_tree_problem
+
+    store = ArtifactStore(tmp_path / "store")
+    src = _golden_dir(tmp_path)
+    stored = store.put_golden(src)
+    (stored / "data" / "extra.npz").write_bytes(b"planted")
+    (stored / "planted").mkdir()
+    (stored / "planted" / "x").write_bytes(b"x")
+    (stored / "golden.json").unlink()
+    (stored / "golden.json").write_text('{"tolerance": 1e30}')
+    assert stored_tree_problem(stored) is not None
+    assert store.put_golden(src) == stored
+    assert stored_tree_problem(stored) is None
+    assert not (stored / "planted").exists()
+    assert (stored / "golden.json").read_text() == '{"tolerance": 1e-5}'
+
+
+def test_an_unreadable_stored_file_is_a_problem_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from goldwatch.watchdog.registry import store as store_module
+
+    store = ArtifactStore(tmp_path / "store")
+    stored = store.put_golden(_golden_dir(tmp_path))
+    real = store_module.file_digest
+
+    def unreadable(path: Path, algorithm: str) -> str:
+        if Path(path).name == "golden.json":
+            from goldwatch.errors import ArtifactError
+
+            raise ArtifactError("cannot read the file (Permission denied)", where=str(path))
+        return real(path, algorithm)
+
+    monkeypatch.setattr(store_module, "file_digest", unreadable)
+    problem = store_module.stored_tree_problem(stored)
+    assert problem is not None
+    assert problem.startswith("cannot read the stored tree: ")
+    assert "Permission denied" in problem

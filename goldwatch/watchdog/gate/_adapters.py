@@ -76,11 +76,13 @@ def load_golden(spec: str | os.PathLike[str]) -> GoldenView:
     """Load a golden set folder, ``DIR`` or ``DIR@sha256:HEX`` to pin its digest (GoldenSetError when malformed,
     tampered with, or not the pinned one)."""
     from goldwatch.golden_sets import GoldenSet
+    from goldwatch.golden_sets.format import check_digest_spelling
 
     text = os.fspath(spec)
     folder, pinned, digest = text.rpartition("@sha256:")
     path = Path(folder if pinned else text)
-    golden = GoldenSet.load(path, expected_digest="sha256:" + digest if pinned else None)
+    expected = check_digest_spelling("sha256:" + digest, where="--golden") if pinned else None
+    golden = GoldenSet.load(path, expected_digest=expected)
     return GoldenView(
         name=path.resolve().name or str(path),
         path=path,

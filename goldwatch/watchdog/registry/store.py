@@ -39,7 +39,7 @@ import stat
 from pathlib import Path
 
 from goldwatch._fs import fsync_dir, fsync_file, tmp_name
-from goldwatch.errors import RegistryError
+from goldwatch.errors import GoldwatchError, RegistryError
 from goldwatch.integrity.digest import file_digest
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry._integrity_adapter import write_manifest
@@ -188,7 +188,18 @@ class ArtifactStore:
                     "(%d tree file(s) relinked)", target, len(relinked))
 
     def _repair_tree(self, base: Path, kind: str, entries: list[tuple[str, str, int]]) -> None:
-        """Make an existing tree's files the (verified) objects again: a file replaced or lost is restored."""
+        """Make an existing tree's files the (verified) objects again: a file replaced or lost is restored, a file
+        added since is removed (the tree's digest names exactly its entries)."""
+        if kind == "directory" and base.is_dir():
+            known = {rel for rel, _digest, _size in entries}
+            for path in sorted(base.rglob("*"), reverse=True):  # children before their folders
+                rel = path.relative_to(base).as_posix()
+                if path.is_dir() and not path.is_symlink():
+                    if not any(k.startswith(rel + "/") for k in known):
+                        shutil.rmtree(path, ignore_errors=True)
+                elif rel not in known:
+                    log.warning("store tree file %s is not part of the tree: removed", path)
+                    path.unlink(missing_ok=True)
         for rel, digest, _size in entries:
             dest = base / rel if kind == "directory" else base
             obj = self._object_path(digest)
@@ -252,7 +263,7 @@ def stored_tree_problem(path: Path) -> str | None:
         return None
     try:
         entries = [(rel, file_digest(p, "sha256"), p.stat().st_size) for rel, p in _list_source(path)]
-    except (RegistryError, OSError) as exc:
+    except (GoldwatchError, OSError) as exc:  # file_digest reports unreadable files as ArtifactError
         return f"cannot read the stored tree: {exc}"
     actual = _tree_digest(path, entries)
     if actual != expected:
