@@ -373,8 +373,9 @@ class TorchRuntime(BatchedRuntime):
 
     def _collect(self, result: Any) -> dict[str, np.ndarray]:
         names = self._output_names
+        own = self._on_cpu  # a CPU tensor's array is shared with it (a GPU tensor's is a fresh host copy)
         if len(names) == 1 and type(result) is self._tensor_type:  # the common case, with the least work per batch
-            return {names[0]: _host_array(result)}
+            return {names[0]: _host_array(result, own=own)}
         if isinstance(result, Mapping):
             values = [result[n] for n in names if n in result]
         elif isinstance(result, (tuple, list)):
@@ -387,7 +388,7 @@ class TorchRuntime(BatchedRuntime):
                 where=self.identity.source,
                 hint=f"save the model with a {SIGNATURE_EXTRA_FILE} extra file naming every output",
             )
-        return {n: _host_array(v) for n, v in zip(names, values)}
+        return {n: _host_array(v, own=own) for n, v in zip(names, values)}
 
     def batch_scope(self) -> contextlib.AbstractContextManager[object]:
         """``inference_mode``, entered once for all the batches of a call."""
@@ -399,8 +400,8 @@ class TorchRuntime(BatchedRuntime):
         """The batch loop with little but the module call in it (inputs checked and contiguous; inside
         ``inference_mode``)."""
         module, collect = self.module, self._collect
-        if self._on_cpu:  # numpy slices shared as tensors: cheaper per batch than slicing a tensor
-            from_numpy, arrays = self._torch.from_numpy, [inputs[n] for n in self._input_names]
+        if self._on_cpu:  # numpy slices of a private copy, shared as tensors: cheaper per batch than tensor slices
+            from_numpy, arrays = self._torch.from_numpy, [_private(inputs[n]) for n in self._input_names]
             if len(arrays) == 1:  # the common case, without a list per batch
                 (x,) = arrays
                 parts = [collect(module(from_numpy(x[s : s + batch_size]))) for s in starts]
@@ -417,9 +418,10 @@ class TorchRuntime(BatchedRuntime):
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One checked batch (inside :meth:`batch_scope`); outputs come back as numpy arrays on the host."""
         from_numpy = self._torch.from_numpy
-        args = [from_numpy(np.ascontiguousarray(inputs[n])) for n in self._input_names]
-        if not self._on_cpu:
-            args = [a.to(self._device) for a in args]
+        if self._on_cpu:
+            args = [from_numpy(_private(inputs[n])) for n in self._input_names]
+        else:  # the copy to the device is private already
+            args = [from_numpy(np.ascontiguousarray(inputs[n])).to(self._device) for n in self._input_names]
         return self._collect(self.module(*args))
 
     def close(self) -> None:
@@ -431,18 +433,27 @@ class TorchRuntime(BatchedRuntime):
         return f"TorchRuntime({self.identity.source!r}, kind={self.identity.kind!r}, device={self.device!r})"
 
 
-def _host_array(tensor: Any) -> np.ndarray:
-    """A tensor as a numpy array on the host; a CPU tensor is shared, not copied.
+def _host_array(tensor: Any, *, own: bool) -> np.ndarray:
+    """A tensor as a numpy array on the host; with ``own``, one that does not share the tensor's memory.
 
-    The common case is tried first: reading a tensor's ``device`` or ``requires_grad`` costs microseconds per batch
-    (a measurable share of a small model's inference), while ``numpy()`` itself refuses what it cannot share: a GPU
-    tensor (TypeError) or one that requires grad (RuntimeError).
+    A model may hand back a buffer it reuses on its next call (or its input, or a parameter): an answer that
+    shares that memory would change under the caller -- in a batched replay, every earlier batch would silently
+    become the last one. The common case is tried first: reading a tensor's ``device`` or ``requires_grad`` costs
+    microseconds per batch, while ``numpy()`` itself refuses what it cannot share: a GPU tensor (TypeError, and
+    ``cpu()`` then makes a fresh copy) or one that requires grad (RuntimeError).
     """
     try:
         array: np.ndarray = tensor.numpy()
     except (TypeError, RuntimeError):
         array = tensor.detach().cpu().numpy()
-    return array
+    return np.array(array, copy=True) if own else array
+
+
+def _private(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of a model input: a model that works in place on its input (``x.sub_(mean)``,
+    ``ReLU(inplace=True)`` first) must not change the caller's arrays -- least of all a golden set's inputs, which
+    a sidecar replays again and again. Copying costs a memcpy of the inputs, small next to running the model."""
+    return np.array(array, order="C", copy=True)
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:

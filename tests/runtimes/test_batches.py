@@ -147,3 +147,38 @@ def test_several_inputs_and_outputs_run_in_batches(tmp_path: Path) -> None:
         out = run_batches(runtime, {"b": b, "a": a}, batch_size=8)  # any order of the named inputs
         np.testing.assert_array_equal(out["s"], a + b)
         np.testing.assert_array_equal(out["p"], a * b)
+
+
+def test_a_model_working_in_place_changes_neither_the_inputs_nor_earlier_answers() -> None:
+    """In-place preprocessing must not reach the caller's (a golden set's) inputs; a reused output buffer must not
+    turn every earlier batch's answers into the last batch's."""
+    torch = pytest.importorskip("torch")
+    from goldwatch.runtimes.torch import TorchRuntime
+
+    class InPlace(torch.nn.Module):  # type: ignore[misc]
+        def forward(self, x: object) -> object:
+            x.mul_(2.0)  # type: ignore[attr-defined]  # "normalises" its input in place
+            return x.sum(dim=1, keepdim=True)  # type: ignore[attr-defined]
+
+    class ReusesItsBuffer(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.buf = torch.zeros(16, 1)
+
+        def forward(self, x: object) -> object:
+            rows = x.shape[0]  # type: ignore[attr-defined]
+            return self.buf[:rows].copy_(x.sum(dim=1, keepdim=True))  # type: ignore[attr-defined]
+
+    sig = Signature(inputs=(TensorSpec("x", "float32", (None, 2)),), outputs=(TensorSpec("y"),))
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    x.flags.writeable = False
+    before = x.copy()
+    for module, factor in ((InPlace(), 2.0), (ReusesItsBuffer(), 1.0)):
+        runtime = TorchRuntime.from_module(module, sig)
+        expected = factor * before.sum(axis=1, keepdims=True)
+        for batch in (4, None):
+            np.testing.assert_array_equal(run_batches(runtime, {"x": x}, batch_size=batch)["y"], expected)
+        first = runtime.run({"x": x[:4]})["y"]
+        runtime.run({"x": x[4:8]})
+        np.testing.assert_array_equal(first, expected[:4])  # an answer handed out stays what it was
+        np.testing.assert_array_equal(x, before)
