@@ -1,15 +1,17 @@
 """A small JSON Schema checker for the keywords verdict.schema.json uses (jsonschema is not a dependency).
 
 Supported: $ref (local), type (incl. lists), const, enum, required, properties, additionalProperties (bool or
-schema), items, oneOf, minimum. An unknown keyword is an error, so the schema cannot quietly outgrow this checker.
+schema), items, oneOf, minimum, pattern. An unknown keyword is an error, so the schema cannot quietly outgrow this
+checker.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _KNOWN = {"$schema", "$id", "$ref", "$defs", "title", "description", "type", "const", "enum", "required",
-          "properties", "additionalProperties", "items", "oneOf", "minimum"}
+          "properties", "additionalProperties", "items", "oneOf", "minimum", "pattern"}
 _TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
@@ -39,6 +41,8 @@ def errors(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = 
         found.append(f"{path}: {instance!r} != {schema['const']!r}")
     if "enum" in schema and instance not in schema["enum"]:
         found.append(f"{path}: {instance!r} not in {schema['enum']}")
+    if "pattern" in schema and isinstance(instance, str) and not re.search(schema["pattern"], instance):
+        found.append(f"{path}: {instance!r} does not match {schema['pattern']!r}")
     if "minimum" in schema and isinstance(instance, (int, float)) and instance < schema["minimum"]:
         found.append(f"{path}: {instance} < {schema['minimum']}")
     if "oneOf" in schema:

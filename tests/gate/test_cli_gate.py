@@ -219,8 +219,13 @@ def test_a_pinned_golden_digest_gates_the_golden_set_too(world: GateWorld, tmp_p
     golden = Path(shutil.copytree(world.golden, tmp_path / "golden"))
     digest = GoldenSet.load(golden).digest
     assert digest is not None
-    ok = gate("--candidate", world.candidate, "--golden", f"{golden}@{digest}", "--baseline", world.same)
+    ok = gate("--candidate", world.candidate, "--golden", f"{golden}@{digest}", "--baseline", world.same,
+              *reports(tmp_path))
     assert ok.exit_code == 0, ok.output
+    data = json.loads((tmp_path / "gate.json").read_text())
+    assert schema_errors(data, SCHEMA) == []
+    assert data["golden_digests"] == {f"{golden}@{digest}": digest}  # the verdict records what was replayed
+    assert f"{digest[:19]}…" in (tmp_path / "gate.md").read_text()
     manifest = json.loads((golden / "golden.json").read_text())
     for output in manifest["outputs"].values():
         output["tolerance"]["atol"] = 1e30

@@ -85,6 +85,9 @@ def render_markdown(verdict: GateVerdict, *, html_report: str | None = None) -> 
     if good:
         lines += ["<details><summary>Passed and skipped checks "
                   f"({len(good)})</summary>", "", *_table(good), "", "</details>", ""]
+    if verdict.golden_digests:
+        lines += ["Golden sets replayed (pin them with `--golden DIR@sha256:HEX`): "
+                  + ", ".join(f"`{_cell(spec)}` {digest[:19]}…" for spec, digest in verdict.golden_digests.items()), ""]
     if verdict.promotion is not None:
         p = verdict.promotion
         lines += [f"Promoted `{p.model}` version `{p.version}` to **{p.state}** in `{p.registry}`.", ""]

@@ -373,6 +373,7 @@ def run_gate(
     devices: list[str] = [device]
     error: ErrorInfo | None = None
     runtimes: list[Any] = []
+    golden_digests: dict[str, str] = {}
     root = Path(registry_root) if registry_root is not None else None
     try:
         if baseline is not None and baseline_registry is not None:
@@ -382,7 +383,9 @@ def run_gate(
             raise InvalidInputError("no golden set given", where="--golden", hint="pass --golden DIR (repeatable)")
         devices, skipped = resolve_devices(device)
         run.checks.extend(skipped)
-        goldens = _unique_names([areas.load_golden(g) for g in golden])
+        loaded = [(os.fspath(g), areas.load_golden(g)) for g in golden]
+        golden_digests.update((spec, view.golden.digest) for spec, view in loaded if view.golden.digest)
+        goldens = _unique_names([view for _spec, view in loaded])
         base_spec: str | os.PathLike[str] | None = baseline
         if baseline_registry is not None:
             if root is None:
@@ -471,7 +474,8 @@ def run_gate(
                 log.warning("closing %s failed: %s", getattr(rt, "kind", "runtime"), exc)
     verdict = GateVerdict.from_checks(
         run.checks, error=error, candidate=cand_ref, baseline=base_ref,
-        golden_sets=[os.fspath(g) for g in golden], manifest=None if manifest is None else os.fspath(manifest),
+        golden_sets=[os.fspath(g) for g in golden], golden_digests=golden_digests,
+        manifest=None if manifest is None else os.fspath(manifest),
         devices=devices, thresholds=dataclasses.asdict(th), histograms=run.histograms, bars=run.bars,
         started_at=started,
     )

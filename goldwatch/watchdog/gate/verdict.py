@@ -135,6 +135,8 @@ class GateVerdict:
     candidate: ModelRef | None = None
     baseline: ModelRef | None = None
     golden_sets: list[str] = dataclasses.field(default_factory=list)
+    #: golden set as given -> sha256 of the golden.json it loaded (what to pin: --golden DIR@sha256:HEX)
+    golden_digests: dict[str, str] = dataclasses.field(default_factory=dict)
     manifest: str | None = None
     devices: list[str] = dataclasses.field(default_factory=lambda: ["cpu"])
     thresholds: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -229,6 +231,7 @@ class GateVerdict:
             candidate=opt(ModelRef, data.get("candidate")),
             baseline=opt(ModelRef, data.get("baseline")),
             golden_sets=list(data.get("golden_sets", [])),
+            golden_digests=dict(data.get("golden_digests", {})),  # absent in verdicts of older gates
             manifest=data.get("manifest"),
             devices=list(data.get("devices", ["cpu"])),
             thresholds=dict(data.get("thresholds", {})),
