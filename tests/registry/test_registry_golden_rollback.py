@@ -31,19 +31,23 @@ def _matmul_model(path: Path, seed: int) -> Path:
     return path
 
 
-def test_golden_replay_rejects_a_wrong_backup(tmp_path: Path) -> None:
+def _three_releases(tmp_path: Path) -> Registry:
+    """Versions 1, 2, 3 of model "m", each promoted, each linked to v1's golden set; v2 and v3 answer differently
+    (their bytes are intact, their answers are not)."""
     from goldwatch.golden_sets import build_golden_set
 
-    m1 = _matmul_model(tmp_path / "v1" / "model.onnx", 1)
-    m2 = _matmul_model(tmp_path / "v2" / "model.onnx", 2)
-    m3 = _matmul_model(tmp_path / "v3" / "model.onnx", 3)
+    models = [_matmul_model(tmp_path / f"v{seed}" / "model.onnx", seed) for seed in (1, 2, 3)]
     x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
     golden = tmp_path / "golden-v1"
-    build_golden_set(m1, {"x": x}, golden, repeats=2)
+    build_golden_set(models[0], {"x": x}, golden, repeats=2)
     reg = Registry.open(tmp_path / "reg", serving={"m": Serving(make_pointer("current-link", tmp_path / "serve"))})
-    # v2 claims v1's golden set, but it answers differently: its bytes are intact, its answers are not
-    for art in (m1, m2, m3):
+    for art in models:
         reg.promote("m", reg.add("m", art, golden=[golden]).version, reason="release")
+    return reg
+
+
+def test_golden_replay_rejects_a_wrong_backup(tmp_path: Path) -> None:
+    reg = _three_releases(tmp_path)
     readiness = reg.check("m", golden=True)
     assert readiness.target == "2"
     assert [c.status for c in readiness.checks if c.name.endswith("target-golden")] == ["fail"], readiness.checks
@@ -61,17 +65,7 @@ def test_a_golden_set_edited_in_the_store_vouches_for_nothing(tmp_path: Path) ->
     """Loosening the stored tolerances would let a wrong backup pass its replay: the edit is found, nothing passes."""
     import json
 
-    from goldwatch.golden_sets import build_golden_set
-
-    m1 = _matmul_model(tmp_path / "v1" / "model.onnx", 1)
-    m2 = _matmul_model(tmp_path / "v2" / "model.onnx", 2)
-    m3 = _matmul_model(tmp_path / "v3" / "model.onnx", 3)
-    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
-    golden = tmp_path / "golden-v1"
-    build_golden_set(m1, {"x": x}, golden, repeats=2)
-    reg = Registry.open(tmp_path / "reg", serving={"m": Serving(make_pointer("current-link", tmp_path / "serve"))})
-    for art in (m1, m2, m3):
-        reg.promote("m", reg.add("m", art, golden=[golden]).version, reason="release")
+    reg = _three_releases(tmp_path)
     stored = Path(reg.get("m", "2").golden[0]) / "golden.json"
     manifest = json.loads(stored.read_text())
     for output in manifest["outputs"].values():
