@@ -113,20 +113,21 @@ def _mmd(reference: object, current: object, *, alpha: float, nan_policy: str, p
     ref = as_samples(reference, name="reference", numeric=True)
     cur = as_samples(current, name="current", numeric=True)
     check_pair(ref, cur)
-    dropped = {}
+    dropped: dict[str, int] = {}
+    usable: dict[str, np.ndarray] = {}
     for name, rows in (("reference", ref), ("current", cur)):
         finite = np.isfinite(rows).all(axis=1)
-        if not finite.all():
-            if nan_policy == "raise":
-                raise DataError(
-                    f"{int((~finite).sum())} row(s) with NaN/inf", where=name,
-                    hint="clean the data, or pass --nan-policy omit to drop those rows",
-                )
-            dropped[name] = int((~finite).sum())
-    if dropped:
-        ref = ref[np.isfinite(ref).all(axis=1)]
-        cur = cur[np.isfinite(cur).all(axis=1)]
-    for name, rows in (("reference", ref), ("current", cur)):
+        bad = len(rows) - int(np.count_nonzero(finite))
+        if bad and nan_policy == "raise":
+            raise DataError(
+                f"{bad} row(s) with NaN/inf", where=name,
+                hint="clean the data, or pass --nan-policy omit to drop those rows",
+            )
+        if bad:
+            dropped[name] = bad
+        usable[name] = rows[finite] if bad else rows
+    ref, cur = usable["reference"], usable["current"]
+    for name, rows in usable.items():
         if len(rows) < 2:
             raise DataError(
                 f"{len(rows)} usable row(s): a two-sample test needs at least 2 a side", where=name,

@@ -40,6 +40,7 @@ from goldwatch.runtimes.base import ModelIdentity, Signature
 
 __all__ = [
     "FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance", "check_digest_spelling", "immutable",
+    "require_digest",
 ]
 
 FORMAT = "goldwatch-golden-set"
@@ -175,7 +176,7 @@ class GoldenSet:
         manifest_path = root / MANIFEST_NAME
         where = str(manifest_path)
         if expected_digest is not None:
-            expected_digest = check_digest_spelling(expected_digest)
+            expected_digest = check_digest_spelling(expected_digest)  # a malformed pin fails before any I/O
         if not root.is_dir():
             raise GoldenSetError("golden set directory not found", where=str(root), hint="pass a golden set folder")
         try:
@@ -187,13 +188,8 @@ class GoldenSet:
         except OSError as exc:
             raise GoldenSetError(f"unreadable manifest ({exc})", where=where) from None
         digest = "sha256:" + _sha256(raw)
-        if expected_digest is not None and digest != expected_digest:
-            raise GoldenSetError(
-                f"golden set digest mismatch: pinned {expected_digest[:19]}..., found {digest[:19]}... "
-                "(its tolerances, answers or inputs are not the approved ones)",
-                where=where,
-                hint="restore the golden set from a trusted copy, or pin the digest of a golden set you approved",
-            )
+        if expected_digest is not None:
+            require_digest(digest, expected_digest, where=where)  # before parsing anything an edit may have planted
         try:
             manifest = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -314,6 +310,23 @@ def check_digest_spelling(digest: str, *, where: str = "--golden-digest") -> str
             hint="use the sha256:<64 hex digits> printed by goldwatch golden build",
         )
     return value
+
+
+def require_digest(found: str | None, pinned: str, *, where: str) -> None:
+    """Raise :class:`GoldenSetError` unless a golden set whose digest is ``found`` (None: never saved or loaded) is
+    the one ``pinned`` (``sha256:<hex>``, or bare hex)."""
+    pinned = check_digest_spelling(pinned)
+    if found == pinned:
+        return
+    raise GoldenSetError(
+        f"golden set digest mismatch: pinned {pinned[:19]}..., found {str(found)[:19]}"
+        + ("..." if found else "")
+        + " (its tolerances, answers or inputs are not the approved ones)",
+        where=where,
+        hint="an in-memory golden set has a digest only once saved or loaded: pass its path instead"
+        if found is None
+        else "restore the golden set from a trusted copy, or pin the digest of a golden set you approved",
+    )
 
 
 def _read_npz(path: Path, digest: str) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ from goldwatch.errors import GoldenSetError
 from goldwatch.golden_sets.build import ModelLike, run_batches
 from goldwatch.golden_sets.calibrate import errors
 from goldwatch.golden_sets.compare import compare_output
-from goldwatch.golden_sets.format import GoldenSet, check_digest_spelling
+from goldwatch.golden_sets.format import GoldenSet, require_digest
 from goldwatch.runtimes.base import (
     ModelIdentity,
     Runtime,
@@ -218,14 +218,8 @@ def replay(
     started = time.perf_counter()
     if not isinstance(golden, GoldenSet):
         golden = GoldenSet.load(golden, expected_digest=golden_digest)
-    elif golden_digest is not None and golden.digest != check_digest_spelling(golden_digest):
-        raise GoldenSetError(
-            f"golden set digest mismatch: pinned {golden_digest}, the golden set given has {golden.digest}",
-            where=str(golden.path or "<in-memory golden set>"),
-            hint="an in-memory golden set has a digest only once saved or loaded: pass its path instead"
-            if golden.digest is None
-            else "restore the golden set from a trusted copy, or pin the digest of a golden set you approved",
-        )
+    elif golden_digest is not None:
+        require_digest(golden.digest, golden_digest, where=str(golden.path or "<in-memory golden set>"))
     options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha}
     is_spec = isinstance(model_or_runtime, (str, os.PathLike))
     runtime: Runtime = (
