@@ -10,7 +10,8 @@ implementations. Entry points:
   :func:`wasserstein`, :func:`psi`, :func:`jensen_shannon`, :func:`hellinger`, :func:`kl_divergence`, and the
   multivariate :func:`mmd_test`.
 * :class:`ReferenceSummary` -- fit once on the reference, save without pickle, test many windows.
-* Streaming: :class:`PageHinkley`, :class:`CUSUM`, :class:`ADWIN`, vectorized across streams.
+* Streaming: :class:`PageHinkley`, :class:`CUSUM` (tabular, against a reference), :class:`ADWIN`: one stream at
+  River's speed or many streams vectorized.
 * :func:`get_detector` / :func:`available_detectors` -- detectors by name, for configuration files.
 
 Importing this package imports numpy only; scipy, pandas and torch are imported when a test needs them.
