@@ -5,11 +5,14 @@ evaluated at every observation, ties included), the same method choice (``"auto"
 ``max(n1, n2) <= 10000``), the same exact p-values (square method for equal sizes, inside method otherwise) and the
 same asymptotic p-value (the finite-n Kolmogorov distribution ``kstwo`` at ``round(n1 n2 / (n1 + n2))``).
 
-The statistic comes from one merge per feature block: both samples are sorted, concatenated, and merged with a
-stable argsort (timsort merges two sorted runs in linear time); counts from each sample at the last element of
-every tie group give the ECDFs. Blocks are sized to stay in cache and run on all cores (numpy's sorts release
-the GIL). Torch tensors are sorted and merged on their own device (CUDA included); the
-p-value, a function of three numbers per feature, is then computed on the host.
+The statistic is counted, not sorted (:mod:`goldwatch.detectors._ks_counts`): both samples go into buckets of a
+monotone grid, bucket counts bound the ECDF gap inside every bucket, and only the few buckets that could hold a
+larger gap than one already found are split further. A reference summary keeps its grid, so a window is counted
+against a pre-sorted reference without reading the reference again. The former method -- sort both samples and
+merge them with a stable argsort -- stays as :func:`ks_statistic_merge`, the implementation the counting one is
+tested against. Feature blocks are sized to stay in cache and run on all cores. Torch tensors are sorted and
+merged on their own device (CUDA included); the p-value, a function of three numbers per feature, is then
+computed on the host.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -35,11 +38,12 @@ import numpy as np
 
 from goldwatch.detectors._backend import as_torch_samples, is_torch
 from goldwatch.detectors._kolmogorov import exact_inside, exact_square, kstwo_sf
+from goldwatch.detectors._ks_counts import ReferenceGrid, ks_statistic_counts
 from goldwatch.detectors._validation import as_samples, check_pair, feature_names_of, iter_feature_chunks
 from goldwatch.detectors.results import TestResult
 from goldwatch.errors import DataError
 
-__all__ = ["MAX_AUTO_N", "ks_2samp", "ks_pvalue", "ks_statistic", "ks_statistic_sorted"]
+__all__ = ["MAX_AUTO_N", "ks_2samp", "ks_pvalue", "ks_statistic", "ks_statistic_merge", "ks_statistic_sorted"]
 
 MAX_AUTO_N = 10000  # scipy's threshold: "auto" is exact when max(n1, n2) <= MAX_AUTO_N
 Method = Literal["auto", "exact", "asymp"]
@@ -130,12 +134,21 @@ def _map_feature_blocks(func: Any, n_features: int, n_rows: int) -> np.ndarray:
     return out
 
 
-def ks_statistic_sorted(ref_sorted: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """KS statistic with a reference whose columns are already sorted ascending; (n1, F) and (n2, F), finite."""
+def ks_statistic_sorted(
+    ref_sorted: np.ndarray, current: np.ndarray, *, grid: ReferenceGrid | None = None
+) -> np.ndarray:
+    """KS statistic with a reference whose columns are already sorted ascending; (n1, F) and (n2, F), finite.
+
+    ``grid``: the reference's fitted :class:`ReferenceGrid` (a reference summary keeps one), else fitted here.
+    """
     n_rows = ref_sorted.shape[0] + current.shape[0]
+    if grid is None:
+        grid = ReferenceGrid.fit(ref_sorted, lo=ref_sorted[0], hi=ref_sorted[-1])
+    fitted = grid
 
     def block(cols: slice) -> np.ndarray:
-        return _statistic_rows(ref_sorted[:, cols], current[:, cols], ref_sorted=True)
+        return ks_statistic_counts(ref_sorted[:, cols], current[:, cols], grid=fitted.block(cols),
+                                   reference_sorted=True)
 
     return _map_feature_blocks(block, ref_sorted.shape[1], n_rows)
 
@@ -143,9 +156,22 @@ def ks_statistic_sorted(ref_sorted: np.ndarray, current: np.ndarray) -> np.ndarr
 def ks_statistic(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     """KS statistic of finite (n1, F) and (n2, F) arrays."""
     n_rows = reference.shape[0] + current.shape[0]
+    # column extremes over the whole array: one pass in memory order (a strided block's reduction is slow)
+    lo, hi = reference.min(axis=0), reference.max(axis=0)
 
     def block(cols: slice) -> np.ndarray:
-        return _statistic_rows(reference[:, cols], current[:, cols], ref_sorted=False)
+        return ks_statistic_counts(reference[:, cols], current[:, cols], lo=lo[cols], hi=hi[cols])
+
+    return _map_feature_blocks(block, reference.shape[1], n_rows)
+
+
+def ks_statistic_merge(reference: np.ndarray, current: np.ndarray, *, ref_sorted: bool = False) -> np.ndarray:
+    """The same statistic by sorting and merging both samples (the reference implementation the counting one is
+    tested against)."""
+    n_rows = reference.shape[0] + current.shape[0]
+
+    def block(cols: slice) -> np.ndarray:
+        return _statistic_rows(reference[:, cols], current[:, cols], ref_sorted=ref_sorted)
 
     return _map_feature_blocks(block, reference.shape[1], n_rows)
 

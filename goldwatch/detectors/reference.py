@@ -24,12 +24,14 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from goldwatch._fs import atomic_write
+from goldwatch.detectors._ks_counts import ReferenceGrid
 from goldwatch.detectors._validation import NanPolicy, as_samples, check_pair, feature_names_of
 from goldwatch.detectors.distances import (
     DEFAULT_THRESHOLDS,
@@ -76,6 +78,12 @@ class ReferenceSummary:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @cached_property
+    def grid(self) -> ReferenceGrid:
+        """The KS statistic's level-one buckets of the (clean) sorted reference, fitted on first use and kept: a
+        window is then counted against it without reading the reference again."""
+        return ReferenceGrid.fit(self.sorted_values, lo=self.sorted_values[0], hi=self.sorted_values[-1])
 
     @classmethod
     def fit(
@@ -171,7 +179,7 @@ class ReferenceSummary:
         """The reference-side work is already done: KS skips the reference sort, binned tests its histogram."""
         n1, n2 = self.sorted_values.shape[0], cur.shape[0]
         if test == "ks":
-            pvalue, stat, _ = ks_pvalue(ks_statistic_sorted(self.sorted_values, cur), n1, n2)
+            pvalue, stat, _ = ks_pvalue(ks_statistic_sorted(self.sorted_values, cur, grid=self.grid), n1, n2)
             return TestResult(test="ks", statistic=stat, pvalue=pvalue, drifted=pvalue < alpha, threshold=alpha,
                               threshold_kind="pvalue", feature_names=self.feature_names)
         stat = _BINNED[test](self.histogram, histograms(cur, self.edges))
