@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from goldwatch.errors import ConfigError
 
@@ -39,6 +39,10 @@ __all__ = [
     "GateConfig",
     "GoldenConfig",
     "GoldwatchConfig",
+    "LiveColumnConfig",
+    "LiveDriftConfig",
+    "LiveDriftModelConfig",
+    "LiveDriftSection",
     "LoggingConfig",
     "PagerDutyConfig",
     "RegistryConfig",
@@ -183,6 +187,103 @@ class AlertsConfig(_Section):
     max_age_s: float = Field(86400.0, gt=0, description="undelivered this long: kept as a dead letter")
 
 
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class LiveColumnConfig(_Section):
+    """One watched column of live traffic (see :mod:`goldwatch.watchdog.live.schema`)."""
+
+    name: str = Field(min_length=1, max_length=200, description="the feature's name in results and metrics")
+    kind: Literal["numeric", "categorical"] = "numeric"
+    tensor: str | None = Field(None, description="OIP v2 tensor (or v1 object key) it is read from; default: name")
+    index: int | None = Field(None, ge=0, description="its index along the tensor's last axis")
+    derive: Literal["argmax"] | None = Field(None, description="argmax: the predicted class of a scores tensor")
+
+
+class LiveDriftConfig(_Section):
+    """Live-traffic drift of one model: reference, schema, windows, tests, page rule, ingestion bounds.
+
+    The defaults page at most once in 1,000 windows of stable data with 100 features, page a 0.2-sigma shift of one
+    feature within 2 windows of 5,000 rows and a 10% NaN spike within 1 (benchmarks/RESULTS.md).
+    """
+
+    enabled: bool = True
+    reference: Path | None = Field(None, description="reference rows: .csv, .parquet or .npz (columns by name)")
+    reference_versions: dict[str, Path] = Field(
+        {}, description="a reference file per served version (a rollback switches to the version's own)")
+    reference_golden: Path | None = Field(None, description="a golden set: its inputs and expected outputs")
+    reference_registry: bool = Field(
+        False, description="the golden sets the served registry version links (follows promotions and rollbacks)")
+    inputs: list[LiveColumnConfig] = Field(
+        [], description="columns read from requests; default: the golden set's signature, else the first request")
+    outputs: list[LiveColumnConfig] = Field([], description="columns read from responses (prediction drift)")
+    window_rows: int = Field(5000, ge=10, le=10_000_000, description="a window closes at this many rows ...")
+    window_seconds: float = Field(300.0, gt=0, description="... or after this many seconds, whichever is first")
+    min_window_rows: int = Field(500, ge=10, description="a smaller window is reported as too small, not tested")
+    test: Literal["ks", "psi", "js", "hellinger", "kl"] = Field(
+        "ks", description="numeric test (KS against the pre-sorted reference); categories: chi-squared")
+    alpha: float = Field(0.01, gt=0, lt=1, description="significance level after the correction")
+    correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    min_effect: float | None = Field(
+        0.05, ge=0, description="effect-size floor (KS statistic, total variation distance) a drift must reach")
+    threshold: float | None = Field(None, gt=0, description="distance tests: drift above this (default per test)")
+    consecutive: int = Field(2, ge=1, le=100, description="drifted windows in a row before a page")
+    trend: Literal["cusum", "page-hinkley", "none"] = Field(
+        "cusum", description="streaming detector over each feature's per-window evidence")
+    trend_h: float = Field(14.0, gt=0, description="its decision threshold (standard deviations)")
+    trend_k: float = Field(0.5, ge=0, description="its allowance (standard deviations)")
+    quality_alpha: float = Field(0.001, gt=0, lt=1, description="data quality: significance (Bonferroni)")
+    quality_min_increase: float = Field(
+        0.02, gt=0, le=1, description="data quality: a rate must exceed the reference's by at least this")
+    metrics_features: list[str] = Field(
+        [], description="features with their own Prometheus series (bounded cardinality: only these)")
+    max_queue_events: int = Field(20000, ge=1, description="events waiting per model; more are dropped, counted")
+    max_queue_bytes: int = Field(64 << 20, ge=1 << 20, description="bytes waiting per model; more are dropped")
+    pair_ttl_s: float = Field(30.0, gt=0, description="a request or response unpaired this long is an orphan")
+    max_pending_pairs: int = Field(20000, ge=1, description="unpaired halves kept at most (oldest leave first)")
+    history: int = Field(50, ge=1, le=10000, description="closed windows kept for the API and the HTML page")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LiveDriftConfig:
+        problems = []
+        if self.min_window_rows > self.window_rows:
+            problems.append(f"min_window_rows ({self.min_window_rows}) exceeds window_rows ({self.window_rows})")
+        sources = [k for k in ("reference", "reference_golden") if getattr(self, k) is not None]
+        if self.reference_registry:
+            sources.append("reference_registry")
+        if len(sources) > 1:
+            problems.append(f"give one reference source, not {' and '.join(sources)} (reference_versions may "
+                            "come with any)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class LiveDriftModelConfig(LiveDriftConfig):
+    """``[[live_drift.models]]``: one model, by the name it is watched under (``[[serve.watch]] name``)."""
+
+    name: str = Field(pattern=_MODEL_NAME, description="the model's name in metrics, incidents and the API")
+    aliases: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        [], description="other names payload loggers give it (Ce-Inferenceservicename, Ce-Modelid)")
+
+
+class LiveDriftSection(_Section):
+    """``[live_drift]``: the models whose live traffic is watched for drift."""
+
+    checkpoint: Path | None = Field(
+        None, description="standalone: SQLite file for detector and window state (the sidecar uses its journal)")
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="largest event body the sink accepts")
+    models: list[LiveDriftModelConfig] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> LiveDriftSection:
+        names = [n for m in self.models for n in (m.name, *m.aliases)]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names and aliases must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+
 class GoldwatchConfig(_Section):
     """The whole ``goldwatch.toml``."""
 
@@ -193,6 +294,7 @@ class GoldwatchConfig(_Section):
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
+    live_drift: LiveDriftSection = LiveDriftSection()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:

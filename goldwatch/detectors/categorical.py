@@ -38,13 +38,56 @@ from goldwatch.detectors._validation import as_samples, check_pair, feature_name
 from goldwatch.detectors.results import TestResult
 from goldwatch.errors import DataError
 
-__all__ = ["CategoricalResult", "chi2_test"]
+__all__ = ["CategoricalResult", "chi2_from_table", "chi2_test"]
 
 MISSING = "<missing>"
 
 # a float feature looks continuous when its distinct values exceed both of these (reference + current pooled)
 CONTINUOUS_FRACTION = 0.5
 CONTINUOUS_MIN_DISTINCT = 50
+
+
+def chi2_from_table(
+    feature: np.ndarray, o_ref: np.ndarray, o_cur: np.ndarray, n_features: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Chi-squared homogeneity test of many features from one flat table of counts.
+
+    Row ``i`` of the table is one category of feature ``feature[i]``, seen ``o_ref[i]`` times in the reference and
+    ``o_cur[i]`` times in the current sample (rows of a feature are its categories; each sample's size is the sum of
+    its counts). Returns (statistic, p-value, degrees of freedom, categories unseen in the reference) per feature,
+    as ``scipy.stats.chi2_contingency`` on each 2 x K table (Yates' correction when K = 2). A feature with one
+    category, or with an empty sample, has statistic 0 and p-value 1.
+
+    >>> stat, p, dof, unseen = chi2_from_table(np.array([0, 0, 1, 1]), np.array([50., 50., 90., 10.]),
+    ...                                        np.array([30., 70., 90., 10.]), 2)
+    >>> p.round(4).tolist(), dof.tolist(), unseen.tolist()
+    ([0.0061, 1.0], [1, 1], [0, 0])
+    """
+    from scipy.stats import chi2
+
+    n_ref = np.bincount(feature, weights=o_ref, minlength=n_features)
+    n_cur = np.bincount(feature, weights=o_cur, minlength=n_features)
+    total = n_ref + n_cur
+    col_total = o_ref + o_cur
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_ref = col_total * (n_ref / total)[feature]
+        e_cur = col_total * (n_cur / total)[feature]
+    n_categories = np.bincount(feature, minlength=n_features)
+    dof = n_categories - 1
+    yates = (dof == 1)[feature]
+    # Yates: move each observed count up to 0.5 towards its expectation (scipy's chi2_contingency, dof == 1)
+    obs_ref, obs_cur = o_ref.astype(np.float64), o_cur.astype(np.float64)
+    for obs, exp in ((obs_ref, e_ref), (obs_cur, e_cur)):
+        diff = exp - obs
+        obs[yates] += (np.sign(diff) * np.minimum(0.5, np.abs(diff)))[yates]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cell = (obs_ref - e_ref) ** 2 / e_ref + (obs_cur - e_cur) ** 2 / e_cur
+    stat = np.bincount(feature, weights=np.nan_to_num(cell), minlength=n_features)
+    degenerate = (dof == 0) | (n_ref == 0) | (n_cur == 0)
+    stat = np.where(degenerate, 0.0, stat)
+    p = np.where(degenerate, 1.0, chi2.sf(stat, np.maximum(dof, 1)))
+    n_unseen = np.bincount(feature, weights=(o_ref == 0), minlength=n_features).astype(np.int64)
+    return stat, p, dof, n_unseen
 
 
 @dataclass(frozen=True)
@@ -106,7 +149,6 @@ def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> Categoric
     Raises :class:`~goldwatch.errors.DataError` for a continuous float feature (see the module docstring).
     """
     import pandas as pd
-    from scipy.stats import chi2
 
     ref = as_samples(reference, name="reference", numeric=False)
     cur = as_samples(current, name="current", numeric=False)
@@ -116,25 +158,10 @@ def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> Categoric
     feature = table.index.get_level_values("feature").to_numpy(dtype=np.int64)
     o_ref = table["ref"].to_numpy(dtype=np.float64)
     o_cur = table["cur"].to_numpy(dtype=np.float64)
-    n_ref, n_cur = float(ref.shape[0]), float(cur.shape[0])
-    total = n_ref + n_cur
-    col_total = o_ref + o_cur
-    e_ref, e_cur = col_total * n_ref / total, col_total * n_cur / total
     n_categories = np.bincount(feature, minlength=n_features)
     names = feature_names_of(reference, n_features)
     _refuse_continuous(ref, cur, n_categories, names)
-    dof = n_categories - 1
-    yates = (dof == 1)[feature]
-    # Yates: move each observed count up to 0.5 towards its expectation (scipy's chi2_contingency, dof == 1)
-    obs_ref, obs_cur = o_ref.copy(), o_cur.copy()
-    for obs, exp in ((obs_ref, e_ref), (obs_cur, e_cur)):
-        diff = exp - obs
-        obs[yates] += (np.sign(diff) * np.minimum(0.5, np.abs(diff)))[yates]
-    cell = (obs_ref - e_ref) ** 2 / e_ref + (obs_cur - e_cur) ** 2 / e_cur
-    stat = np.bincount(feature, weights=cell, minlength=n_features)
-    stat = np.where(dof == 0, 0.0, stat)
-    p = np.where(dof == 0, 1.0, chi2.sf(stat, np.maximum(dof, 1)))
-    n_unseen = np.bincount(feature, weights=(o_ref == 0), minlength=n_features).astype(np.int64)
+    stat, p, dof, n_unseen = chi2_from_table(feature, o_ref, o_cur, n_features)
     result = TestResult(
         test="chi2", statistic=stat, pvalue=p, drifted=p < alpha, threshold=alpha, threshold_kind="pvalue",
         feature_names=names, method="pearson",

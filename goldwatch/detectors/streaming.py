@@ -69,7 +69,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -254,11 +254,15 @@ class _Restarting(StreamDetector):
                 break
             counts[cols[hit]] += 1
             cols, start_next = cols[hit], alarm_at[hit]
-            for name in self._reset:
-                getattr(self, f"_{name}")[cols] = 0
+            self._restart(cols)
             start[cols] = start_next
             cols = cols[start_next < k - 1]  # something left after the alarm
         return counts
+
+    def _restart(self, cols: np.ndarray) -> None:
+        """The state of streams ``cols`` after an alarm."""
+        for name in self._reset:
+            getattr(self, f"_{name}")[cols] = 0
 
     def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Process rows of ``x`` for streams ``cols``; return the first alarm row per stream (-1: none)."""
@@ -290,6 +294,13 @@ class PageHinkley(_Restarting):
     _params = ("min_instances", "delta", "threshold")
     _arrays = ("n_seen", "mean", "m2", "sum_up", "min_up", "sum_down", "max_down")
     _reset = _arrays
+    n_seen: np.ndarray  # values since the start or the last alarm, per stream (read-only properties)
+    mean: np.ndarray
+    m2: np.ndarray
+    sum_up: np.ndarray
+    min_up: np.ndarray
+    sum_down: np.ndarray
+    max_down: np.ndarray
 
     def __init__(
         self, n_streams: int = 1, *, min_instances: int = 30, delta: float = 0.1, threshold: float = 65.0
@@ -413,7 +424,9 @@ class CUSUM(_Restarting):
     ``k``: allowance (half the shift to detect, in standard deviations); ``h``: decision interval (standard
     deviations). ``mean`` and ``std`` are numbers or one value per stream; :meth:`from_reference` takes them from
     reference data. A stream whose in-control std is 0 is refused: a constant reference cannot say how far a
-    value may wander.
+    value may wander. ``mode``: ``"both"`` sides, or only ``"up"`` (the mean rose) or ``"down"``. ``restart``: the
+    value both sums restart from after an alarm (0; Lucas and Crosier's fast initial response uses ``h / 2``, so
+    that a shift which persists signals again soon, while an in-control stream's sums decay to 0).
 
     >>> cusum = CUSUM(mean=10.0, std=2.0)
     >>> alarms = []
@@ -427,12 +440,15 @@ class CUSUM(_Restarting):
     7718596
     """
 
-    _params = ("mean", "std", "k", "h")
+    _params = ("mean", "std", "k", "h", "mode", "restart")
     _arrays = ("s_up", "s_down")
     _reset = _arrays
+    s_up: np.ndarray  # the upper and lower cumulative sums, per stream (read-only properties)
+    s_down: np.ndarray
 
     def __init__(
-        self, n_streams: int | None = None, *, mean: Any, std: Any, k: float = 0.5, h: float = 14.0
+        self, n_streams: int | None = None, *, mean: Any, std: Any, k: float = 0.5, h: float = 14.0,
+        mode: Literal["both", "up", "down"] = "both", restart: float = 0.0,
     ) -> None:
         mean_arr = _per_stream(mean, n_streams, name="mean")
         std_arr = _per_stream(std, n_streams, name="std")
@@ -454,14 +470,21 @@ class CUSUM(_Restarting):
             )
         if k < 0 or h <= 0:
             raise DataError(f"expected k >= 0 and h > 0, got k={k}, h={h}", where="CUSUM")
+        if mode not in ("both", "up", "down"):
+            raise DataError(f"expected mode 'both', 'up' or 'down', got {mode!r}", where="CUSUM")
+        if not 0 <= restart < h:
+            raise DataError(f"expected 0 <= restart < h, got restart={restart}, h={h}", where="CUSUM")
         self.k, self.h = float(k), float(h)
+        self.mode, self.restart = str(mode), float(restart)
+        self._up, self._down = mode in ("both", "up"), mode in ("both", "down")
         self._s_up = np.zeros(self.n_streams)
         self._s_down = np.zeros(self.n_streams)
         self._mean1, self._std1 = float(self.mean[0]), float(self.std[0])
 
     @classmethod
-    def from_reference(cls, reference: Any, *, k: float = 0.5, h: float = 14.0) -> CUSUM:
-        """In-control mean and sample standard deviation of each column of ``reference`` ((n, n_streams) or 1-D)."""
+    def from_reference(cls, reference: Any, **kwargs: Any) -> CUSUM:
+        """In-control mean and sample standard deviation of each column of ``reference`` ((n, n_streams) or 1-D);
+        ``kwargs``: ``k``, ``h``, ``mode``, ``restart``."""
         ref = np.asarray(reference, dtype=np.float64)
         if ref.ndim == 1:
             ref = ref[:, None]
@@ -470,7 +493,7 @@ class CUSUM(_Restarting):
                             where="reference")
         if not np.isfinite(ref).all():
             raise DataError("reference has non-finite values", where="reference", hint="drop NaN/inf first")
-        return cls(mean=ref.mean(axis=0), std=ref.std(axis=0, ddof=1), k=k, h=h)
+        return cls(mean=ref.mean(axis=0), std=ref.std(axis=0, ddof=1), **kwargs)
 
     _x_s_up: float
     _x_s_down: float
@@ -484,14 +507,18 @@ class CUSUM(_Restarting):
         z = (x - self._mean1) / self._std1
         up = self._x_s_up + z - self.k
         down = self._x_s_down - z - self.k
-        if up > self.h or down > self.h:
-            self._x_s_up = self._x_s_down = 0.0
+        if (up > self.h and self._up) or (down > self.h and self._down):
+            self._x_s_up = self._x_s_down = self.restart
             self.n_detections[0] += 1
             self.drift_detected = _TRUE
             return
         self._x_s_up = up if up > 0.0 else 0.0
         self._x_s_down = down if down > 0.0 else 0.0
         self.drift_detected = _FALSE
+
+    def _restart(self, cols: np.ndarray) -> None:
+        self._s_up[cols] = self.restart
+        self._s_down[cols] = self.restart
 
     @staticmethod
     def _lindley(s0: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -507,7 +534,7 @@ class CUSUM(_Restarting):
             a_up, a_down = np.where(active, a_up, 0.0), np.where(active, a_down, 0.0)
         up = self._lindley(self._s_up[cols], a_up)
         down = self._lindley(self._s_down[cols], a_down)
-        alarm = (up > self.h) | (down > self.h)
+        alarm = ((up > self.h) & self._up) | ((down > self.h) & self._down)
         self._s_up[cols], self._s_down[cols] = up[-1], down[-1]
         return self._first(alarm)
 
@@ -546,6 +573,8 @@ class ADWIN(StreamDetector):
 
     _params = ("delta", "clock", "max_window", "min_window_length")
     _arrays = ("block_sum", "block_sq", "n_blocks", "cur_sum", "cur_sq", "cur_n", "head", "width", "since_alarm")
+    width: np.ndarray  # values in each stream's window (read-only properties, like the rest of the state)
+    n_blocks: np.ndarray
 
     _NEVER = 2**62  # since_alarm of a stream that never alarmed
 

@@ -209,36 +209,39 @@ def test_adwin_raises_one_alarm_per_change_like_river(kind) -> None:
 # -- CUSUM is a tabular CUSUM against a reference, not Page-Hinkley ---------------------------------------------
 
 
-def _textbook_cusum(values: list[float], mean: float, std: float, k: float, h: float) -> list[int]:
-    """Montgomery's two-sided tabular CUSUM, restarted at zero after each signal."""
+def _textbook_cusum(values: list[float], mean: float, std: float, k: float, h: float, mode: str = "both",
+                    restart: float = 0.0) -> list[int]:
+    """Montgomery's tabular CUSUM (both sides, or one), restarted at ``restart`` (a headstart) after each signal."""
     s_up = s_down = 0.0
     out = []
     for i, x in enumerate(values):
         z = (x - mean) / std
         s_up, s_down = max(0.0, s_up + z - k), max(0.0, s_down - z - k)
-        if s_up > h or s_down > h:
+        if (s_up > h and mode != "down") or (s_down > h and mode != "up"):
             out.append(i)
-            s_up = s_down = 0.0
+            s_up = s_down = restart
     return out
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), k=st.sampled_from([0.25, 0.5, 1.0]), h=st.sampled_from([4.0, 5.0, 8.0]))
-def test_cusum_is_the_textbook_tabular_cusum(seed, k, h) -> None:
+@given(seed=st.integers(0, 2**32 - 1), k=st.sampled_from([0.25, 0.5, 1.0]), h=st.sampled_from([4.0, 5.0, 8.0]),
+       mode=st.sampled_from(["both", "up", "down"]), restart=st.sampled_from([0.0, 0.5]))
+def test_cusum_is_the_textbook_tabular_cusum(seed, k, h, mode, restart) -> None:
     rng = np.random.default_rng(seed)
     data = rng.normal(0.0, 1.0, size=(600, 3))
     data[300:, 1] += 1.0
-    data[200:, 2] += np.linspace(0.0, 2.0, 400)  # a slow ramp: the in-control level is never relearned
+    data[200:, 2] -= np.linspace(0.0, 2.0, 400)  # a slow ramp: the in-control level is never relearned
     mean, std = np.array([0.1, -0.2, 0.0]), np.array([1.0, 0.9, 1.1])
-    expected = [_textbook_cusum(data[:, j].tolist(), mean[j], std[j], k, h) for j in range(3)]
-    many = CUSUM(mean=mean, std=std, k=k, h=h)
+    opts = {"k": k, "h": h, "mode": mode, "restart": restart * h}
+    expected = [_textbook_cusum(data[:, j].tolist(), mean[j], std[j], **opts) for j in range(3)]
+    many = CUSUM(mean=mean, std=std, **opts)
     steps = run(many, data, 1)
     assert [np.flatnonzero(steps[:, j]).tolist() for j in range(3)] == expected
-    batched = CUSUM(mean=mean, std=std, k=k, h=h)
+    batched = CUSUM(mean=mean, std=std, **opts)
     run(batched, data, 37)
     assert batched.n_detections.tolist() == [len(e) for e in expected]
     for j in range(3):
-        assert run_scalar(CUSUM(mean=mean[j], std=std[j], k=k, h=h), data[:, j].tolist()) == expected[j]
+        assert run_scalar(CUSUM(mean=mean[j], std=std[j], **opts), data[:, j].tolist()) == expected[j]
 
 
 def test_cusum_is_not_page_hinkley() -> None:

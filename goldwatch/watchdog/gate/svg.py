@@ -1,7 +1,9 @@
 """Inline SVG charts for the HTML report: drawn here, from numbers, with no library and no network.
 
 Two shapes cover the gate's plots: a histogram (error magnitudes per output) and a bar chart with a limit line
-(agreement, drift statistic per output). Every bar carries a ``<title>`` so hovering shows its exact value.
+(agreement, drift statistic per output); a third, two histograms side by side (:func:`paired_histogram_chart`),
+shows a reference against a live window (the sidecar's drift page). Every bar carries a ``<title>`` so hovering
+shows its exact value.
 
 >>> svg = bar_chart(BarPlot(title="agreement", group="baseline", labels=["a", "b"], values=[1.0, 0.5],
 ...                         flagged=[False, True], limit=0.9, y_max=1.0))
@@ -11,13 +13,14 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from html import escape
 
 from goldwatch.watchdog.gate.verdict import BarPlot, HistogramPlot
 
-__all__ = ["bar_chart", "histogram_chart"]
+__all__ = ["PairedHistogram", "bar_chart", "histogram_chart", "paired_histogram_chart"]
 
 _W, _H = 560, 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 30, 58
@@ -158,5 +161,57 @@ def bar_chart(plot: BarPlot) -> str:
     out = _frame(plot.title, y_max, plot.y_label, "")
     out += _bars(plot.labels, values, plot.flagged, y_max, tips)
     out += _limit_line(plot.limit, y_max, f"limit {_fmt(plot.limit)}" if plot.limit is not None else "")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedHistogram:
+    """Two distributions over the same bins, as shares of their rows: ``reference`` and ``current``."""
+
+    title: str
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+    x_label: str = ""
+    flagged: bool = False
+
+
+def paired_histogram_chart(plot: PairedHistogram) -> str:
+    """An SVG of two histograms side by side per bin (reference, then current), with a legend.
+
+    >>> svg = paired_histogram_chart(PairedHistogram("age", ["<20", "20-40"], [0.25, 0.75], [0.5, 0.5]))
+    >>> svg.count('<rect class="bar ref"'), svg.count('<rect class="bar cur'), "reference" in svg  # with the legend
+    (3, 3, True)
+    """
+    y_max = _nice_max(max([*plot.reference, *plot.current, 0.0]))
+    out = _frame(plot.title, y_max, "share of rows", plot.x_label)
+    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
+    n = max(len(plot.labels), 1)
+    slot = plot_w / n
+    width = min(max(slot * 0.4, 1.0), 40.0)
+    every = max(1, math.ceil(n * 34 / plot_w))
+    cur_cls = "bar cur bad" if plot.flagged else "bar cur"
+    for i, (label, ref, cur) in enumerate(zip(plot.labels, plot.reference, plot.current)):
+        x0 = _LEFT + i * slot + (slot - 2 * width) / 2
+        for k, (value, cls, who) in enumerate(((ref, "bar ref", "reference"), (cur, cur_cls, "current"))):
+            shown = min(max(value, 0.0), y_max) if math.isfinite(value) else 0.0
+            h = plot_h * shown / y_max
+            if shown > 0 and h < _MIN_BAR:
+                h = _MIN_BAR
+            x, y = x0 + k * width, _TOP + plot_h - h
+            out.append(f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{h:.1f}">'
+                       f"<title>{escape(label)}: {who} {value:.2%}</title></rect>")
+        if i % every == 0:
+            text = label if len(label) <= 14 else label[:13] + "…"
+            cx = x0 + width
+            out.append(f'<text x="{cx:.1f}" y="{_TOP + plot_h + 12}" class="tick" text-anchor="end" '
+                       f'transform="rotate(-35 {cx:.1f} {_TOP + plot_h + 12})">{escape(text)}</text>')
+    out.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{_TOP + plot_h}" y2="{_TOP + plot_h}" class="axis"/>')
+    lx = _W - _RIGHT - 170
+    out.append(f'<rect class="bar ref" x="{lx}" y="8" width="10" height="10"/><text x="{lx + 14}" y="17" '
+               'class="tick">reference</text>')
+    out.append(f'<rect class="{cur_cls}" x="{lx + 80}" y="8" width="10" height="10"/><text x="{lx + 94}" y="17" '
+               'class="tick">current</text>')
     out.append("</svg>")
     return "\n".join(out)
