@@ -264,6 +264,12 @@ class _Restarting(StreamDetector):
         for name in self._reset:
             getattr(self, f"_{name}")[cols] = 0
 
+    def reset(self, streams: Any) -> None:
+        """Forget the history of ``streams`` (indices or a boolean mask): they start again as at the start."""
+        self._flush()
+        for name in self._reset:
+            getattr(self, f"_{name}")[streams] = 0
+
     def _run(self, x: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Process rows of ``x`` for streams ``cols``; return the first alarm row per stream (-1: none)."""
         raise NotImplementedError

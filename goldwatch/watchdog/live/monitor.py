@@ -277,7 +277,8 @@ class ModelMonitor:
         if version == self.version:
             return []
         results = []
-        if self.window is not None and self.window.rows:
+        # learning the version for the first time is no switch: the rows so far were served by it
+        if self.window is not None and self.window.rows and self.version is not None:
             results.append(self._close(now, "version"))
         self.version = version
         self._reset_trend()
@@ -325,9 +326,12 @@ class ModelMonitor:
                                    events=window.events)
             evidence[part] = assessed
             parts[part] = assessed.result
-        parts = {k: self._with_trend(k, v, evidence.get(k)) for k, v in parts.items()}
         tested = any(p is not None and p.tested for p in parts.values())
         drifted = any(p is not None and p.drifted for p in parts.values())
+        # once the window tests themselves page (K in a row), the streaming detectors of the features they flag
+        # start again from 0: nothing of that drift stays latched, and the first clean window recovers
+        k_rule = tested and drifted and self.state.consecutive + 1 >= self.config.consecutive
+        parts = {k: self._with_trend(k, v, evidence.get(k), reset_drifted=k_rule) for k, v in parts.items()}
         latched = any(bool(t.latched.any()) for t in self.trend.values())
         quality = any(p is not None and p.quality_failed for p in parts.values())
         self.state = next_state(self.state, tested=tested, drifted=drifted, latched=latched,
@@ -343,14 +347,15 @@ class ModelMonitor:
         self.last_window, self.last_result = window, result
         return result
 
-    def _with_trend(self, part: str, result: PartResult | None, assessed: PartAssessment | None
-                    ) -> PartResult | None:
+    def _with_trend(self, part: str, result: PartResult | None, assessed: PartAssessment | None, *,
+                    reset_drifted: bool) -> PartResult | None:
         tracker = self.trend.get(part)
         if result is None or assessed is None or tracker is None or not result.tested:
             return result
         if self.settings.test != "ks" and not result.features:
             return result
-        alarm = tracker.update(assessed.pvalue, assessed.effect, min_effect=self.settings.min_effect)
+        drifted = np.array([f.drifted and reset_drifted for f in result.features], dtype=bool)
+        alarm = tracker.update(assessed.pvalue, assessed.effect, min_effect=self.settings.min_effect, drifted=drifted)
         if not alarm.any():
             return result
         import dataclasses

@@ -53,6 +53,7 @@ _NUMERIC_TYPES = {
     "FP32": np.float32, "FP64": np.float64,
 }
 MAX_ROWS = 1_000_000  # one body: more rows than this is not one inference request
+_UNNAMED = frozenset({"instances", "predictions", "data"})  # tensors of bodies that name no columns
 
 
 class PayloadError(DataError):
@@ -230,10 +231,6 @@ def _v2_tensors(items: list[Any], key: str) -> dict[str, Tensor]:
     return out
 
 
-def _infer_datatype(values: np.ndarray) -> str:
-    return "BYTES" if values.dtype == object or values.dtype.kind in "USO" else "FP64"
-
-
 def _v1_rows(rows: Any, key: str) -> dict[str, Tensor]:
     if not isinstance(rows, list):
         raise PayloadError("unknown_format", f"'{key}' must be a list of rows")
@@ -249,7 +246,9 @@ def _v1_rows(rows: Any, key: str) -> dict[str, Tensor]:
     arr = _numeric_or_text(rows, where=key)
     if arr.ndim > 2:
         raise PayloadError("wrong_shape", f"'{key}' rows have shape {list(arr.shape[1:])}; drift takes flat rows")
-    return {key: Tensor(arr, _infer_datatype(arr))}
+    if arr.dtype == object and arr.ndim == 2:  # mixed rows: one tensor per column, each typed on its own
+        return {f"{key}[{j}]": _typed(arr[:, j]) for j in range(arr.shape[1])}
+    return {key: _typed(arr)}
 
 
 def _v1_columns(columns: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -260,7 +259,7 @@ def _v1_columns(columns: Mapping[str, Any]) -> dict[str, Tensor]:
         arr = _numeric_or_text(values, where=str(name))
         if arr.ndim != 1:
             raise PayloadError("wrong_shape", f"column {name!r} must hold one value per row")
-        out[str(name)] = Tensor(arr, _infer_datatype(arr))
+        out[str(name)] = _typed(arr)
     if len({t.array.shape[0] for t in out.values()}) > 1:
         raise PayloadError("wrong_shape", "columns have different lengths")
     if not out:
@@ -269,7 +268,8 @@ def _v1_columns(columns: Mapping[str, Any]) -> dict[str, Tensor]:
 
 
 def _numeric_or_text(values: Any, *, where: str) -> np.ndarray:
-    """Numbers (None becomes NaN) as float64, else strings as an object array (mixed rows: per value)."""
+    """Numbers (None becomes NaN) as float64, else the values as they are in an object array (a column may hold
+    numbers and another strings: each column is judged on its own by :func:`extract`)."""
     try:
         arr = np.asarray(values, dtype=np.float64)
         return arr
@@ -283,7 +283,29 @@ def _numeric_or_text(values: Any, *, where: str) -> np.ndarray:
         raise PayloadError("wrong_shape", f"'{where}' rows have different lengths")
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in obj.ravel()):
         return np.array([np.nan if v is None else v for v in obj.ravel()], dtype=np.float64).reshape(obj.shape)
-    return np.vectorize(_text, otypes=[object])(obj)
+    return obj
+
+
+def _numbers(values: np.ndarray) -> np.ndarray | None:
+    """An object column as float64 when every value is a number or missing (None), else None."""
+    out = np.empty(values.shape[0])
+    for i, v in enumerate(values.tolist()):  # one column of one body
+        if v is None:
+            out[i] = np.nan
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[i] = v
+        else:
+            return None
+    return out
+
+
+def _typed(arr: np.ndarray) -> Tensor:
+    if arr.dtype == object:
+        numbers = _numbers(arr) if arr.ndim == 1 else None
+        if numbers is not None:
+            return Tensor(numbers, "FP64")
+        return Tensor(arr, "BYTES")
+    return Tensor(arr, "FP64")
 
 
 def _seldon(data: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -304,8 +326,10 @@ def _seldon(data: Mapping[str, Any]) -> dict[str, Tensor]:
     if arr.ndim > 2:
         raise PayloadError("wrong_shape", f"Seldon data has shape {list(arr.shape)}; drift takes (N,) or (N, k)")
     if isinstance(names, list) and arr.ndim == 2 and len(names) == arr.shape[1]:
-        return {str(n): Tensor(arr[:, i], _infer_datatype(arr)) for i, n in enumerate(names)}
-    return {"data": Tensor(arr, _infer_datatype(arr))}
+        return {str(n): _typed(arr[:, i]) for i, n in enumerate(names)}
+    if arr.dtype == object and arr.ndim == 2:
+        return {f"data[{j}]": _typed(arr[:, j]) for j in range(arr.shape[1])}
+    return {"data": _typed(arr)}
 
 
 def extract(tensors: Tensors, columns: Sequence[Column]) -> Frame:
@@ -325,16 +349,21 @@ def extract(tensors: Tensors, columns: Sequence[Column]) -> Frame:
 def _column(tensors: Tensors, col: Column) -> np.ndarray:
     name = col.tensor
     if name is None:
+        only = next(iter(tensors.tensors)) if len(tensors.tensors) == 1 else None
         if col.name in tensors.tensors:
             name = col.name
-        elif len(tensors.tensors) == 1:
-            name = next(iter(tensors.tensors))
+        elif only is not None and (col.index is not None or only in _UNNAMED):
+            name = only  # a body with one unnamed tensor (v1 instances/predictions, Seldon data)
         else:
             raise PayloadError("missing_tensor", f"column {col.name!r} names no tensor and the body has "
                                                  f"{len(tensors.tensors)}: {sorted(tensors.tensors)}")
     tensor = tensors.tensors.get(name)
-    if tensor is None and col.name in tensors.tensors:  # a table with one column per feature (a reference file)
-        tensor, name, col = tensors.tensors[col.name], col.name, Column(col.name, col.kind)
+    if tensor is None:
+        # mixed v1 rows arrive as one tensor per column, "instances[j]"; a reference table has one per feature
+        for alt in ((f"{name}[{col.index}]",) if col.index is not None else ()) + (col.name,):
+            if alt in tensors.tensors and col.derive is None:
+                tensor, name, col = tensors.tensors[alt], alt, Column(col.name, col.kind)
+                break
     if tensor is None:
         raise PayloadError("missing_tensor", f"column {col.name!r}: no tensor {name!r} in the body "
                                              f"(found {sorted(tensors.tensors)})")
@@ -358,10 +387,22 @@ def _column(tensors: Tensors, col: Column) -> np.ndarray:
                                           "name an index")
     if col.kind == "numeric":
         if values.dtype == object:
-            raise PayloadError("bad_datatype", f"column {col.name!r} is numeric, tensor {name!r} holds text")
+            numbers = _numbers(values)
+            if numbers is None:
+                raise PayloadError("bad_datatype", f"column {col.name!r} is numeric, tensor {name!r} holds text")
+            return numbers
         return values
-    if values.dtype != object:
-        # integral numbers read as categories ("3", not "3.0"); NaN is missing
-        return np.array([None if v != v else (str(int(v)) if float(v).is_integer() else repr(float(v)))
-                         for v in values.tolist()], dtype=object)
-    return values
+    return np.array([_category(v) for v in values.tolist()], dtype=object)
+
+
+def _category(value: Any) -> str | None:
+    """A value as a category: integral numbers as "3" (not "3.0"), NaN and None as missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

@@ -59,9 +59,11 @@ class TrendTracker:
         return PageHinkley(n_streams=self.n_features, min_instances=10, delta=self.k, threshold=self.h)
 
     def update(self, pvalue: np.ndarray, effect: np.ndarray, *, min_effect: float | None,
-               tested: np.ndarray | None = None) -> np.ndarray:
+               drifted: np.ndarray | None = None) -> np.ndarray:
         """One tested window: raw p-values and effects per feature (NaN p: not tested, no evidence). Returns the
-        features that alarmed at this window."""
+        features that alarmed at this window. ``drifted``: features whose drift the window tests already page
+        (K windows in a row); their sums start again from 0, so that when that drift ends nothing remains latched
+        and the page recovers with the first clean window."""
         if self.detector is None:
             return np.zeros(0, dtype=bool)
         p = np.asarray(pvalue, dtype=np.float64)
@@ -70,10 +72,12 @@ class TrendTracker:
         if min_effect is not None:
             z = np.where(np.asarray(effect) < min_effect, np.minimum(z, 0.0), z)
         z = np.where(np.isfinite(z), z, 0.0)
-        if tested is not None:
-            z = np.where(tested, z, 0.0)
         self.detector.update(z)
         alarm = np.asarray(self.detector.drift_detected, dtype=bool).copy()
+        if drifted is not None and np.any(drifted):
+            self.detector.reset(np.asarray(drifted, dtype=bool))
+            alarm &= ~np.asarray(drifted, dtype=bool)
+            self.latched &= ~np.asarray(drifted, dtype=bool)
         self.latched |= alarm
         if isinstance(self.detector, CUSUM):
             self.latched &= alarm | (self.detector.s_up >= self.h / 4)
