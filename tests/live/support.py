@@ -26,7 +26,7 @@ from goldwatch.runtimes.mlserver_testing import free_ports
 def rfc3339_nano(ts: float) -> str:
     """Go's ``time.RFC3339Nano`` in UTC: trailing zeros of the fraction dropped."""
     whole = int(ts)
-    nanos = int(round((ts - whole) * 1e9))
+    nanos = round((ts - whole) * 1e9)
     base = dt.datetime.fromtimestamp(whole, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     frac = f"{nanos:09d}".rstrip("0")
     return base + (f".{frac}" if frac else "") + "Z"

@@ -51,8 +51,8 @@ def test_seldon_pairs_by_request_id() -> None:
 
 def test_structured_mode_with_json_and_base64_data() -> None:
     data = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]}
-    envelope = {"specversion": "1.0", "id": "e1", "source": "http://x/", "type": "org.kubeflow.serving.inference.request",
-                "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json", "inferenceservicename": "m",
+    envelope = {"specversion": "1.0", "id": "e1", "source": "http://x/",
+                "type": "org.kubeflow.serving.inference.request", "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json", "inferenceservicename": "m",
                 "data": data}
     event = from_structured(json.dumps(envelope).encode())
     assert (event.kind, event.model, event.time) == ("request", "m", parse_time("2026-01-01T00:00:00Z"))
@@ -82,7 +82,9 @@ def test_oip_v2_flat_and_nested_data_bytes_and_version() -> None:
         {"name": "scores", "shape": [2, 3], "datatype": "FP32", "data": [[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]]},
         {"name": "label", "shape": [2], "datatype": "BYTES", "data": ["cat", "dog"]}]}
     t = decode_body(json.dumps(body).encode())
-    assert t.version == "3" and t.format == "v2" and t.n_rows == 2
+    assert t.version == "3"
+    assert t.format == "v2"
+    assert t.n_rows == 2
     schema = Schema.infer([], t.signature())
     assert [c.name for c in schema.outputs] == ["scores[0]", "scores[1]", "scores[2]", "scores:argmax", "label"]
     frame = extract(t, schema.outputs)
@@ -97,11 +99,13 @@ def test_oip_v1_rows_objects_and_columns() -> None:
     assert [(c.name, c.kind) for c in schema.inputs] == [
         ("instances[0]", "numeric"), ("instances[1]", "numeric"), ("instances[2]", "categorical")]
     frame = extract(rows, [Column("a", tensor="instances", index=1), Column("c", "categorical", "instances", 2)])
-    assert frame.numeric[:, 0].tolist()[0] == 2 and np.isnan(frame.numeric[1, 0])
+    assert frame.numeric[:, 0].tolist()[0] == 2
+    assert np.isnan(frame.numeric[1, 0])
     assert frame.categorical[:, 0].tolist() == ["a", "b"]
     objects = decode_body(b'{"instances": [{"age": 30, "plan": "gold"}, {"age": null, "plan": "free"}]}')
     frame = extract(objects, [Column("age"), Column("plan", "categorical")])
-    assert np.isnan(frame.numeric[1, 0]) and frame.numeric[0, 0] == 30
+    assert np.isnan(frame.numeric[1, 0])
+    assert frame.numeric[0, 0] == 30
     assert frame.categorical[:, 0].tolist() == ["gold", "free"]
     preds = decode_body(b'{"predictions": [0.1, 0.9, 0.4]}')
     assert extract(preds, [Column("p")]).numeric[:, 0].tolist() == [0.1, 0.9, 0.4]
@@ -111,7 +115,8 @@ def test_oip_v1_rows_objects_and_columns() -> None:
 
 def test_seldon_ndarray_and_tensor_bodies() -> None:
     named = decode_body(b'{"data": {"names": ["f0", "f1"], "ndarray": [[0.77, 0.63], [0.1, 0.2]]}}')
-    assert named.format == "seldon" and named.tensors["f1"].array.tolist() == [0.63, 0.2]
+    assert named.format == "seldon"
+    assert named.tensors["f1"].array.tolist() == [0.63, 0.2]
     tensor = decode_body(b'{"data": {"tensor": {"shape": [2, 2], "values": [1, 2, 3, 4]}}}')
     assert tensor.tensors["data"].array.tolist() == [[1, 2], [3, 4]]
 

@@ -54,9 +54,12 @@ def test_stable_windows_do_not_page_a_small_shift_pages_in_two_windows_a_nan_spi
     assert [r.drifted for r in shifted] == [True, True]
     assert [r.state.paging for r in shifted] == [False, True]  # two windows in a row: the page
     (f7,) = [f for f in shifted[1].inputs.features if f.drifted]
-    assert f7.name == "f7" and f7.effect > 0.05
+    assert f7.name == "f7"
+    assert f7.effect > 0.05
     check = shifted[1].drift_checks()[0]
-    assert check.status == "fail" and "f7" in check.summary and check.details["top"][0]["name"] == "f7"
+    assert check.status == "fail"
+    assert "f7" in check.summary
+    assert check.details["top"][0]["name"] == "f7"
     nan = normal(rng, 5000)
     nan["f3"][rng.random(5000) < 0.10] = np.nan  # upstream broke: 10% NaN
     (broken,) = run_windows(m, [{"inputs": nan}])
@@ -67,7 +70,8 @@ def test_stable_windows_do_not_page_a_small_shift_pages_in_two_windows_a_nan_spi
     # the NaN are left out of the drift test: f3's finite values are as in the reference
     assert not next(f for f in broken.inputs.features if f.name == "f3").drifted
     (recovered,) = run_windows(m, [{"inputs": normal(rng, 5000)}])
-    assert not recovered.state.paging and not recovered.state.quality_paging
+    assert not recovered.state.paging
+    assert not recovered.state.quality_paging
     assert [c.status for c in recovered.drift_checks() + recovered.quality_checks()] == ["pass", "skip", "pass"]
 
 
@@ -78,8 +82,11 @@ def test_the_effect_floor_keeps_huge_windows_from_paging_on_harmless_differences
     rows = {"a": rng.normal(0.03, 1.0, size=100_000), "b": rng.normal(size=100_000)}  # significant, harmless
     (w,) = run_windows(m, [{"inputs": rows}])
     a = w.inputs.features[0]
-    assert a.adjusted_pvalue is not None and a.adjusted_pvalue < 0.01 and a.effect < 0.05
-    assert not a.drifted and not w.drifted
+    assert a.adjusted_pvalue is not None
+    assert a.adjusted_pvalue < 0.01
+    assert a.effect < 0.05
+    assert not a.drifted
+    assert not w.drifted
 
 
 def test_categorical_drift_unseen_categories_and_prediction_drift() -> None:
@@ -94,14 +101,17 @@ def test_categorical_drift_unseen_categories_and_prediction_drift() -> None:
                                        "country": rng.choice(countries, 3000, p=[.4, .3, .2, .1])},
                             "outputs": {"score": rng.beta(2, 5, 3000),
                                         "label": rng.choice(["ok", "fraud"], 3000, p=[.97, .03])}}])
-    assert not same[0].drifted and not same[0].quality_failed
+    assert not same[0].drifted
+    assert not same[0].quality_failed
     moved = run_windows(m, [{"inputs": {"amount": rng.lognormal(3, 1, 3000),
                                         "country": rng.choice(np.array(["de", "fr", "it", "es", "pl"]), 3000,
                                                               p=[.25, .25, .2, .1, .2])},
                              "outputs": {"score": rng.beta(2, 3, 3000),
                                          "label": rng.choice(["ok", "fraud"], 3000, p=[.9, .1])}}])[0]
     country = next(f for f in moved.inputs.features if f.name == "country")
-    assert country.drifted and country.test == "chi2" and country.effect > 0.15
+    assert country.drifted
+    assert country.test == "chi2"
+    assert country.effect > 0.15
     assert [(q.name, q.check) for q in moved.inputs.quality if q.failed] == [("country", "unseen_category")]
     assert moved.outputs is not None
     assert {f.name for f in moved.outputs.features if f.drifted} == {"score", "label"}
@@ -134,7 +144,8 @@ def test_a_slow_drift_no_window_proves_is_caught_by_the_streaming_detector() -> 
         rows["f2"] = rows["f2"] + 0.12
         results += run_windows(m, [{"inputs": rows}])
     alarms = [r.index for r in results if r.trend_alarm]
-    assert alarms and alarms[0] <= 15, alarms
+    assert alarms, alarms
+    assert alarms[0] <= 15, alarms
     first = results[alarms[0]]
     assert [f.name for f in first.inputs.features if f.trend_alarm] == ["f2"]
     assert all(r.state.paging for r in results[alarms[0]:])  # latched while the drift lasts: no flapping

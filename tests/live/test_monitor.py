@@ -62,11 +62,17 @@ def test_requests_and_responses_pair_in_either_order_and_fill_count_windows() ->
         m.submit_event(second)
         results += m.process()
     counts = m.counters.snapshot()
-    assert counts["pairs"] == 30 and counts["rows"] == 1500 and counts["orphan_requests"] == 0
+    assert counts["pairs"] == 30
+    assert counts["rows"] == 1500
+    assert counts["orphan_requests"] == 0
     assert [(r.index, r.rows, r.close_reason) for r in results] == [(0, 1000, "rows")]  # exactly N rows
-    assert results[0].inputs.n_rows == 1000 and results[0].outputs is not None and results[0].outputs.n_rows == 1000
-    assert m.window is not None and m.window.rows == 500
-    assert not results[0].drifted and results[0].tested
+    assert results[0].inputs.n_rows == 1000
+    assert results[0].outputs is not None
+    assert results[0].outputs.n_rows == 1000
+    assert m.window is not None
+    assert m.window.rows == 500
+    assert not results[0].drifted
+    assert results[0].tested
 
 
 def test_orphans_expire_after_the_ttl_and_still_count_for_their_part() -> None:
@@ -86,7 +92,9 @@ def test_orphans_expire_after_the_ttl_and_still_count_for_their_part() -> None:
     counts = m.counters.snapshot()
     assert (counts["orphan_requests"], counts["orphan_responses"], len(m.pairer)) == (1, 1, 0)
     closed = m.flush()
-    assert closed[0].inputs.n_rows == 50 and closed[0].outputs is not None and closed[0].outputs.n_rows == 50
+    assert closed[0].inputs.n_rows == 50
+    assert closed[0].outputs is not None
+    assert closed[0].outputs.n_rows == 50
     assert closed[0].rows == 100  # two orphans, rows of one part each
 
 
@@ -108,7 +116,9 @@ def test_duplicates_and_goldwatch_probes_are_left_out() -> None:
     counts = m.counters.snapshot()
     assert counts["duplicates"] == 1
     assert counts["probes"] == 6  # both halves of each of the three probes
-    assert counts["pairs"] == 1 and counts["rows"] == 50 and len(m.pairer) == 0
+    assert counts["pairs"] == 1
+    assert counts["rows"] == 50
+    assert len(m.pairer) == 0
 
 
 def test_unusable_bodies_are_counted_by_reason_and_never_reach_a_window() -> None:
@@ -133,8 +143,11 @@ def test_unusable_bodies_are_counted_by_reason_and_never_reach_a_window() -> Non
         m.submit_event(pair(f"bad-{i}")[1])
     m.process()
     counts = m.counters.snapshot()
-    assert counts["unparseable:missing_tensor"] == 1 and counts["unparseable:wrong_shape"] == 1
-    assert counts["rows"] == 0 and m.window is not None and m.window.violations == {"missing_tensor": 1,
+    assert counts["unparseable:missing_tensor"] == 1
+    assert counts["unparseable:wrong_shape"] == 1
+    assert counts["rows"] == 0
+    assert m.window is not None
+    assert m.window.violations == {"missing_tensor": 1,
                                                                                     "wrong_shape": 1}
 
 
@@ -155,7 +168,8 @@ def test_a_sender_far_faster_than_the_consumer_is_bounded_and_counted() -> None:
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert accepted == len(m.queue) <= 200
-    assert m.queue.dropped == 2000 - accepted and m.counters.snapshot()["dropped_queue_full"] == 2000 - accepted
+    assert m.queue.dropped == 2000 - accepted
+    assert m.counters.snapshot()["dropped_queue_full"] == 2000 - accepted
     assert m.queue.nbytes <= 1 << 20
     assert held < 2 << 20, held  # the dropped events were not kept
     m.process()
@@ -201,7 +215,8 @@ def test_restart_mid_window_continues_the_window_and_the_page_rule(tmp_path) -> 
     first = start()
     first.observe("fraud", {"input-0": rng.normal(0.5, 1.0, size=(1000, F))})
     (w0,) = first.process()
-    assert w0.drifted and not w0.state.paging
+    assert w0.drifted
+    assert not w0.state.paging
     first.observe("fraud", {"input-0": rng.normal(0.5, 1.0, size=(600, F))})
     assert first.process() == []
     first.checkpoint()
@@ -209,12 +224,15 @@ def test_restart_mid_window_continues_the_window_and_the_page_rule(tmp_path) -> 
 
     second = start()
     mon = second.monitor("fraud")
-    assert mon.window is not None and (mon.window.index, mon.window.rows) == (1, 600)
+    assert mon.window is not None
+    assert (mon.window.index, mon.window.rows) == (1, 600)
     assert mon.state.consecutive == 1
     second.observe("fraud", {"input-0": rng.normal(0.5, 1.0, size=(400, F))})
     (w1,) = second.process()
     assert (w1.index, w1.rows, w1.inputs.n_rows) == (1, 1000, 1000)
-    assert w1.drifted and w1.state.consecutive == 2 and w1.state.paging
+    assert w1.drifted
+    assert w1.state.consecutive == 2
+    assert w1.state.paging
     assert w1.drift_checks()[0].status == "fail"
 
 
@@ -229,7 +247,8 @@ def test_streaming_detector_state_survives_a_restart(tmp_path) -> None:
     restored = monitor(min_effect=None)
     restored.load_state_dict(*m.state_dict())
     np.testing.assert_array_equal(restored.trend["inputs"].detector.s_up, sums)
-    assert restored.window is not None and restored.window.index == m.window.index == 3
+    assert restored.window is not None
+    assert restored.window.index == m.window.index == 3
 
 
 def test_reference_follows_the_served_version_after_a_rollback() -> None:
@@ -246,7 +265,8 @@ def test_reference_follows_the_served_version_after_a_rollback() -> None:
         for event in pair(f"v2-{i}", seed=i, version="2"):
             m.submit_event(event)
     results += m.process()
-    assert [r.version for r in results] == ["2"] and results[0].drifted
+    assert [r.version for r in results] == ["2"]
+    assert results[0].drifted
     assert results[0].reference.endswith("(2)")
     for i in range(6):  # a rollback to version 1: responses name it
         for event in pair(f"v1-{i}", seed=100 + i, version="1"):
@@ -266,7 +286,8 @@ def test_reference_follows_the_served_version_after_a_rollback() -> None:
     for event in pair("stray", version="1"):
         m.submit_event(event)
     m.process()
-    assert m.version == "2" and m.counters.snapshot()["other_version"] == 1
+    assert m.version == "2"
+    assert m.counters.snapshot()["other_version"] == 1
 
 
 @pytest.mark.parametrize("bad", [{"input-0": np.zeros((5, 2))}, np.zeros((5, 7))])
