@@ -52,8 +52,8 @@ def test_seldon_pairs_by_request_id() -> None:
 def test_structured_mode_with_json_and_base64_data() -> None:
     data = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]}
     envelope = {"specversion": "1.0", "id": "e1", "source": "http://x/",
-                "type": "org.kubeflow.serving.inference.request", "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json", "inferenceservicename": "m",
-                "data": data}
+                "type": "org.kubeflow.serving.inference.request", "time": "2026-01-01T00:00:00Z",
+                "datacontenttype": "application/json", "inferenceservicename": "m", "data": data}
     event = from_structured(json.dumps(envelope).encode())
     assert (event.kind, event.model, event.time) == ("request", "m", parse_time("2026-01-01T00:00:00Z"))
     assert decode_body(event.body).tensors["x"].array.tolist() == [[1.0, 2.0]]
