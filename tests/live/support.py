@@ -109,3 +109,23 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def write_golden(path: Any, *, shift: float = 0.0, n: int = 2000, seed: int = 0) -> Any:
+    """A golden set of ``n`` rows (3 inputs, 2 class scores), no model needed; ``shift`` moves the inputs."""
+    from goldwatch.golden_sets import GoldenSet
+    from goldwatch.golden_sets.calibrate import calibrate
+    from goldwatch.runtimes import ModelIdentity, Signature, TensorSpec
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(shift, 1.0, size=(n, 3)).astype(np.float32)
+    logits = np.column_stack([x[:, 0], -x[:, 0]]).astype(np.float32)
+    GoldenSet(
+        model=ModelIdentity(kind="test", source="mem"),
+        signature=Signature(inputs=(TensorSpec("x", "float32", (None, 3)),),
+                            outputs=(TensorSpec("scores", "float32", (None, 2)),)),
+        inputs={"x": x}, expected={"scores": logits},
+        tolerances=calibrate({"scores": logits}, [("cpu", {"scores": logits})], safety_factor=4.0),
+        roles={"scores": "scores"},
+    ).save(path)
+    return path

@@ -54,6 +54,7 @@ class _Sink:
                 length = int(value) if value.isdigit() else -1
         limit = self.live.max_body_bytes
         if length > limit:
+            self.live.counters.bad("too_large")
             await _answer(send, 413, f"body of {length} bytes exceeds {limit}")
             return
         body = b""
@@ -66,6 +67,7 @@ class _Sink:
             part = message.get("body", b"")
             size += len(part)
             if size > limit:
+                self.live.counters.bad("too_large")
                 await _answer(send, 413, f"body exceeds {limit} bytes")
                 return
             chunks.append(part)

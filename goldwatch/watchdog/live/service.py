@@ -298,7 +298,11 @@ def _configured_schema(cfg: LiveDriftConfig, *, registry: Any, model: str) -> Sc
     if cfg.reference_golden is not None:
         golden = _load_golden([cfg.reference_golden])
     elif cfg.reference_registry and registry is not None:
-        golden = _registry_golden(registry, model, None)
+        try:
+            golden = _registry_golden(registry, model, None)
+        except GoldwatchError:  # nothing served yet: the newest version with a golden set tells the columns
+            linked = [v for v in registry.list(model) if v.golden] if model in registry.models() else []
+            golden = _load_golden([linked[-1].golden[0]]) if linked else None
     if golden:
         return Schema.from_signature(golden[0].signature)
     return None
