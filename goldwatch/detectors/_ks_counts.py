@@ -96,8 +96,9 @@ class ReferenceGrid:
                              cum_counts=self.cum_counts[cols])
 
     def coarsening_for(self, n_current: int) -> int:
-        """k such that the grid has about one bucket per 4 current values (never finer than the fit)."""
-        target = _buckets_for(n_current)
+        """k such that the grid has about one bucket per one or two current values (never finer than the fit):
+        coarser buckets leave more reference values to refine, finer ones cost more per bucket (measured)."""
+        target = _buckets_for(2 * n_current)
         return max(0, self.buckets.bit_length() - target.bit_length())
 
     def counts_at(self, k: int) -> np.ndarray:

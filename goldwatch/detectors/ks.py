@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -112,9 +113,26 @@ _BLOCK_ELEMS = 1_000_000  # pooled values per feature block: the block's working
 _MIN_BLOCK_COLS = 8
 
 
+_PARALLEL_ELEMS = 1_000_000  # below this many values, one block in the calling thread beats handing out blocks
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool for every call: starting threads per call costs more than a small window's whole test."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="goldwatch-ks")
+        return _POOL
+
+
 def _map_feature_blocks(func: Any, n_features: int, n_rows: int) -> np.ndarray:
-    """Run ``func(cols) -> values`` over cache-sized feature blocks on all cores (numpy's sorts release the GIL)."""
+    """Run ``func(cols) -> values`` over cache-sized feature blocks on all cores (numpy releases the GIL);
+    ``n_rows``: the rows each feature's work reads."""
     cores = os.cpu_count() or 1
+    if n_rows * n_features < _PARALLEL_ELEMS:
+        return np.asarray(func(slice(0, n_features)), dtype=np.float64)
     # At least _MIN_BLOCK_COLS columns: a block copies its columns out of the row-major samples, and narrower
     # blocks read whole cache lines for a few values each (8 float64 per 64-byte line).
     step = max(1, _BLOCK_ELEMS // max(n_rows, 1), _MIN_BLOCK_COLS)
@@ -123,14 +141,12 @@ def _map_feature_blocks(func: Any, n_features: int, n_rows: int) -> np.ndarray:
         step = min(step, -(-n_features // (2 * cores)))
     blocks = [slice(lo, min(lo + step, n_features)) for lo in range(0, n_features, step)]
     out = np.empty(n_features)
-    workers = min(len(blocks), cores)
-    if workers <= 1:
+    if min(len(blocks), cores) <= 1:
         for cols in blocks:
             out[cols] = func(cols)
         return out
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for cols, values in zip(blocks, pool.map(func, blocks)):
-            out[cols] = values
+    for cols, values in zip(blocks, _pool().map(func, blocks)):
+        out[cols] = values
     return out
 
 
@@ -141,7 +157,7 @@ def ks_statistic_sorted(
 
     ``grid``: the reference's fitted :class:`ReferenceGrid` (a reference summary keeps one), else fitted here.
     """
-    n_rows = ref_sorted.shape[0] + current.shape[0]
+    n_rows = current.shape[0]  # the reference is not read: its grid holds the counts
     if grid is None:
         grid = ReferenceGrid.fit(ref_sorted, lo=ref_sorted[0], hi=ref_sorted[-1])
     fitted = grid

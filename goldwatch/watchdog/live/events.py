@@ -82,9 +82,20 @@ class InferenceEvent:
     source: str
     body: bytes | Mapping[str, Any]
     content_type: str = "application/json"
-    time: float | None = None
+    time_text: str | None = None
     model: str | None = None
     extensions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def time(self) -> float | None:
+        """``time`` as epoch seconds (parsed when asked: the sink's hot path never needs it); None when absent or
+        unreadable -- an unreadable time is no reason to lose the payload."""
+        if not self.time_text:
+            return None
+        try:
+            return parse_time(self.time_text)
+        except ValueError:
+            return None
 
     @property
     def probe(self) -> bool:
@@ -132,16 +143,12 @@ def _event(attrs: Mapping[str, Any], body: bytes | Mapping[str, Any], content_ty
     key = event_id
     if protocol == "seldon":
         key = str(attrs.get("requestid") or event_id)
-    when = None
-    if attrs.get("time"):
-        try:
-            when = parse_time(str(attrs["time"]))
-        except ValueError:
-            when = None  # an unreadable time is no reason to lose the payload
+    when = attrs.get("time")
     extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE}
     model = extensions.get("inferenceservicename") or extensions.get("modelid") or None
     return InferenceEvent(kind=kind, key=key, event_id=event_id, protocol=protocol, source=str(attrs["source"]),
-                          body=body, content_type=content_type, time=when, model=model, extensions=extensions)
+                          body=body, content_type=content_type, time_text=None if when is None else str(when),
+                          model=model, extensions=extensions)
 
 
 def from_binary(headers: Mapping[str, str], body: bytes) -> InferenceEvent:

@@ -42,7 +42,7 @@ from goldwatch.errors import DataError, GoldwatchError
 from goldwatch.watchdog.live.assess import PartAssessment, TestSettings, assess_part
 from goldwatch.watchdog.live.events import InferenceEvent
 from goldwatch.watchdog.live.ingest import BoundedQueue, IngestCounters, Pairer
-from goldwatch.watchdog.live.payload import PayloadError, Tensor, Tensors, decode_body, extract
+from goldwatch.watchdog.live.payload import ExtractPlan, PayloadError, Tensor, Tensors, decode_body, extract
 from goldwatch.watchdog.live.policy import next_state
 from goldwatch.watchdog.live.reference import LiveReference, ReferenceStore
 from goldwatch.watchdog.live.results import PartResult, PolicyState, WindowResult
@@ -62,7 +62,7 @@ class _Half:
 
     __slots__ = ("tensors", "time")
 
-    def __init__(self, tensors: Tensors, when: float | None) -> None:
+    def __init__(self, tensors: Tensors, when: str | None) -> None:
         self.tensors, self.time = tensors, when
 
 
@@ -104,6 +104,7 @@ class ModelMonitor:
 
     def _set_schema(self, schema: Schema) -> None:
         self.schema = schema
+        self._plans = {"inputs": ExtractPlan.of(schema.inputs), "outputs": ExtractPlan.of(schema.outputs)}
         n_in = sum(c.kind == "numeric" for c in schema.inputs)
         n_out = sum(c.kind == "numeric" for c in schema.outputs)
         self.window = WindowBuilder(numeric=(n_in, n_out),
@@ -204,7 +205,7 @@ class ModelMonitor:
         if self.pairer.pending_kind(event.key) == event.kind:  # the same half again (a resent event)
             self.counters.add("duplicates")
             return []
-        paired = self.pairer.add(event.key, event.kind, _Half(tensors, event.time), rows=tensors.n_rows, now=now)
+        paired = self.pairer.add(event.key, event.kind, _Half(tensors, event.time_text), rows=tensors.n_rows, now=now)
         if paired is None:
             return []
         request, response = paired
@@ -257,8 +258,8 @@ class ModelMonitor:
                 self.counters.add("other_version")
                 return results
             results += self._switch_version(version, now, pinned=False)
-        in_frame = extract(inputs, self.schema.inputs) if inputs is not None and self.schema.inputs else None
-        out_frame = extract(outputs, self.schema.outputs) if outputs is not None and self.schema.outputs else None
+        in_frame = extract(inputs, self._plans["inputs"]) if inputs is not None and self.schema.inputs else None
+        out_frame = extract(outputs, self._plans["outputs"]) if outputs is not None and self.schema.outputs else None
         if in_frame is not None and out_frame is not None and in_frame.n_rows != out_frame.n_rows:
             self.counters.add("row_mismatch")
             self.window.note_violation("row_mismatch", now)

@@ -33,6 +33,7 @@ goldwatch.watchdog.live.payload.PayloadError: malformed_json: ...
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ from goldwatch.errors import DataError
 from goldwatch.probe import is_probe_body
 from goldwatch.watchdog.live.schema import Column
 
-__all__ = ["REASONS", "Frame", "PayloadError", "Tensor", "Tensors", "decode_body", "extract", "loads"]
+__all__ = ["REASONS", "ExtractPlan", "Frame", "PayloadError", "Tensor", "Tensors", "decode_body", "extract", "loads"]
 
 REASONS = ("malformed_json", "binary_tensor", "unknown_format", "wrong_shape", "missing_tensor", "bad_datatype",
            "empty")
@@ -184,6 +185,11 @@ def _as_array(values: Any, datatype: str, *, where: str) -> np.ndarray:
     dtype = _NUMERIC_TYPES.get(datatype)
     if dtype is None:
         raise PayloadError("bad_datatype", f"{where}: unknown datatype {datatype!r}")
+    if isinstance(values, list):
+        try:  # the common case, a flat list of numbers: a third faster than asarray
+            return np.fromiter(values, dtype=np.float64, count=len(values))
+        except (TypeError, ValueError):
+            pass
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -216,7 +222,7 @@ def _v2_tensors(items: list[Any], key: str) -> dict[str, Tensor]:
         if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape) and shape):
             raise PayloadError("wrong_shape", f"{where} ({name!r}): shape must be a non-empty list of sizes")
         arr = _as_array(item["data"], datatype, where=f"{where} ({name!r})")
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         if arr.size != size:
             raise PayloadError("wrong_shape", f"{where} ({name!r}): shape {shape} holds {size} values, data has "
                                               f"{arr.size}")
@@ -316,7 +322,7 @@ def _seldon(data: Mapping[str, Any]) -> dict[str, Tensor]:
         tensor = data["tensor"]
         shape = tensor.get("shape")
         arr = _as_array(tensor.get("values"), "FP64", where="data.tensor")
-        if not (isinstance(shape, list) and all(isinstance(d, int) for d in shape)) or int(np.prod(shape)) != arr.size:
+        if not (isinstance(shape, list) and all(isinstance(d, int) for d in shape)) or math.prod(shape) != arr.size:
             raise PayloadError("wrong_shape", f"data.tensor: shape {shape} does not fit {arr.size} values")
         arr = arr.reshape(shape)
     else:
@@ -332,17 +338,49 @@ def _seldon(data: Mapping[str, Any]) -> dict[str, Tensor]:
     return {"data": _typed(arr)}
 
 
-def extract(tensors: Tensors, columns: Sequence[Column]) -> Frame:
-    """The schema's ``columns`` out of one body's tensors: numeric ones as float64 (a non-number is NaN),
-    categorical ones as strings (None where missing)."""
+@dataclasses.dataclass(frozen=True)
+class ExtractPlan:
+    """How a schema part's columns come out of a body, worked out once per schema: the numeric columns that sit
+    in one 2-D tensor are taken with one gather per tensor (``blocks``: tensor, output positions, tensor
+    indices, largest index); every other column one by one."""
+
+    numeric: tuple[Column, ...]
+    categorical: tuple[Column, ...]
+    blocks: tuple[tuple[str, np.ndarray, np.ndarray, int], ...]
+
+    @classmethod
+    def of(cls, columns: Sequence[Column]) -> ExtractPlan:
+        numeric = tuple(c for c in columns if c.kind == "numeric")
+        groups: dict[str, tuple[list[int], list[int]]] = {}
+        for j, c in enumerate(numeric):
+            if c.tensor is not None and c.index is not None and c.derive is None:
+                pos, idx = groups.setdefault(c.tensor, ([], []))
+                pos.append(j)
+                idx.append(c.index)
+        blocks = tuple((name, np.array(pos), np.array(idx), max(idx)) for name, (pos, idx) in groups.items())
+        return cls(numeric, tuple(c for c in columns if c.kind == "categorical"), blocks)
+
+
+def extract(tensors: Tensors, columns: Sequence[Column] | ExtractPlan) -> Frame:
+    """The schema's ``columns`` (or their :class:`ExtractPlan`) out of one body's tensors: numeric ones as float64
+    (a missing value, None, is NaN), categorical ones as strings (None where missing)."""
     n = tensors.n_rows
-    numeric_cols = [c for c in columns if c.kind == "numeric"]
-    categorical_cols = [c for c in columns if c.kind == "categorical"]
-    numeric = np.empty((n, len(numeric_cols)))
-    categorical = np.empty((n, len(categorical_cols)), dtype=object)
-    for out, cols in ((numeric, numeric_cols), (categorical, categorical_cols)):
-        for j, col in enumerate(cols):
-            out[:, j] = _column(tensors, col)
+    plan = columns if isinstance(columns, ExtractPlan) else ExtractPlan.of(columns)
+    numeric = np.empty((n, len(plan.numeric)))
+    categorical = np.empty((n, len(plan.categorical)), dtype=object)
+    done: set[int] = set()
+    for name, positions, indices, top in plan.blocks:
+        tensor = tensors.tensors.get(name)
+        arr = None if tensor is None else tensor.array
+        if arr is not None and arr.ndim == 2 and arr.dtype != object and top < arr.shape[1]:
+            numeric[:, positions] = arr[:, indices]
+            done.update(positions.tolist())
+    if len(done) < len(plan.numeric):
+        for j, col in enumerate(plan.numeric):
+            if j not in done:
+                numeric[:, j] = _column(tensors, col)
+    for j, col in enumerate(plan.categorical):
+        categorical[:, j] = _column(tensors, col)
     return Frame(numeric, categorical)
 
 

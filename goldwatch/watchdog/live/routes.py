@@ -12,9 +12,10 @@
 =======================================  ==========================================================================
 
 The sink is a plain ASGI endpoint (no request object, one pass over the headers): it is on the hot path of every
-inference the server logs. Answers other than 200 carry one JSON line: ``{"error": "..."}``. The sinks take no
-token (a payload logger sends none; bind the sidecar to the pod network only); ``observe`` goes through the
-host's ``authorize`` when one is given.
+inference the server logs. :class:`SinkMiddleware` serves the same two paths in front of a whole app, before its
+routing and middleware, for hosts that take the last bit of throughput. Answers other than 200 carry one JSON
+line: ``{"error": "..."}``. The sinks take no token (a payload logger sends none; bind the sidecar to the pod
+network only); ``observe`` goes through the host's ``authorize`` when one is given.
 
 Importing this module imports starlette (the ``serve`` extra).
 """
@@ -32,9 +33,11 @@ from starlette.routing import Route
 from goldwatch.errors import GoldwatchError
 from goldwatch.watchdog.live.service import LiveDrift, UnknownModelError
 
-__all__ = ["live_drift_routes"]
+__all__ = ["SinkMiddleware", "live_drift_routes"]
 
 Authorize = Callable[[Request], Awaitable[Response | None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class _Sink:
@@ -43,8 +46,10 @@ class _Sink:
     def __init__(self, live: LiveDrift) -> None:
         self.live = live
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await self.handle(scope, receive, send, scope.get("path_params", {}).get("model"))
+
+    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send, model: str | None) -> None:
         headers: dict[str, str] = {}
         length = -1
         for key, value in scope["headers"]:
@@ -74,18 +79,42 @@ class _Sink:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        model = scope.get("path_params", {}).get("model")
         outcome = self.live.sink(headers, body, model=model)
         await _answer(send, outcome.status, outcome.message)
 
 
-async def _answer(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, message: str) -> None:
+async def _answer(send: Send, status: int, message: str) -> None:
     body = b"" if status == 200 else json.dumps({"error": message}).encode()
     headers = [(b"content-length", str(len(body)).encode())]
     if body:
         headers.append((b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class SinkMiddleware:
+    """The sink in front of a whole ASGI app: ``POST /v1/cloudevents`` and ``POST /v1/models/{model}/cloudevents``
+    are answered before the app's routing and its error and exception middleware (every logged inference comes
+    through here: benchmarks/RESULTS.md measures the difference); everything else goes on to the app."""
+
+    _PREFIX, _SUFFIX = "/v1/models/", "/cloudevents"
+
+    def __init__(self, app: Any, live: LiveDrift) -> None:
+        self.app = app
+        self.sink = _Sink(live)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/v1/cloudevents":
+                await self.sink.handle(scope, receive, send, None)
+                return
+            if path.startswith(self._PREFIX) and path.endswith(self._SUFFIX):
+                model = path[len(self._PREFIX): -len(self._SUFFIX)]
+                if model and "/" not in model:
+                    await self.sink.handle(scope, receive, send, model)
+                    return
+        await self.app(scope, receive, send)
 
 
 def _error(status: int, exc: Exception) -> JSONResponse:
