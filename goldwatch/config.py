@@ -273,6 +273,9 @@ class LiveDriftSection(_Section):
     checkpoint: Path | None = Field(
         None, description="standalone: SQLite file for detector and window state (the sidecar uses its journal)")
     max_body_bytes: int = Field(8 << 20, ge=1024, description="largest event body the sink accepts")
+    decode_processes: int = Field(
+        0, ge=0, le=64, description="processes that parse event bodies (0: the worker thread; 1 frees the GIL "
+        "for the HTTP server at high event rates)")
     models: list[LiveDriftModelConfig] = []
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ count, the counters, the inferred schema -- goes through :meth:`~ModelMonitor.st
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +52,9 @@ from goldwatch.watchdog.live.trend import TrendTracker
 from goldwatch.watchdog.live.window import ClosedWindow, WindowBuilder
 
 __all__ = ["ModelMonitor"]
+
+log = logging.getLogger("goldwatch.live")
+_MIN_POOL_BATCH = 16  # fewer queued events are decoded in the worker thread (the hand-over costs more)
 
 #: reasons an event is a schema violation (the body is readable but does not fit the model's columns)
 SCHEMA_REASONS = frozenset({"wrong_shape", "missing_tensor", "bad_datatype"})
@@ -97,6 +101,8 @@ class ModelMonitor:
         self.window: WindowBuilder | None = None
         self.trend: dict[str, TrendTracker] = {}
         self._pending_window_state: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None
+        #: decodes a batch of (body, content type) in other processes (a DecodePool's), or None: in this thread
+        self.decoder: Callable[[list[tuple[Any, str]]], list[Tensors | PayloadError]] | None = None
         if schema is not None and not schema.empty:
             self._set_schema(schema)
 
@@ -158,23 +164,47 @@ class ModelMonitor:
         """Work through the queue, expire orphans, close due windows; the results of the windows closed."""
         with self._lock:
             results: list[WindowResult] = []
-            for item in self.queue.drain():
+            items = self.queue.drain()
+            decoded = self._decode_batch(items)
+            pairs: list[tuple[Tensors, Tensors]] = []  # completed pairs, added to the window together
+            for i, item in enumerate(items):
                 now_item = self.clock() if now is None else now
                 try:
                     if item[0] == "event":
-                        results += self._on_event(item[1], now_item)
-                    elif item[0] == "rows":
+                        pair = self._on_event(item[1], now_item, decoded.get(i))
+                        if pair is not None:
+                            pairs.append(pair)
+                        continue
+                    results += self._add_pairs(pairs, now_item)
+                    pairs = []
+                    if item[0] == "rows":
                         results += self._on_rows(item[1], item[2], item[3], now_item)
                     else:
                         results += self._switch_version(item[1], now_item, pinned=True)
                 except PayloadError as exc:
                     self._count_bad(exc.reason, now_item)
             t = self.clock() if now is None else now
+            results += self._add_pairs(pairs, t)
             for key, kind, half in self.pairer.expire(now=t):
                 results += self._orphan(key, kind, half, t)
             if self.window is not None and self.window.due(now=t):
                 results.append(self._close(t, "time"))
             return results
+
+    def _decode_batch(self, items: list[tuple[Any, ...]]) -> dict[int, Tensors | PayloadError]:
+        """The bodies of the queued events, decoded by the pool in other processes when there is one and enough
+        of them to be worth the hand-over; else nothing (each is decoded in this thread)."""
+        if self.decoder is None:
+            return {}
+        idx = [i for i, item in enumerate(items) if item[0] == "event"]
+        if len(idx) < _MIN_POOL_BATCH:
+            return {}
+        try:
+            results = self.decoder([(items[i][1].body, items[i][1].content_type) for i in idx])
+        except Exception:  # a broken pool must not lose the events: decode them here
+            log.exception("live drift: the decode pool failed; decoding in the worker thread")
+            return {}
+        return dict(zip(idx, results))
 
     def flush(self, now: float | None = None) -> list[WindowResult]:
         """Shutdown: process the queue, count pending halves as orphans, close the window being filled."""
@@ -192,28 +222,67 @@ class ModelMonitor:
         if reason in SCHEMA_REASONS and self.window is not None:
             self.window.note_violation(reason, now)
 
-    def _on_event(self, event: InferenceEvent, now: float) -> list[WindowResult]:
+    def _on_event(self, event: InferenceEvent, now: float, decoded: Tensors | PayloadError | None = None
+                  ) -> tuple[Tensors, Tensors] | None:
+        """Decode, leave probes out, pair; the (request, response) tensors when this event completes a pair."""
         self.counters.add("events")
-        tensors = decode_body(event.body, content_type=event.content_type)
+        if isinstance(decoded, PayloadError):
+            raise decoded
+        tensors = decoded if decoded is not None else decode_body(event.body, content_type=event.content_type)
         if event.kind == "request" and tensors.probe:
             self.counters.add("probes")
             self._remember_probe(event.key)
-            return []
+            return None
         if event.key in self._probe_keys:  # the response of a probe request seen earlier
             self.counters.add("probes")
-            return []
+            return None
         if self.pairer.pending_kind(event.key) == event.kind:  # the same half again (a resent event)
             self.counters.add("duplicates")
-            return []
+            return None
         paired = self.pairer.add(event.key, event.kind, _Half(tensors, event.time_text), rows=tensors.n_rows, now=now)
         if paired is None:
-            return []
+            return None
         request, response = paired
         if request.tensors.probe:  # the response arrived first; its request carries the probe mark
             self.counters.add("probes")
-            return []
+            return None
         self.counters.add("pairs")
-        return self._add(request.tensors, response.tensors, now)
+        return request.tensors, response.tensors
+
+    def _add_pairs(self, pairs: list[tuple[Tensors, Tensors]], now: float) -> list[WindowResult]:
+        """Add completed pairs in order. A run of pairs of one version whose bodies have the same tensors goes in
+        as one block (one extraction, one window call: a handful of array operations for hundreds of pairs,
+        which also keeps the worker from handing the GIL to the HTTP server at every step); anything else goes
+        pair by pair."""
+        results: list[WindowResult] = []
+        i = 0
+        while i < len(pairs):
+            version = pairs[i][1].version or pairs[i][0].version
+            j = i + 1
+            while j < len(pairs) and (pairs[j][1].version or pairs[j][0].version) == version:
+                j += 1
+            run = pairs[i:j]
+            i = j
+            block = None
+            if self.schema is not None and len(run) > 1 and (version is None or version == self.version):
+                block = _concat([r for r, _ in run]), _concat([r for _, r in run])
+            if block is None or block[0] is None or block[1] is None or \
+                    [r.n_rows for r, _ in run] != [r.n_rows for _, r in run]:
+                for request, response in run:
+                    try:
+                        results += self._add(request, response, now)
+                    except PayloadError as exc:
+                        self._count_bad(exc.reason, now)
+                continue
+            try:
+                results += self._add(block[0], block[1], now, events=len(run))
+            except PayloadError:  # some body does not fit: find it, and count it, one by one
+                for request, response in run:
+                    try:
+                        results += self._add(request, response, now)
+                    except PayloadError as exc:
+                        self._count_bad(exc.reason, now)
+        return results
 
     def _remember_probe(self, key: str) -> None:
         self._probe_keys[key] = None
@@ -242,7 +311,8 @@ class ModelMonitor:
             ins = Tensors(ins.tensors, version=version)
         return self._add(ins, outs, now)
 
-    def _add(self, inputs: Tensors | None, outputs: Tensors | None, now: float) -> list[WindowResult]:
+    def _add(self, inputs: Tensors | None, outputs: Tensors | None, now: float, *, events: int = 1
+             ) -> list[WindowResult]:
         results: list[WindowResult] = []
         if self.schema is None:
             inferred = Schema.infer(inputs.signature() if inputs else [], outputs.signature() if outputs else [])
@@ -266,7 +336,7 @@ class ModelMonitor:
             out_frame = None
         n = max(in_frame.n_rows if in_frame else 0, out_frame.n_rows if out_frame else 0)
         self.counters.add("rows", n)
-        self.window.note_event()
+        self.window.note_event(events)
         for closed in self.window.add(in_frame, out_frame, now=now, version=self.version):
             results.append(self._assess(closed))
         return results
@@ -431,6 +501,24 @@ class ModelMonitor:
             "schema": None if self.schema is None else self.schema.to_dict(),
             "last": None if last is None else last.to_dict(),
         }
+
+
+def _concat(parts: list[Tensors]) -> Tensors | None:
+    """Bodies with the same tensors (names, datatypes, row shapes) as one body of all their rows; else None."""
+    first = parts[0].tensors
+    keys = list(first)
+    out = {}
+    for name in keys:
+        t0 = first[name]
+        arrays = []
+        for p in parts:
+            t = p.tensors.get(name)
+            if t is None or len(p.tensors) != len(keys) or t.datatype != t0.datatype or \
+                    t.array.shape[1:] != t0.array.shape[1:]:
+                return None
+            arrays.append(t.array)
+        out[name] = Tensor(np.concatenate(arrays), t0.datatype)
+    return Tensors(out, version=parts[-1].version)
 
 
 def _nbytes(x: Any) -> int:

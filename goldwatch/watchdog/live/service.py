@@ -87,7 +87,7 @@ class LiveDrift:
     def __init__(self, monitors: Mapping[str, ModelMonitor], *, aliases: Mapping[str, str] | None = None,
                  store: CheckpointStore | None = None, on_result: Callable[[WindowResult], None] | None = None,
                  clock: Callable[[], float] = time.time, max_body_bytes: int = 8 << 20, tick_s: float = 0.05,
-                 checkpoint_interval_s: float = 30.0) -> None:
+                 checkpoint_interval_s: float = 30.0, decode_processes: int = 0) -> None:
         self.monitors = dict(monitors)
         self.aliases = {name: name for name in self.monitors} | dict(aliases or {})
         self.store = store
@@ -100,6 +100,8 @@ class LiveDrift:
         self._thread: threading.Thread | None = None
         self._last_checkpoint = 0.0
         self._round_lock = threading.Lock()
+        self.decode_processes = int(decode_processes)
+        self._pool: Any = None
 
     # -- construction ----------------------------------------------------------------------------------------
 
@@ -120,7 +122,7 @@ class LiveDrift:
             monitors[cfg.name] = monitor
             aliases.update({a: cfg.name for a in cfg.aliases})
         return cls(monitors, aliases=aliases, store=store, on_result=on_result, clock=clock,
-                   max_body_bytes=section.max_body_bytes)
+                   max_body_bytes=section.max_body_bytes, decode_processes=section.decode_processes)
 
     # -- producers -------------------------------------------------------------------------------------------
 
@@ -210,6 +212,12 @@ class LiveDrift:
         if self._thread is not None:
             return
         self.restore()
+        if self.decode_processes and self._pool is None:
+            from goldwatch.watchdog.live.decoding import DecodePool
+
+            self._pool = DecodePool(self.decode_processes)
+            for monitor in self.monitors.values():
+                monitor.decoder = self._pool.decode
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="goldwatch-live-drift", daemon=True)
         self._thread.start()
@@ -229,6 +237,11 @@ class LiveDrift:
             self._thread = None
         results = self.flush() if flush else self.process()
         self.checkpoint()
+        if self._pool is not None:
+            for monitor in self.monitors.values():
+                monitor.decoder = None
+            self._pool.close()
+            self._pool = None
         return results
 
     # -- checkpoints -----------------------------------------------------------------------------------------
