@@ -132,7 +132,7 @@ def _check_root(root: Path, url: DatabaseUrl, *, create: bool) -> None:
         return
     if root.exists() and any(p.name not in _REGISTRY_FILES for p in root.iterdir()):
         raise RegistryError(
-            f"the directory is not a goldwatch registry (no {marker.name}, and it is not empty)",
+            f"the directory is not a goldwatch registry (no {DB_NAME} and no store/, and it is not empty)",
             where=str(root), hint="use an empty or new directory, or the root of an existing registry",
         )
     if not create:
