@@ -180,6 +180,22 @@ class Registry:
         db.on_reconnect = reg._after_reconnect
         return reg
 
+    @staticmethod
+    def migrate(root: str | os.PathLike[str], *, database: str | DatabaseUrl | None = None,
+                host: str | None = None) -> tuple[int, int]:
+        """Upgrade the schema of the registry database at ``root`` (see :func:`resolve_database`) to this
+        goldwatch's; returns (schema before, schema after). A newer schema raises StateError, nothing changed."""
+        root = Path(root).absolute()
+        url = resolve_database(root, database)
+        if url.backend == "sqlite":
+            _check_root(root, url, create=False)
+        host = check_name(host, "host") if host is not None else default_host(url.backend)
+        db = Database.connect(url, lock_path=root / "registry.lock", host=host, migrate=False, check=False)
+        try:
+            return db.migrate()
+        finally:
+            db.close()
+
     def _start(self) -> None:
         if self.db.dialect == "sqlite":
             with self.db.lock("registry"):

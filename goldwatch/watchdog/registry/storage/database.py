@@ -110,16 +110,21 @@ class Database:
 
     # ---- connecting ---------------------------------------------------------------------------------------
     @classmethod
-    def connect(cls, url: DatabaseUrl, *, lock_path: Path, host: str, migrate: bool | None = None) -> Database:
+    def connect(cls, url: DatabaseUrl, *, lock_path: Path, host: str, migrate: bool | None = None,
+                check: bool = True) -> Database:
         """Open the database at ``url``, checking (and on SQLite upgrading) its schema.
 
         ``migrate``: upgrade an older schema now. The default is True on SQLite and False on PostgreSQL, where an
-        older schema raises StateError naming ``goldwatch registry migrate``.
+        older schema raises StateError naming ``goldwatch registry migrate``. ``check=False``: open without
+        looking at the schema (for :meth:`migrate`).
         """
         db = cls(url, lock_path=lock_path, host=host)
         db._conn = db._open()
         try:
-            db._check_schema(migrate=url.backend == "sqlite" if migrate is None else migrate)
+            if check:
+                db._check_schema(migrate=url.backend == "sqlite" if migrate is None else migrate)
+            elif db.dialect == "sqlite":
+                db.execute("PRAGMA journal_mode = WAL")
         except BaseException:
             db.close()
             raise

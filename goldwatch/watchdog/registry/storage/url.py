@@ -26,6 +26,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from goldwatch.errors import ConfigError
+from goldwatch.logs import mask_url
 
 __all__ = ["DATABASE_URL_ENV", "DatabaseUrl", "mask_url", "parse_database_url", "sqlite_url"]
 
@@ -33,17 +34,6 @@ __all__ = ["DATABASE_URL_ENV", "DatabaseUrl", "mask_url", "parse_database_url", 
 DATABASE_URL_ENV = "GOLDWATCH_DATABASE_URL"
 
 Backend = Literal["sqlite", "postgresql"]
-
-# scheme://user:password@ -- the password is everything between the first ':' after '//' and the last '@'.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
-_PASSWORD_PARAM = re.compile(r"(?P<head>\bpassword=)(?P<pw>[^\s&]+)", re.IGNORECASE)
-
-
-def mask_url(text: str) -> str:
-    """``text`` with every password inside a URL (``user:PASSWORD@``, ``password=PASSWORD``) replaced by ``***``."""
-    text = _USERINFO.sub(lambda m: m["head"] + "***" + m["at"], text)
-    return _PASSWORD_PARAM.sub(lambda m: m["head"] + "***", text)
-
 
 @dataclasses.dataclass(frozen=True)
 class DatabaseUrl:
@@ -94,8 +84,8 @@ def parse_database_url(url: str, *, where: str = "database URL") -> DatabaseUrl:
         raw = "postgresql://" + url.split("://", 1)[1]  # libpq knows postgresql:// and postgres:// only
         password = unquote(parts.password) if parts.password else None
         if password is None:
-            m = _PASSWORD_PARAM.search(parts.query)
-            password = unquote(m["pw"]) if m else None
+            m = re.search(r"(?:^|&)password=([^&]+)", parts.query)
+            password = unquote(m[1]) if m else None
         return DatabaseUrl("postgresql", raw, password=password)
     raise ConfigError(f"unsupported database scheme {scheme!r}", where=where,
                       hint="use sqlite:///path/registry.db or postgresql://user@host:5432/dbname")
