@@ -30,11 +30,9 @@ _DATABASE_FREE = {
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
-    if "database_backend" in metafunc.fixturenames and module not in _DATABASE_FREE and not hasattr(
-            metafunc.module, "BACKENDS"):
+    chosen = any("database_backend" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize"))
+    if "database_backend" in metafunc.fixturenames and module not in _DATABASE_FREE and not chosen:
         metafunc.parametrize("database_backend", ["sqlite", "postgresql"], indirect=True)
-    elif "database_backend" in metafunc.fixturenames and hasattr(metafunc.module, "BACKENDS"):
-        metafunc.parametrize("database_backend", metafunc.module.BACKENDS, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
