@@ -196,6 +196,11 @@ class Database:
     def _ensure(self) -> Any:
         """The live connection; a broken PostgreSQL connection is reopened between transactions."""
         if self.dialect == "postgresql" and self.broken and self._tx_depth == 0:
+            if self._locks:
+                # The session's advisory locks died with it: the operation holding them must not go on as if it
+                # still held them. It fails here; the next one reconnects.
+                raise self._unavailable(ConnectionError("the connection was lost while holding registry locks"),
+                                        "lost the connection to the registry database")
             with contextlib.suppress(Exception):
                 if self._conn is not None:
                     self._conn.close()
@@ -300,7 +305,7 @@ class Database:
             yield
         finally:
             self._locks[key] -= 1
-            if self._locks[key] == 0:
+            if self._locks[key] <= 0:
                 del self._locks[key]
                 if not self.broken:
                     unlock = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
