@@ -154,26 +154,28 @@ def test_a_promote_loses_to_a_quarantine_that_commits_first(tmp_path: Path, data
 
 
 @pytest.mark.parametrize("database_backend", BACKENDS_PG, indirect=True)
-def test_a_rollback_decides_again_when_another_host_changed_the_model(tmp_path: Path, database_backend: str) -> None:
+def test_a_rollback_decides_again_when_its_target_is_quarantined_meanwhile(tmp_path: Path,
+                                                                          database_backend: str) -> None:
     root, serve = tmp_path / "reg", tmp_path / "serve"
-    _seed(root, tmp_path / "src", n=2)
-    with _host(root, serve, "pod-a") as a, _host(root, serve, "ci") as ci:
-        a.promote("m", "2", reason="serve v2")
-        v3 = ci.add("m", write_weights(tmp_path / "src" / "3", 3, n=4)).version
+    _seed(root, tmp_path / "src", n=3)
+    with _host(root, serve, "pod-a") as a, _host(root, serve, "pod-b") as b:
+        a.promote("m", "3", reason="serve v3")
         pointer = a.serving_for("m").pointer
         stage, calls = pointer.stage, []
 
-        def stage_while_ci_promotes(source, *, label):
+        def stage_while_b_quarantines_the_target(source, *, label):
             calls.append(label)
-            if len(calls) == 1:  # a chose v1; before it commits, CI promotes v3 (not served by CI)
-                ci.promote("m", v3, actor="ci", reason="gate passed", serve=False)
+            if len(calls) == 1:  # a chose v2; before it commits, pod-b proves v2 bad and quarantines it
+                b.quarantine("m", "2", actor="pod-b", reason="golden replay failed on pod-b")
             return stage(source, label=label)
 
-        pointer.stage = stage_while_ci_promotes
-        result = a.rollback("m", actor="pod-a", reason="v2 corrupted")
-        assert calls == ["m:1", "m:3"]  # decided again, on the model as it now is
-        assert (result.from_version, result.to_version, result.ok) == ("2", "3", True)
-        assert a.get("m", "2").state == "quarantined"
+        pointer.stage = stage_while_b_quarantines_the_target
+        result = a.rollback("m", actor="pod-a", reason="v3 corrupted")
+        assert calls == ["m:2", "m:1"]  # decided again, on the model as it now is
+        assert (result.from_version, result.to_version, result.ok) == ("3", "1", True)
+        assert [a.get("m", v).state for v in ("1", "2", "3")] == ["known-good", "quarantined", "quarantined"]
         reverted = [e for e in a.history("m") if e.reason == "interrupted rollback: reverted"]
         assert len(reverted) == 1
-        assert_fleet_consistent(a, serve, ["pod-a", "ci"])
+        # a promote committed meanwhile does not: the rollback simply happened first
+        a.promote("m", a.add("m", write_weights(tmp_path / "src" / "4", 4, n=4)).version, reason="v4", serve=False)
+        assert_fleet_consistent(a, serve, ["pod-a", "pod-b"])

@@ -4,8 +4,9 @@ Every state change is a compare-and-set: ``UPDATE versions SET state = new WHERE
 same transaction as its audit event and a bump of the model's revision (``models.rev``). States only move forward
 (candidate -> known-good -> quarantined -> retired, never back), so "the state is still what I read" proves
 nobody changed the row in between: a write that finds another state raises
-:class:`~goldwatch.errors.ConcurrentChangeError` and changes nothing. Operations whose decision rests on the whole
-model (rollback picks "the newest known-good") compare the model's revision instead (:meth:`Ledger.lock_model`).
+:class:`~goldwatch.errors.ConcurrentChangeError` and changes nothing. Operations that also rest on rows they only
+read (a rollback's target) re-check those under the model's row lock (:meth:`Ledger.lock_model`) before they
+commit. The revision counts every state change of the model exactly once (an audit of lost updates).
 
 Serving is recorded per host: each host switches its own pointer and records the switch under its own name.
 
@@ -169,7 +170,11 @@ class Ledger:
         )
 
     def lock_model(self, model: str) -> int:
-        """Inside a transaction: lock ``model``'s row until commit (PostgreSQL) and return its revision."""
+        """Inside a transaction: lock ``model``'s row until commit (PostgreSQL) and return its revision.
+
+        Every transaction that writes a model's rows takes this lock first, so writers of one model queue in one
+        order (no deadlock) and writers of different models never wait for each other.
+        """
         row = self.db.one("SELECT rev FROM models WHERE name = ?" + self.db.for_update, (model,))
         if row is None:
             raise RegistryError(f"unknown model {model!r}", where=str(self.store.root.parent))
@@ -187,6 +192,7 @@ class Ledger:
         transaction unless the caller's is open.
         """
         with self.db.transaction():
+            self.lock_model(model)  # every writer locks the model's row first: one lock order, no deadlock
             row = self.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + self.db.for_update,
                               (model, str(version)))
             if row is None:

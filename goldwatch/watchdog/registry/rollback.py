@@ -86,9 +86,8 @@ def replay_golden_sets(mv: ModelVersion) -> tuple[bool | None, str]:
 
 
 def _select(ledger: Ledger, model: str, current: str | None, *, actor: str, golden: bool, result: RollbackResult,
-            checked: dict[str, Verification]) -> tuple[ModelVersion | None, int]:
-    """The newest known-good version (not ``current``) that re-verifies, and how many state changes we made."""
-    changes = 0
+            checked: dict[str, Verification]) -> ModelVersion | None:
+    """The newest known-good version (not ``current``) that re-verifies; quarantines the ones that fail."""
     for mv in reversed(ledger.list(model, state="known-good")):
         if mv.version == current:
             continue
@@ -99,20 +98,20 @@ def _select(ledger: Ledger, model: str, current: str | None, *, actor: str, gold
         elif golden:
             passed, why = replay_golden_sets(mv)
             if passed:
-                return mv, changes
+                return mv
             if passed is None:
                 # Not proof the model is wrong (it may be this host): skip it, but do not quarantine it.
                 result.skipped.append(SkippedVersion(version=mv.version, reason=why, quarantined=False))
                 continue
             evidence = {"golden": list(mv.golden)}
         else:
-            return mv, changes
+            return mv
         # expect known-good: if another host quarantined it meanwhile, that is the same conclusion (no change).
-        changes += ledger.transition(model, mv.version, "quarantined", action="quarantine", actor=actor,
+        ledger.transition(model, mv.version, "quarantined", action="quarantine", actor=actor,
                                      reason=f"rollback target rejected: {why}", evidence=evidence,
                                      expect=("known-good",))
         result.skipped.append(SkippedVersion(version=mv.version, reason=why, quarantined=True))
-    return None, changes
+    return None
 
 
 def run_rollback(ledger: Ledger, model: str, serving: Serving | None, *, actor: str, reason: str,
@@ -169,12 +168,11 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
                        evidence: dict[str, Any] | None, quarantine_current: bool, golden: bool,
                        checked: dict[str, Verification]) -> tuple[RollbackResult, Path, ModelVersion | None]:
     """One attempt: decide (select the target) on a snapshot of the model, then switch if nobody changed it."""
-    rev = ledger.model_rev(model)
     served = ledger.serving_target(model)
     current = served[0] if served else None
     result = RollbackResult(model=model, from_version=current, to_version=None)
     t0 = time.perf_counter()
-    target, changes = _select(ledger, model, current, actor=actor, golden=golden, result=result, checked=checked)
+    target = _select(ledger, model, current, actor=actor, golden=golden, result=result, checked=checked)
     result.phases["select"] = time.perf_counter() - t0
     journal.crash_point("rollback:selected")
     if target is None:
@@ -201,15 +199,21 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
         "transitions": transitions, "serve": True, "version": result.to_version,
         "source": str(source.resolve()), "pointer": serving.pointer.spec() if serving else None,
     }
-    decided_at = rev + changes
-
-    def precheck(rev_now: int) -> None:
-        # The choice rests on the whole model (the newest known-good, what this host serves): any state change
-        # since the snapshot (another host's promote, quarantine or rollback) means deciding again.
-        if rev_now != decided_at or ledger.serving_target(model) != served:
-            raise ConcurrentChangeError(
-                f"{model} changed underneath this rollback (revision {decided_at} when it decided, {rev_now} now)",
-                where=model, hint="nothing was changed by this rollback; it decides again")
+    def precheck(_rev: int) -> None:
+        # Snapshot isolation with the write-skew checks: the rows this rollback writes, and the target it read,
+        # must still be as it saw them. A version promoted meanwhile does not invalidate it (the rollback simply
+        # happened first); a target quarantined meanwhile, or a current version retired, does: decide again.
+        check = [(target.version, ("known-good",))] if target is not None else []
+        check += [(version, ("candidate", "known-good", to)) for version, to in transitions]
+        for version, allowed in check:
+            row = ledger.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + ledger.db.for_update,
+                                (model, version))
+            if row is None or row["state"] not in allowed:
+                raise ledger.changed_underneath(model, version, found=row["state"] if row else None,
+                                                expected=allowed[:2] if len(allowed) > 1 else allowed)
+        if ledger.serving_target(model) != served:
+            raise ConcurrentChangeError(f"what {ledger.host} serves of {model} changed underneath this rollback",
+                                        where=model, hint="nothing was changed by this rollback; it decides again")
 
     t0 = time.perf_counter()
     switch_and_commit(ledger, "rollback", model, payload, serving.pointer if serving else None, source,

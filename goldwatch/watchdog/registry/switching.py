@@ -92,19 +92,20 @@ def switch_and_commit(ledger: Ledger, op: str, model: str, payload: dict[str, An
             for intent in journal.open_intents(db, host=db.host):
                 if intent.id == intent_id:
                     # Before the switch nothing was switched, whatever the pointer happens to serve.
-                    resolve(ledger, intent, switched=None if reached_switch else False)
+                    resolve(ledger, intent, switched=None if reached_switch else False, live=True)
         except Exception:  # the database itself may be what failed: the next open (or reconnect) resolves it
             log.exception("could not resolve the interrupted %s of %s now", op, model)
         raise
     journal.crash_point(f"{op}:committed")
 
 
-def resolve(ledger: Ledger, intent: journal.Intent, *, switched: bool | None = None) -> RecoveryAction | None:
+def resolve(ledger: Ledger, intent: journal.Intent, *, switched: bool | None = None,
+            live: bool = False) -> RecoveryAction | None:
     """Complete ``intent`` if its pointer already serves the target, else revert it (see :mod:`.journal`).
 
     Call with the intent's pointer lock held (or knowing its owner is gone). ``switched``: known already (False:
     the operation failed before its switch), else read from the pointer. Returns None when another process closed
-    the intent first.
+    the intent first. ``live``: the operation resolving its own failure (it raises; no warning logged here).
     """
     db = ledger.db
     spec = intent.payload.get("pointer")
@@ -132,7 +133,8 @@ def resolve(ledger: Ledger, intent: journal.Intent, *, switched: bool | None = N
                      actor=default_actor(), reason=f"interrupted {intent.op}: {outcome}",
                      evidence={"intent": intent.id, "pid": intent.pid, "started_at": intent.started_at,
                                "host": intent.host, "skipped": skipped})
-    log.warning("resolved interrupted %s of %s: %s (%s)", intent.op, intent.model, outcome, detail)
+    (log.info if live else log.warning)("resolved interrupted %s of %s: %s (%s)", intent.op, intent.model, outcome,
+                                        detail)
     return RecoveryAction(intent.id, intent.op, intent.model, outcome, detail)  # type: ignore[arg-type]
 
 

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from goldwatch.errors import DatabaseUnavailableError, StateError
+from goldwatch.errors import ConcurrentChangeError, DatabaseUnavailableError, StateError
 from goldwatch.logs import get_logger, redact
 from goldwatch.watchdog.registry.storage.schema import SCHEMA_VERSION, Dialect, statements
 from goldwatch.watchdog.registry.storage.url import DatabaseUrl, mask_url
@@ -231,6 +231,11 @@ class Database:
             raise
         except psycopg.errors.QueryCanceled as exc:
             raise self._unavailable(exc, "the registry database did not answer in time") from None
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # The server aborted this transaction to let another one through: nothing of it was applied.
+            raise ConcurrentChangeError(
+                f"another host's transaction collided with this one ({type(exc).__name__})", where=self.url.masked,
+                hint="nothing was changed by this operation; run it again") from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.execute(sql, params).fetchall())
