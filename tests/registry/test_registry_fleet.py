@@ -56,7 +56,8 @@ def assert_fleet_consistent(reg: Registry, serve: Path, hosts: list[str]) -> lis
             assert serves == []
             continue
         pointer = make_pointer("current-link", serve / host).read()
-        assert pointer is not None and str(pointer.source) == served[1] == serves[-1].evidence["target"]
+        assert pointer is not None
+        assert str(pointer.source) == served[1] == serves[-1].evidence["target"]
         assert served[0] == serves[-1].version
     return events
 
@@ -105,7 +106,8 @@ def test_each_host_serves_its_own_pointer_and_show_says_who_serves_what(tmp_path
         assert [(s.host, s.version) for s in a.served_by("m", version="3")] == [("pod-a", "3"), ("pod-c", "3")]
         assert a.serving_target("m")[0] == "3"
         assert b.serving_target("m")[0] == "2"
-        assert a.get("m", "3").serving and not b.get("m", "3").serving  # "serving" is per host
+        assert a.get("m", "3").serving
+        assert not b.get("m", "3").serving
         result = a.rollback("m", reason="v3 answers wrong on pod-a")  # pod-a's pointer only
         assert (result.from_version, result.to_version) == ("3", "2")
         assert make_pointer("current-link", serve / "pod-c").read().source == c.get("m", "3").path.resolve()
@@ -143,12 +145,14 @@ def test_a_promote_loses_to_a_quarantine_that_commits_first(tmp_path: Path, data
         pointer.stage = stage_while_b_quarantines
         with pytest.raises(ConcurrentChangeError, match="changed underneath you") as err:
             a.promote("m", v2, actor="pod-a", reason="gate passed")
-        assert "by pod-b" in str(err.value) and "nothing was changed" in str(err.value)
+        assert "by pod-b" in str(err.value)
+        assert "nothing was changed" in str(err.value)
         assert a.get("m", v2).state == "quarantined"
         assert a.serving_target("m")[0] == "1"
         assert pointer.read().source == a.get("m", "1").path.resolve()  # never switched
         actions = [(e.action, e.version) for e in a.history("m")]
-        assert ("promote", v2) not in actions and ("quarantine", v2) in actions
+        assert ("promote", v2) not in actions
+        assert ("quarantine", v2) in actions
         assert [e.reason for e in a.history("m")][-1] == "interrupted promote: reverted"
         assert_fleet_consistent(a, serve, ["pod-a", "pod-b"])
 

@@ -47,13 +47,16 @@ def test_the_database_going_away_before_the_switch(tmp_path: Path, postgres_serv
         with pytest.raises(DatabaseUnavailableError) as err, caplog.at_level(logging.WARNING):
             reg.promote("m", v2, reason="gate passed")
         message = str(err.value)
-        assert "registry database" in message and "nothing was half-written" in message
-        assert postgres_server.password not in message and "goldwatch:***@" in message
+        assert "registry database" in message
+        assert "nothing was half-written" in message
+        assert postgres_server.password not in message
+        assert "goldwatch:***@" in message
         assert postgres_server.password not in caplog.text
         # while it is down, opening says so in one line, exit 2
         done = CliRunner().invoke(main, ["registry", "--root", str(tmp_path / "reg"), "list"])
         assert done.exit_code == 2
-        assert done.output.count("\n") == 1 and "cannot connect to the registry database" in done.output
+        assert done.output.count("\n") == 1
+        assert "cannot connect to the registry database" in done.output
         assert postgres_server.password not in done.output
     finally:
         pointer.stage = stage
@@ -144,13 +147,17 @@ def test_credentials_come_from_a_file_or_the_environment_never_the_config(
     secret.write_text("not-the-password-4711\n")
     done = runner.invoke(main, ["--config", str(config), "registry", "list"])
     assert done.exit_code == 2
-    assert "password authentication failed" in done.output and "not-the-password-4711" not in done.output
+    assert "password authentication failed" in done.output
+    assert "not-the-password-4711" not in done.output
     # a password on the command line or in the config file is refused before anything connects
     done = runner.invoke(main, ["registry", "--db", full, "list"])
-    assert done.exit_code == 2 and "carries a password" in done.output and password not in done.output
+    assert done.exit_code == 2
+    assert "carries a password" in done.output
+    assert password not in done.output
     config.write_text(f'[registry]\ndatabase_url = "{full}"\n')
     done = runner.invoke(main, ["--config", str(config), "registry", "list"])
-    assert done.exit_code == 2 and "secrets never live in the config file" in done.output
+    assert done.exit_code == 2
+    assert "secrets never live in the config file" in done.output
     assert password not in done.output
     # the whole URL in the environment (a Kubernetes secret) works
     monkeypatch.setenv(DATABASE_URL_ENV, full)

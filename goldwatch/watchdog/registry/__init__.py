@@ -23,8 +23,8 @@ from goldwatch.watchdog.registry.models import (
     SkippedVersion,
     State,
 )
-from goldwatch.watchdog.registry.pointer import CurrentLinkPointer, NumberedPointer, PointerState, make_pointer
 from goldwatch.watchdog.registry.names import default_actor, default_host
+from goldwatch.watchdog.registry.pointer import CurrentLinkPointer, NumberedPointer, PointerState, make_pointer
 from goldwatch.watchdog.registry.reload import CommandReloader, HttpHookReloader, OipReloader, make_reloader
 from goldwatch.watchdog.registry.serving import Serving
 from goldwatch.watchdog.registry.storage import DatabaseUrl, mask_url, parse_database_url

@@ -9,9 +9,11 @@ The layers, each importing only those below it::
     Registry (this module)                 the public API: open, add, promote, quarantine, rollback, check, ...
     rollback, retention                    operations built on the state machine
     switching                              pointer switches under the intent journal; crash recovery
-    ledger, journal                        the state machine (compare-and-set writes) and the intents
-    storage (Database), store, serving     database (SQLite | PostgreSQL), content store, pointers per host
+    ledger, journal, serving               the state machine (compare-and-set writes), the intents, a host's pointers
+    storage, store, pointer, reload, ...   the database (SQLite | PostgreSQL), the content store, pointer layouts
     models, names, _integrity_adapter      typed results, name rules, verification
+
+``tests/registry/test_registry_imports.py`` holds the exact layers and fails on an import that points up.
 
 On SQLite every operation that writes takes the registry lock (``flock``: released by the kernel when a process
 dies, so a crashed holder never wedges the registry) for its whole duration, as it always did. On PostgreSQL there

@@ -79,7 +79,8 @@ class Ledger:
             links.setdefault((r[0], r[1]), []).append(r[2])
         return links
 
-    def _version(self, row: Any, golden: dict[tuple[str, str], builtins.list[str]], serving: str | None) -> ModelVersion:
+    def _version(self, row: Any, golden: dict[tuple[str, str], builtins.list[str]],
+                 serving: str | None) -> ModelVersion:
         tree = self.store.trees / row["tree"]
         return ModelVersion(
             model=row["model"], version=row["version"], seq=int(row["seq"]), state=row["state"],
@@ -91,9 +92,10 @@ class Ledger:
         )
 
     def get(self, model: str, version: str) -> ModelVersion:
-        self.require_model(model)
+        check_name(model, "model")
         row = self.db.one("SELECT * FROM versions WHERE model = ? AND version = ?", (model, str(version)))
         if row is None:
+            self.require_model(model)  # only now: one round trip less per read on a remote database
             known = [r[0] for r in self.db.query("SELECT version FROM versions WHERE model = ? ORDER BY seq",
                                                  (model,))]
             raise RegistryError(f"unknown version {version!r} of {model!r} (known: {', '.join(known) or 'none'})",
@@ -103,7 +105,7 @@ class Ledger:
     def list(self, model: str | None = None, *, state: State | None = None) -> builtins.list[ModelVersion]:
         """Versions, oldest first (all models when ``model`` is None); ``serving`` means served by this host."""
         if model is not None:
-            self.require_model(model)
+            check_name(model, "model")
         sql, args = "SELECT * FROM versions WHERE 1 = 1", []
         if model is not None:
             sql += " AND model = ?"
@@ -112,6 +114,10 @@ class Ledger:
             sql += " AND state = ?"
             args.append(state)
         rows = self.db.query(sql + " ORDER BY model, seq", args)
+        if not rows:
+            if model is not None:
+                self.require_model(model)
+            return []
         serving = {r[0]: r[1] for r in self.db.query("SELECT model, version FROM serving WHERE host = ?",
                                                      (self.host,))}
         golden = self._golden(model)
@@ -188,8 +194,8 @@ class Ledger:
         """Move ``version`` to state ``to`` (checked against TRANSITIONS) with a compare-and-set on its row.
 
         Returns False when it is already ``to`` (idempotent), True when it changed. ``expect``: the states the
-        caller's decision assumed; any other (but ``to``) raises ConcurrentChangeError, naming who changed it. Runs in its own
-        transaction unless the caller's is open.
+        caller's decision assumed; any other (but ``to``) raises ConcurrentChangeError, naming who changed it.
+        Runs in its own transaction unless the caller's is open.
         """
         with self.db.transaction():
             self.lock_model(model)  # every writer locks the model's row first: one lock order, no deadlock

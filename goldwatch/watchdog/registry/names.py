@@ -2,10 +2,10 @@
 
 >>> check_name("fraud-v2", "model")
 'fraud-v2'
->>> check_name("../etc", "model")
+>>> check_name("../etc", "model")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-goldwatch.errors.RegistryError: model: invalid model '../etc' (fix: use letters, digits, '.', '_' or '-' (up to 128 characters, starting with a letter or digit))
+goldwatch.errors.RegistryError: model: invalid model '../etc' (fix: use letters, digits, '.', '_' or '-' ...)
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
         # Snapshot isolation with the write-skew checks: the rows this rollback writes, and the target it read,
         # must still be as it saw them. A version promoted meanwhile does not invalidate it (the rollback simply
         # happened first); a target quarantined meanwhile, or a current version retired, does: decide again.
-        check = [(target.version, ("known-good",))] if target is not None else []
+        check: list[tuple[str, tuple[str, ...]]] = [(target.version, ("known-good",))] if target else []
         check += [(version, ("candidate", "known-good", to)) for version, to in transitions]
         for version, allowed in check:
             row = ledger.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + ledger.db.for_update,

@@ -65,7 +65,7 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-class Row(tuple):  # type: ignore[type-arg]
+class Row(tuple):
     """A result row readable by position and by column name, like :class:`sqlite3.Row` (for PostgreSQL rows)."""
 
     _names: dict[str, int]
@@ -240,7 +240,8 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.execute(sql, params).fetchall())
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Any | None:
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row (indexable by position and by name), or None."""
         return self.execute(sql, params).fetchone()
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -401,8 +402,8 @@ class Database:
                     self.execute(statement, (self.host,) * statement.count("?"))
             if current != SCHEMA_VERSION:
                 self._set_schema_version(SCHEMA_VERSION)
-                (log.info if current else log.debug)("migrated the registry database %s from schema %d to %d", self.url.masked, current,
-                         SCHEMA_VERSION)
+                (log.info if current else log.debug)("migrated the registry database %s from schema %d to %d",
+                                                     self.url.masked, current, SCHEMA_VERSION)
         return current, SCHEMA_VERSION
 
     def _set_schema_version(self, version: int) -> None:
