@@ -164,3 +164,22 @@ def test_credentials_come_from_a_file_or_the_environment_never_the_config(
     done = runner.invoke(main, ["registry", "--root", str(tmp_path / "reg"), "list", "--json"])
     assert done.exit_code == 0, done.output
     assert password not in done.output
+
+
+def test_a_host_stuck_inside_a_transaction_does_not_hold_the_fleet(tmp_path: Path, database_backend: str) -> None:
+    import psycopg
+
+    from goldwatch.errors import ConcurrentChangeError
+
+    reg, v2 = _served(tmp_path)
+    reg.db.execute("SET lock_timeout = 300")  # (120 s in service; short here)
+    with psycopg.connect(os.environ[DATABASE_URL_ENV], autocommit=True) as stuck:
+        stuck.execute("BEGIN")
+        stuck.execute("SELECT rev FROM models WHERE name = 'm' FOR UPDATE")  # a host that stalls mid-commit
+        with pytest.raises(ConcurrentChangeError, match="collided") as err:
+            reg.quarantine("m", v2, reason="bad")
+        assert "nothing was changed" in str(err.value)
+        stuck.execute("ROLLBACK")
+    assert reg.get("m", v2).state == "candidate"
+    assert reg.quarantine("m", v2, reason="bad").state == "quarantined"  # once it lets go
+    reg.close()

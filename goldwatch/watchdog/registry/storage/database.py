@@ -58,6 +58,8 @@ log = get_logger(__name__)
 _LOCK_CLASS = 0x676C64  # 'gld'
 _SCHEMA_LOCK = "schema"
 _BUSY_TIMEOUT_S = 30.0
+_IDLE_IN_TRANSACTION_MS = 60_000
+_LOCK_TIMEOUT_MS = 120_000
 
 
 def now() -> str:
@@ -158,12 +160,19 @@ class Database:
         if self.url.password:
             redact(self.url.password)
         kwargs: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
-        if "connect_timeout" not in self.url.raw:
-            kwargs["connect_timeout"] = 10
+        # A server that vanished (a failover, a partition) is noticed in about a minute, not TCP's two hours.
+        for key, value in (("connect_timeout", 10), ("keepalives", 1), ("keepalives_idle", 30),
+                           ("keepalives_interval", 10), ("keepalives_count", 3)):
+            if key not in self.url.raw:
+                kwargs[key] = value
         if self.url.password:
             kwargs["password"] = self.url.password  # the same value when the URL holds it; else from a secret
         try:
             conn = psycopg.connect(self.url.raw, **kwargs)
+            # A host that stalls inside a transaction (it holds a model's row lock) is cut off by the server after
+            # a minute, so the fleet never waits on it for longer; a writer waits at most two minutes for a lock.
+            conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
+            conn.execute(f"SET lock_timeout = {_LOCK_TIMEOUT_MS}")
         except psycopg.Error as exc:
             raise self._unavailable(exc, "cannot connect to the registry database") from None
         return conn
@@ -225,17 +234,18 @@ class Database:
 
         try:
             return conn.execute(self._sql(sql), tuple(params))
-        except psycopg.OperationalError as exc:
-            if self.broken:
-                raise self._unavailable(exc, "lost the connection to the registry database") from None
-            raise
-        except psycopg.errors.QueryCanceled as exc:
-            raise self._unavailable(exc, "the registry database did not answer in time") from None
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                psycopg.errors.LockNotAvailable) as exc:
             # The server aborted this transaction to let another one through: nothing of it was applied.
             raise ConcurrentChangeError(
                 f"another host's transaction collided with this one ({type(exc).__name__})", where=self.url.masked,
                 hint="nothing was changed by this operation; run it again") from None
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._unavailable(exc, "the registry database did not answer in time") from None
+        except psycopg.OperationalError as exc:
+            if self.broken:
+                raise self._unavailable(exc, "lost the connection to the registry database") from None
+            raise self._unavailable(exc, "the registry database failed the statement") from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.execute(sql, params).fetchall())
