@@ -344,7 +344,7 @@ class Registry:
             raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
         self.get(model, version)
         with self._exclusive(), self.db.transaction():
-            self.ledger.lock_model(model)
+            self.ledger.lock_version(model, str(version), write=True)  # a switch to it waits, or is waited for
             hosts = [s.host for s in self.ledger.served_by(model, version=str(version))]
             if hosts:
                 raise RegistryError(f"{model} {version} is being served (by {', '.join(hosts)}); it cannot be retired",
@@ -397,11 +397,13 @@ class Registry:
             }
             verified_state = mv.state
 
-            def precheck(_rev: int) -> None:
+            def precheck() -> None:
                 # Only this version's row matters: promoting it is still right if nobody quarantined or retired
-                # it since it was verified (another host promoting it too is the same decision).
-                row = self.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + self.db.for_update,
-                                  (model, mv.version))
+                # it since it was verified (another host promoting it too is the same decision). A candidate is
+                # locked for the update (after the model's row); a known-good one only against updates, so hosts
+                # switching to it go on side by side.
+                seen = self.ledger.lock_version(model, mv.version, write=None)["state"]
+                row = self.ledger.lock_version(model, mv.version, write=seen == "candidate")
                 if row["state"] not in ("candidate", "known-good"):
                     raise self.ledger.changed_underneath(model, mv.version, found=row["state"],
                                                          expected=(verified_state,))

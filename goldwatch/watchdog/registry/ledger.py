@@ -4,9 +4,11 @@ Every state change is a compare-and-set: ``UPDATE versions SET state = new WHERE
 same transaction as its audit event and a bump of the model's revision (``models.rev``). States only move forward
 (candidate -> known-good -> quarantined -> retired, never back), so "the state is still what I read" proves
 nobody changed the row in between: a write that finds another state raises
-:class:`~goldwatch.errors.ConcurrentChangeError` and changes nothing. Operations that also rest on rows they only
-read (a rollback's target) re-check those under the model's row lock (:meth:`Ledger.lock_model`) before they
-commit. The revision counts every state change of the model exactly once (an audit of lost updates).
+:class:`~goldwatch.errors.ConcurrentChangeError` and changes nothing. Writers take the model's row lock first
+(:meth:`Ledger.lock_model`), so they queue in one order; operations that rest on rows they only read (a rollback's
+target) lock those rows against updates until they commit (:meth:`Ledger.lock_version`), and a host's switch that
+changes no state takes no model lock at all. The revision counts every state change of the model exactly once (an
+audit of lost updates).
 
 Serving is recorded per host: each host switches its own pointer and records the switch under its own name.
 
@@ -178,8 +180,9 @@ class Ledger:
     def lock_model(self, model: str) -> int:
         """Inside a transaction: lock ``model``'s row until commit (PostgreSQL) and return its revision.
 
-        Every transaction that writes a model's rows takes this lock first, so writers of one model queue in one
-        order (no deadlock) and writers of different models never wait for each other.
+        Every transaction that changes a version's state takes this lock first, so those writers of one model queue
+        in one order (no deadlock); writers of different models, and switches that change no state (a host
+        switching to a version already known-good), never wait for each other.
         """
         row = self.db.one("SELECT rev FROM models WHERE name = ?" + self.db.for_update, (model,))
         if row is None:
@@ -190,21 +193,24 @@ class Ledger:
         self.db.execute("UPDATE models SET rev = rev + 1 WHERE name = ?", (model,))
 
     def transition(self, model: str, version: str, to: State, *, action: str, actor: str, reason: str,
-                   evidence: dict[str, Any] | None = None, expect: Sequence[State] | None = None) -> bool:
+                   evidence: dict[str, Any] | None = None, expect: Sequence[State] | None = None,
+                   done: Sequence[State] = ()) -> bool:
         """Move ``version`` to state ``to`` (checked against TRANSITIONS) with a compare-and-set on its row.
 
-        Returns False when it is already ``to`` (idempotent), True when it changed. ``expect``: the states the
-        caller's decision assumed; any other (but ``to``) raises ConcurrentChangeError, naming who changed it.
-        Runs in its own transaction unless the caller's is open.
+        Returns False when nothing needs to change: it is already ``to`` (idempotent) or in one of ``done``
+        (e.g. a rollback quarantining what it leaves finds it retired: out of service either way). True when it
+        changed. ``expect``: the states the caller's decision assumed; any other raises ConcurrentChangeError,
+        naming who changed it. Runs in its own transaction unless the caller's is open.
         """
+        settled = (to, *done)
         with self.db.transaction():
-            self.lock_model(model)  # every writer locks the model's row first: one lock order, no deadlock
-            row = self.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + self.db.for_update,
-                              (model, str(version)))
-            if row is None:
-                raise RegistryError(f"unknown version {version!r} of {model!r}", where=f"{model}:{version}")
+            row = self.lock_version(model, version, write=None)
             current: State = row["state"]
-            if current == to:
+            if current in settled:
+                return False
+            row = self.lock_version(model, version, write=True)
+            current = row["state"]
+            if current in settled:
                 return False
             if expect is not None and current not in expect:
                 raise self.changed_underneath(model, version, found=current, expected=expect)
@@ -220,6 +226,19 @@ class Ledger:
             self._bump(model)
             self.event(model, str(version), action, current, to, actor=actor, reason=reason, evidence=evidence)
         return True
+
+    def lock_version(self, model: str, version: str, *, write: bool | None) -> Any:
+        """Inside a transaction, read ``version``'s row: ``write=True`` locks the model's row and then it for an
+        update (the one lock order of every writer); False locks it against updates only (a decision that reads
+        it, e.g. "the target is still known-good", while other hosts' decisions that only read it go on side by
+        side); None takes no lock. Raises RegistryError if there is no such version."""
+        if write:
+            self.lock_model(model)
+        lock = "" if write is None else (self.db.for_update if write else self.db.for_share)
+        row = self.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + lock, (model, str(version)))
+        if row is None:
+            raise RegistryError(f"unknown version {version!r} of {model!r}", where=f"{model}:{version}")
+        return row
 
     def changed_underneath(self, model: str, version: str, *, found: str | None,
                            expected: Sequence[str]) -> ConcurrentChangeError:

@@ -32,8 +32,8 @@ def apply_retention(ledger: Ledger, model: str, *, keep: int, actor: str) -> Ret
     """The body of :meth:`Registry.apply_retention` (call that instead).
 
     Runs under the exclusive store lock (no add, promote or rollback is reading or writing the store anywhere in
-    the fleet meanwhile); the retirements are one transaction that re-checks, under the model's row lock, that
-    each doomed version is still known-good and served by no host.
+    the fleet meanwhile); the retirements are one transaction that re-checks, with the doomed versions' rows
+    locked, that each is still known-good and served by no host.
     """
     if not isinstance(keep, int) or keep < 1:
         raise RegistryError(f"keep must be a whole number >= 1, got {keep!r}", where="registry.keep_known_good",
@@ -60,8 +60,9 @@ def apply_retention(ledger: Ledger, model: str, *, keep: int, actor: str) -> Ret
             return report
         retired = []
         with db.transaction():
-            ledger.lock_model(model)
-            served = ledger.hosts_serving(model)  # again, under the lock: a host may have switched meanwhile
+            for mv in doomed:  # lock them first: a host switching to one of them either committed or waits
+                ledger.lock_version(model, mv.version, write=True)
+            served = ledger.hosts_serving(model)  # again, under the locks: a host may have switched meanwhile
             for mv in doomed:
                 if mv.version in served:
                     report.kept.append(mv.version)

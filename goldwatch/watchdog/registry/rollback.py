@@ -199,18 +199,23 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
         "transitions": transitions, "serve": True, "version": result.to_version,
         "source": str(source.resolve()), "pointer": serving.pointer.spec() if serving else None,
     }
-    def precheck(_rev: int) -> None:
+    def precheck() -> None:
         # Snapshot isolation with the write-skew checks: the rows this rollback writes, and the target it read,
         # must still be as it saw them. A version promoted meanwhile does not invalidate it (the rollback simply
         # happened first); a target quarantined meanwhile, or a current version retired, does: decide again.
-        check: list[tuple[str, tuple[str, ...]]] = [(target.version, ("known-good",))] if target else []
-        check += [(version, ("candidate", "known-good", to)) for version, to in transitions]
-        for version, allowed in check:
-            row = ledger.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + ledger.db.for_update,
-                                (model, version))
-            if row is None or row["state"] not in allowed:
-                raise ledger.changed_underneath(model, version, found=row["state"] if row else None,
-                                                expected=allowed[:2] if len(allowed) > 1 else allowed)
+        # Rows to change are locked for the update (the model's row first); the target only against updates, so
+        # the many hosts of a fleet rolling back to it after the first one quarantined the bad version go on
+        # side by side.
+        writes = [(v, to) for v, to in transitions
+                  if not _done(ledger.lock_version(model, v, write=None)["state"], to)]
+        for version, _to in writes:
+            state = ledger.lock_version(model, version, write=True)["state"]
+            if state not in ("candidate", "known-good"):
+                raise ledger.changed_underneath(model, version, found=state, expected=("candidate", "known-good"))
+        if target is not None:
+            state = ledger.lock_version(model, target.version, write=False)["state"]
+            if state != "known-good":
+                raise ledger.changed_underneath(model, target.version, found=state, expected=("known-good",))
         if ledger.serving_target(model) != served:
             raise ConcurrentChangeError(f"what {ledger.host} serves of {model} changed underneath this rollback",
                                         where=model, hint="nothing was changed by this rollback; it decides again")
@@ -220,6 +225,10 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
                       f"{model}:{result.to_version or 'fallback'}", precheck=precheck)
     result.phases["switch"] = time.perf_counter() - t0
     return result, source, target
+
+
+def _done(state: str, to: str) -> bool:
+    return state == to or (to == "quarantined" and state == "retired")
 
 
 def _verify_after(pointer: Any, source: Path, target: ModelVersion | None, result: RollbackResult) -> None:

@@ -4,9 +4,9 @@
 
 1. commit an intent (op, model, payload, this host) -- :mod:`.journal`;
 2. stage the new version beside the pointer (invisible to the server);
-3. in ONE transaction: lock the model's row, re-check the decision (``precheck``: a compare-and-set that raises
-   :class:`~goldwatch.errors.ConcurrentChangeError` if another host changed what it rests on), switch the
-   pointer, apply the state changes and the serving record, close the intent.
+3. in ONE transaction: re-check the decision, locking the rows it rests on (``precheck``: a compare-and-set that
+   raises :class:`~goldwatch.errors.ConcurrentChangeError` if another host changed them), switch the pointer,
+   apply the state changes and the serving record, close the intent.
 
 A conflict found in step 3 happens before the switch: the intent is reverted and nothing changed. A crash or an
 error after the switch leaves the pointer switched and the intent open, and :func:`resolve` completes it -- at
@@ -46,8 +46,9 @@ def apply(ledger: Ledger, model: str, payload: dict[str, Any], *, strict: bool) 
     for version, to in payload["transitions"]:
         action = payload["action"] if to != "quarantined" else "quarantine"
         try:
+            # A version to quarantine that another host retired meanwhile is out of service either way.
             ledger.transition(model, version, to, action=action, actor=payload["actor"], reason=payload["reason"],
-                              evidence=payload["evidence"])
+                              evidence=payload["evidence"], done=("retired",) if to == "quarantined" else ())
         except GoldwatchError as exc:
             if strict:
                 raise
@@ -59,13 +60,14 @@ def apply(ledger: Ledger, model: str, payload: dict[str, Any], *, strict: bool) 
 
 
 def switch_and_commit(ledger: Ledger, op: str, model: str, payload: dict[str, Any], pointer: ServingPointer | None,
-                      source: Path, label: str, *, precheck: Callable[[int], None]) -> None:
+                      source: Path, label: str, *, precheck: Callable[[], None]) -> None:
     """Record the intent, stage, then switch ``pointer`` to ``source`` and apply ``payload`` in one transaction.
 
-    Call with :func:`~.serving.pointer_lock` held. ``precheck(model_rev)`` runs inside the transaction, with the
-    model's row locked, before the switch. Crash points ``{op}:intent|staged|switched|committed`` are the named
-    steps the crash tests kill at. An exception part-way resolves the intent at once, the same way recovery would,
-    so a live process never leaves an open intent behind (unless the database itself is what failed).
+    Call with :func:`~.serving.pointer_lock` held. ``precheck()`` runs inside the transaction before the switch
+    and locks what the decision rests on (:meth:`Ledger.lock_version`). Crash points
+    ``{op}:intent|staged|switched|committed`` are the named steps the crash tests kill at. An exception part-way
+    resolves the intent at once, the same way recovery would, so a live process never leaves an open intent behind
+    (unless the database itself is what failed).
     """
     db = ledger.db
     intent_id = journal.begin(db, op=op, model=model, payload=payload)
@@ -77,7 +79,7 @@ def switch_and_commit(ledger: Ledger, op: str, model: str, payload: dict[str, An
             staged = pointer.stage(source, label=label)
             journal.crash_point(f"{op}:staged")
         with db.transaction():
-            precheck(ledger.lock_model(model))
+            precheck()
             if not journal.is_open(db, intent_id):
                 raise ConcurrentChangeError(f"the {op} of {model} was resolved by another process meanwhile",
                                             where=f"intent {intent_id}", hint="look again and rerun it")
@@ -120,7 +122,6 @@ def resolve(ledger: Ledger, intent: journal.Intent, *, switched: bool | None = N
         if not journal.is_open(db, intent.id):
             return None
         if switched:
-            ledger.lock_model(intent.model)
             skipped = apply(ledger, intent.model, intent.payload, strict=False)
             journal.close(db, intent.id, "completed")
             outcome, detail = "completed", f"the pointer already served {intent.payload['source']}"

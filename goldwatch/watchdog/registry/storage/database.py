@@ -6,7 +6,7 @@ The registry writes SQL once, with ``?`` placeholders; this layer is the whole d
                           SQLite (one host)                      PostgreSQL (a fleet)
 ========================  =====================================  ==========================================
 placeholders              ``?``                                  ``%s`` (translated)
-write transaction         ``BEGIN IMMEDIATE`` (one writer)       ``BEGIN`` + ``SELECT ... FOR UPDATE`` rows
+write transaction         ``BEGIN IMMEDIATE`` (one writer)       ``BEGIN`` + ``SELECT ... FOR UPDATE/SHARE``
 operation lock            ``flock`` on ``registry.lock``          session advisory locks (per name)
 new row id                ``lastrowid``                          ``RETURNING id``
 schema version            ``PRAGMA user_version``                table ``goldwatch_schema``
@@ -264,6 +264,11 @@ class Database:
     def for_update(self) -> str:
         """Appended to a SELECT inside a transaction: lock the rows read (SQLite's writer lock already does)."""
         return " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+    @property
+    def for_share(self) -> str:
+        """Appended to a SELECT inside a transaction: no one may update the rows read until commit."""
+        return " FOR SHARE" if self.dialect == "postgresql" else ""
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
