@@ -400,8 +400,8 @@ class Registry:
             def precheck() -> None:
                 # Only this version's row matters: promoting it is still right if nobody quarantined or retired
                 # it since it was verified (another host promoting it too is the same decision). A candidate is
-                # locked for the update (after the model's row); a known-good one only against updates, so hosts
-                # switching to it go on side by side.
+                # locked for the update; a known-good one only against updates, so hosts switching to it go on
+                # side by side.
                 seen = self.ledger.lock_version(model, mv.version, write=None)["state"]
                 row = self.ledger.lock_version(model, mv.version, write=seen == "candidate")
                 if row["state"] not in ("candidate", "known-good"):

@@ -4,11 +4,15 @@ Every state change is a compare-and-set: ``UPDATE versions SET state = new WHERE
 same transaction as its audit event and a bump of the model's revision (``models.rev``). States only move forward
 (candidate -> known-good -> quarantined -> retired, never back), so "the state is still what I read" proves
 nobody changed the row in between: a write that finds another state raises
-:class:`~goldwatch.errors.ConcurrentChangeError` and changes nothing. Writers take the model's row lock first
-(:meth:`Ledger.lock_model`), so they queue in one order; operations that rest on rows they only read (a rollback's
-target) lock those rows against updates until they commit (:meth:`Ledger.lock_version`), and a host's switch that
-changes no state takes no model lock at all. The revision counts every state change of the model exactly once (an
-audit of lost updates).
+:class:`~goldwatch.errors.ConcurrentChangeError` and changes nothing.
+
+Locks (PostgreSQL; SQLite has one writer at a time): a transaction first locks the version rows its decision
+touches, in one order (by version name) -- for update the rows it changes, against updates (``FOR SHARE``) the
+rows it only rests on, like a rollback's target -- and only at its end, by bumping the model's revision, the
+model's row. So hosts switching to the same known-good version go on side by side, decisions about different
+versions of one model overlap except for their last statements, and the lock order is the same everywhere (no
+deadlock). Adding a version locks the model's row first (it numbers the version) and touches no other row. The
+revision counts every state change of the model exactly once (an audit of lost updates).
 
 Serving is recorded per host: each host switches its own pointer and records the switch under its own name.
 
@@ -180,9 +184,8 @@ class Ledger:
     def lock_model(self, model: str) -> int:
         """Inside a transaction: lock ``model``'s row until commit (PostgreSQL) and return its revision.
 
-        Every transaction that changes a version's state takes this lock first, so those writers of one model queue
-        in one order (no deadlock); writers of different models, and switches that change no state (a host
-        switching to a version already known-good), never wait for each other.
+        Only an add takes it first (to number the new version); every other writer takes it last, by bumping the
+        revision (see the module's docstring).
         """
         row = self.db.one("SELECT rev FROM models WHERE name = ?" + self.db.for_update, (model,))
         if row is None:
@@ -228,17 +231,19 @@ class Ledger:
         return True
 
     def lock_version(self, model: str, version: str, *, write: bool | None) -> Any:
-        """Inside a transaction, read ``version``'s row: ``write=True`` locks the model's row and then it for an
-        update (the one lock order of every writer); False locks it against updates only (a decision that reads
-        it, e.g. "the target is still known-good", while other hosts' decisions that only read it go on side by
-        side); None takes no lock. Raises RegistryError if there is no such version."""
-        if write:
-            self.lock_model(model)
+        """Inside a transaction, read ``version``'s row: ``write=True`` locks it for an update, False against
+        updates only (a decision that rests on it, while other decisions that only read it go on side by side),
+        None takes no lock. Raises RegistryError if there is no such version. Lock several with
+        :meth:`lock_versions` (one order)."""
         lock = "" if write is None else (self.db.for_update if write else self.db.for_share)
         row = self.db.one("SELECT state FROM versions WHERE model = ? AND version = ?" + lock, (model, str(version)))
         if row is None:
             raise RegistryError(f"unknown version {version!r} of {model!r}", where=f"{model}:{version}")
         return row
+
+    def lock_versions(self, model: str, writes: dict[str, bool]) -> dict[str, State]:
+        """Lock the rows of ``writes`` (version -> for update?) in one order; returns their states."""
+        return {v: self.lock_version(model, v, write=writes[v])["state"] for v in sorted(writes)}
 
     def changed_underneath(self, model: str, version: str, *, found: str | None,
                            expected: Sequence[str]) -> ConcurrentChangeError:

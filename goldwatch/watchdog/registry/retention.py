@@ -60,8 +60,8 @@ def apply_retention(ledger: Ledger, model: str, *, keep: int, actor: str) -> Ret
             return report
         retired = []
         with db.transaction():
-            for mv in doomed:  # lock them first: a host switching to one of them either committed or waits
-                ledger.lock_version(model, mv.version, write=True)
+            # Lock them first: a host switching to one of them either committed already or waits for this.
+            ledger.lock_versions(model, {mv.version: True for mv in doomed})
             served = ledger.hosts_serving(model)  # again, under the locks: a host may have switched meanwhile
             for mv in doomed:
                 if mv.version in served:

@@ -203,19 +203,21 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
         # Snapshot isolation with the write-skew checks: the rows this rollback writes, and the target it read,
         # must still be as it saw them. A version promoted meanwhile does not invalidate it (the rollback simply
         # happened first); a target quarantined meanwhile, or a current version retired, does: decide again.
-        # Rows to change are locked for the update (the model's row first); the target only against updates, so
-        # the many hosts of a fleet rolling back to it after the first one quarantined the bad version go on
-        # side by side.
-        writes = [(v, to) for v, to in transitions
-                  if not _done(ledger.lock_version(model, v, write=None)["state"], to)]
-        for version, _to in writes:
-            state = ledger.lock_version(model, version, write=True)["state"]
-            if state not in ("candidate", "known-good"):
-                raise ledger.changed_underneath(model, version, found=state, expected=("candidate", "known-good"))
+        # Rows to change are locked for the update, the target only against updates (so the many hosts of a
+        # fleet rolling back to it after the first one quarantined the bad version go on side by side), all in
+        # one order.
+        writes = {v: True for v, to in transitions
+                  if not _done(ledger.lock_version(model, v, write=None)["state"], to)}
         if target is not None:
-            state = ledger.lock_version(model, target.version, write=False)["state"]
-            if state != "known-good":
-                raise ledger.changed_underneath(model, target.version, found=state, expected=("known-good",))
+            writes.setdefault(target.version, False)
+        states = ledger.lock_versions(model, writes)
+        for version in (v for v, write in writes.items() if write):
+            if states[version] not in ("candidate", "known-good"):
+                raise ledger.changed_underneath(model, version, found=states[version],
+                                                expected=("candidate", "known-good"))
+        if target is not None and states[target.version] != "known-good":
+            raise ledger.changed_underneath(model, target.version, found=states[target.version],
+                                            expected=("known-good",))
         if ledger.serving_target(model) != served:
             raise ConcurrentChangeError(f"what {ledger.host} serves of {model} changed underneath this rollback",
                                         where=model, hint="nothing was changed by this rollback; it decides again")
