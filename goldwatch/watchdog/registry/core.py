@@ -367,7 +367,7 @@ class Registry:
         if not reason:
             raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
         actor = actor or default_actor()
-        mv = self.get(model, str(version))
+        self.get(model, str(version))  # unknown model or version: said first
         serving = self._serving.get(model)
         serve = serving is not None if serve is None else serve
         if serve and serving is None:

@@ -35,6 +35,7 @@ Serving is recorded per host: each host switches its own pointer and records the
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,59 +76,57 @@ class Ledger:
         row = self.db.one("SELECT rev FROM models WHERE name = ?", (model,))
         return -1 if row is None else int(row[0])
 
-    def _golden(self, model: str | None) -> dict[tuple[str, str], builtins.list[str]]:
-        sql, args = "SELECT model, version, golden FROM golden_links", []
-        if model is not None:
-            sql += " WHERE model = ?"
-            args.append(model)
-        links: dict[tuple[str, str], builtins.list[str]] = {}
-        for r in self.db.query(sql + " ORDER BY golden", args):
-            links.setdefault((r[0], r[1]), []).append(r[2])
-        return links
+    # One query per read: the versions, this host's serving record and the golden links joined (a round trip
+    # to a remote database costs more than the rows).
+    _READ = ("SELECT v.*, s.version AS served, g.golden AS golden_link FROM versions v "
+             "LEFT JOIN serving s ON s.model = v.model AND s.host = ? "
+             "LEFT JOIN golden_links g ON g.model = v.model AND g.version = v.version WHERE 1 = 1")
 
-    def _version(self, row: Any, golden: dict[tuple[str, str], builtins.list[str]],
-                 serving: str | None) -> ModelVersion:
-        tree = self.store.trees / row["tree"]
-        return ModelVersion(
-            model=row["model"], version=row["version"], seq=int(row["seq"]), state=row["state"],
-            path=tree / row["artifact"], manifest_path=self.store.root / row["manifest"], digest=row["tree"],
-            size_bytes=int(row["size_bytes"]), created_at=row["created_at"], created_by=row["created_by"],
-            # relative to the store (older registries recorded absolute paths: kept as they are)
-            golden=tuple(str(self.store.root / g) for g in golden.get((row["model"], row["version"]), ())),
-            serving=row["version"] == serving,
-        )
+    def _read(self, where: str, args: builtins.list[Any]) -> builtins.list[ModelVersion]:
+        rows = self.db.query(self._READ + where + " ORDER BY v.model, v.seq, g.golden", [self.host, *args])
+        versions: dict[tuple[str, str], ModelVersion] = {}
+        golden: dict[tuple[str, str], builtins.list[str]] = {}
+        for row in rows:
+            key = (row["model"], row["version"])
+            if row["golden_link"] is not None:
+                golden.setdefault(key, []).append(row["golden_link"])
+            if key not in versions:
+                tree = self.store.trees / row["tree"]
+                versions[key] = ModelVersion(
+                    model=row["model"], version=row["version"], seq=int(row["seq"]), state=row["state"],
+                    path=tree / row["artifact"], manifest_path=self.store.root / row["manifest"],
+                    digest=row["tree"], size_bytes=int(row["size_bytes"]), created_at=row["created_at"],
+                    created_by=row["created_by"], serving=row["version"] == row["served"],
+                )
+        # golden paths are relative to the store (older registries recorded absolute paths: kept as they are)
+        return [dataclasses.replace(mv, golden=tuple(str(self.store.root / g) for g in golden[key]))
+                if key in golden else mv for key, mv in versions.items()]
 
     def get(self, model: str, version: str) -> ModelVersion:
         check_name(model, "model")
-        row = self.db.one("SELECT * FROM versions WHERE model = ? AND version = ?", (model, str(version)))
-        if row is None:
+        found = self._read(" AND v.model = ? AND v.version = ?", [model, str(version)])
+        if not found:
             self.require_model(model)  # only now: one round trip less per read on a remote database
             known = [r[0] for r in self.db.query("SELECT version FROM versions WHERE model = ? ORDER BY seq",
                                                  (model,))]
             raise RegistryError(f"unknown version {version!r} of {model!r} (known: {', '.join(known) or 'none'})",
                                 where=str(self.store.root.parent), hint="see: goldwatch registry list MODEL")
-        return self._version(row, self._golden(model), self.serving_version(model))
+        return found[0]
 
     def list(self, model: str | None = None, *, state: State | None = None) -> builtins.list[ModelVersion]:
         """Versions, oldest first (all models when ``model`` is None); ``serving`` means served by this host."""
+        where, args = "", []
         if model is not None:
             check_name(model, "model")
-        sql, args = "SELECT * FROM versions WHERE 1 = 1", []
-        if model is not None:
-            sql += " AND model = ?"
+            where += " AND v.model = ?"
             args.append(model)
         if state is not None:
-            sql += " AND state = ?"
+            where += " AND v.state = ?"
             args.append(state)
-        rows = self.db.query(sql + " ORDER BY model, seq", args)
-        if not rows:
-            if model is not None:
-                self.require_model(model)
-            return []
-        serving = {r[0]: r[1] for r in self.db.query("SELECT model, version FROM serving WHERE host = ?",
-                                                     (self.host,))}
-        golden = self._golden(model)
-        return [self._version(r, golden, serving.get(r["model"])) for r in rows]
+        found = self._read(where, args)
+        if not found and model is not None:
+            self.require_model(model)
+        return found
 
     def history(self, model: str, version: str | None = None) -> builtins.list[Event]:
         """The audit trail of ``model`` (or one version), oldest first."""
