@@ -119,6 +119,10 @@ def test_each_host_serves_its_own_pointer_and_show_says_who_serves_what(tmp_path
     assert "served by (1 host serving m 3)" in text.output
     assert "pod-c" in text.output
     with Registry.open(root, host="ops") as reg:
+        seen = {s.host: s.last_seen for s in reg.served_by("m")}
+        with _host(root, serve, "pod-a") as a:
+            a.heartbeat()
+        assert {s.host: s.last_seen for s in reg.served_by("m")}["pod-a"] > seen["pod-a"]
         assert reg.forget_host("pod-c", reason="pod deleted") == 1
         assert reg.served_by("m", version="3") == []
         assert reg.history("m")[-1].action == "forget-host"

@@ -213,7 +213,7 @@ class Registry:
                 finally:
                     self.db.unlock("store")
             self.recovered = recover(self.ledger, owners_gone=False)
-        self.ledger.touch_host(goldwatch_version=__version__, pid=os.getpid())
+        self.heartbeat()
 
     def _after_reconnect(self) -> None:
         # An operation that lost the database after switching its pointer left its intent open: finish it now.
@@ -234,6 +234,11 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def heartbeat(self) -> None:
+        """Record that this host is alive now (``registry show`` prints each serving host's last sign of life);
+        a long-running sidecar calls it on its check interval. Opening the registry records one too."""
+        self.ledger.touch_host(goldwatch_version=__version__, pid=os.getpid())
 
     @property
     def host(self) -> str:
