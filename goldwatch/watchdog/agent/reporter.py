@@ -133,6 +133,7 @@ class HttpReporter:
         self._queue: collections.deque[Evidence] = collections.deque()
         self._cond = threading.Condition()
         self._closing = threading.Event()
+        self._abort = threading.Event()  # close()'s deadline passed: stop retrying
         self._thread = threading.Thread(target=self._run, name="goldwatch-agent-reporter", daemon=True)
         self._thread.start()
 
@@ -171,11 +172,13 @@ class HttpReporter:
         url = evidence_url(self.sidecar_url, evidence.model)
         body = evidence.to_json()
         problem = ""
+        attempts = 0
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
-                if self._closing.wait(delay) and attempt > 1:
-                    break  # closing: one retry at most, so that unloading a model is never held up
+                if self._abort.wait(delay):
+                    break
+            attempts += 1
             try:
                 response = self._client.post(url, json=body)
             except httpx.HTTPError as exc:
@@ -189,7 +192,7 @@ class HttpReporter:
                           "configuration)", evidence.status, evidence.model, url, problem)
                 return "rejected"
         log.warning("could not deliver a %s report of %s to %s after %d attempt(s): %s", evidence.status,
-                    evidence.model, url, attempt + 1, problem)
+                    evidence.model, url, attempts, problem)
         return "failed"
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -199,6 +202,7 @@ class HttpReporter:
             self._closing.set()
             self._cond.notify_all()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._abort.set()
         with self._cond:
             for e in self._queue:
                 self._count(e.model, "dropped")
