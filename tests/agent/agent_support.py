@@ -121,7 +121,7 @@ class EvidenceStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 stand_in._handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -21,8 +21,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from goldwatch.runtimes.mlserver_testing import MLServerProcess, mlserver_available, start_mlserver, \
-    write_model_settings
+from goldwatch.runtimes.mlserver_testing import (
+    MLServerProcess,
+    mlserver_available,
+    start_mlserver,
+    write_model_settings,
+)
 from goldwatch.watchdog.registry import OipReloader, Registry, Serving, make_pointer
 from tests.agent.agent_support import EvidenceStandIn, flip_file_byte, write_model_dir
 
@@ -32,7 +36,7 @@ pytestmark = [
     pytest.mark.skipif(not mlserver_available(), reason="mlserver is not installed (pip install 'goldwatch[dev]')"),
 ]
 
-TOKEN = "agent-test-token-7f3a"  # noqa: S105 (a test secret)
+TOKEN = "agent-test-token-7f3a"
 INTERVAL_S = 1.0
 FAULTS = "goldwatch.watchdog.agent.mlserver_faults.FaultInjectingModel"
 
@@ -49,10 +53,11 @@ def _predict(server: MLServerProcess, model: str, x: np.ndarray) -> np.ndarray:
     return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two releases in a registry, version 2 served by a real MLServer through the `current` link, and the stand-in
-    sidecar whose policy rolls back through MLServer's repository API."""
+    sidecar whose policy rolls back through MLServer's repository API (one server for the module's tests)."""
+    tmp_path = tmp_path_factory.mktemp("agent-mlserver")
     reg = Registry.open(tmp_path / "reg")
     repo = tmp_path / "repo"
     folder = write_model_settings(repo, "fraud", implementation=FAULTS, extra={"parameters": {
@@ -69,6 +74,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     settings = json.loads((folder / "model-settings.json").read_text())
     settings["parameters"]["extra"]["goldwatch"]["sidecar_url"] = stand_in.url
     (folder / "model-settings.json").write_text(json.dumps(settings))
+    # the server inherits these (the token, and the drill runtime's permission to flip bits)
     env = {"GOLDWATCH_AGENT_TOKEN": TOKEN, "GOLDWATCH_FAULT_INJECTION": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -114,7 +120,8 @@ def test_resident_bit_flip_is_reported_rolled_back_and_resolved(served: dict[str
     first = stand_in.wait_for(lambda: [b for b in stand_in.bodies("fraud") if b["checks"][0]["status"] == "pass"],
                               timeout=30)
     assert first, stand_in.received
-    assert first[0]["version"] == "2" and first[0]["checks"][0]["name"] == "resident:fingerprint"
+    assert first[0]["version"] == "2"
+    assert first[0]["checks"][0]["name"] == "resident:fingerprint"
     n_floats = 8 * 600 + 600 + 2 * (600 * 600 + 600) + 600 * 3 + 3
     assert first[0]["checks"][0]["details"]["coverage"]["bytes"] == {"file": 4 * n_floats}
     # flip one bit of byte 1,100,000 of the second hidden layer's weight (block 1 of its 1.44 MB)
@@ -137,9 +144,11 @@ def test_resident_bit_flip_is_reported_rolled_back_and_resolved(served: dict[str
     mismatch = check["details"]["mismatches"][0]
     assert (mismatch["tensor"], mismatch["block"], mismatch["start"], mismatch["stop"]) == (
         "2.weight", 1, 1 << 20, 600 * 600 * 4)
-    assert mismatch["how"] == "file" and mismatch["file"] == "weights.safetensors"
+    assert mismatch["how"] == "file"
+    assert mismatch["file"] == "weights.safetensors"
     assert mismatch["file_stop"] - mismatch["file_start"] == mismatch["stop"] - mismatch["start"]
-    assert "'2.weight'" in check["summary"] and "block 1" in check["summary"]
+    assert "'2.weight'" in check["summary"]
+    assert "block 1" in check["summary"]
 
     # the stand-in's policy rolls back through the registry and MLServer; the reloaded worker verifies clean
     resolved = stand_in.wait_for(lambda: stand_in.incidents.get("fraud", {}).get("state") == "resolved", timeout=60)
@@ -166,8 +175,10 @@ def test_a_model_whose_file_fails_its_manifest_refuses_to_load(served: dict[str,
     write_model_settings(served["repo"], "bad", implementation=FAULTS, extra={"parameters": {
         "uri": str(model_dir), "extra": {"goldwatch": {"interval_s": INTERVAL_S}}}})
     resp = httpx.post(f"{server.base_url}/v2/repository/models/bad/load", timeout=60, trust_env=False)
-    assert resp.status_code != 200
-    assert "do not match their manifest" in resp.text and "weights.safetensors" in resp.text, resp.text
+    assert resp.status_code == 422, resp.text
+    assert "goldwatch refused to load model 'bad'" in resp.text, resp.text
+    assert "do not match their manifest" in resp.text, resp.text
+    assert "weights.safetensors: tensor '4.weight' block 0" in resp.text, resp.text
     ready = httpx.get(f"{server.model_url('bad')}/ready", timeout=10, trust_env=False)
     assert ready.status_code != 200
     assert _predict(server, "fraud", np.zeros((1, 8), np.float32)).shape == (1, 3)  # the good model still serves

@@ -46,7 +46,8 @@ def test_the_onnx_probe_passes_on_the_approved_model_and_fails_on_another(tabula
     assert "does not expose resident initializers" in good.details["note"]
     swapped = watch_onnx(load_model(other.onnx), golden=golden, model="fraud", samples=64, start=False)
     bad = swapped.check_now()
-    assert bad.status == "fail" and bad.summary.startswith("golden probe (64 rows): golden:logits")
+    assert bad.status == "fail"
+    assert bad.summary.startswith("golden probe (64 rows): golden:logits")
     assert [e.checks[0].status for e in seen] == ["pass"]
 
 
@@ -68,9 +69,12 @@ def test_a_registry_served_copy_finds_its_manifest_and_version(tmp_path: Path) -
         mv = reg.add("fraud", write_model_dir(tmp_path / "src" / str(seed) / "model", seed=seed, manifest=False))
         reg.promote("fraud", mv.version, reason="release")
     served = resolve_served(tmp_path / "serve" / "current")
-    assert served.version == "2" and served.label == "fraud:2"
+    assert served.version == "2"
+    assert served.label == "fraud:2"
     assert served.manifest == reg.get("fraud", "2").manifest_path
-    assert served.path.name == "model" and served.path.is_dir() and ".goldwatch-versions" in served.path.parts
+    assert served.path.name == "model"
+    assert served.path.is_dir()
+    assert ".goldwatch-versions" in served.path.parts
     reg.close()
 
 
@@ -81,15 +85,18 @@ def test_serving_verifies_at_load_and_watches_what_it_serves(tmp_path: Path) -> 
     served = ServedModel.load(model_dir, name="fraud", options=options, metrics_registry=CollectorRegistry(),
                               start=False)
     try:
-        assert isinstance(served.agent, ResidentAgent) and served.artifact.version is None
+        assert isinstance(served.agent, ResidentAgent)
+        assert served.artifact.version is None
         served.agent.reporter = CallbackReporter(seen.append)
         assert {t.how for t in served.agent.coverage.tensors} == {"derived"}
         out = served.predict({"x": np.ones((3, 8), dtype=np.float64)})  # JSON numbers arrive as float64
-        assert out["logits"].dtype == np.float32 and out["logits"].shape == (3, 3)
+        assert out["logits"].dtype == np.float32
+        assert out["logits"].shape == (3, 3)
         assert served.agent.check_now().status == "pass"
         flip_resident_bit(served.module, "4.weight", byte=500_000, bit=0)
         check = served.agent.check_now()
-        assert check.status == "fail" and check.details["mismatches"][0]["tensor"] == "4.weight"
+        assert check.status == "fail"
+        assert check.details["mismatches"][0]["tensor"] == "4.weight"
     finally:
         served.close()
     flip_file_byte(model_dir / "weights.safetensors", 1_500_000)

@@ -20,7 +20,7 @@ from goldwatch.logs import configure_logging
 from goldwatch.watchdog.agent import Evidence, HttpReporter
 from tests.agent.agent_support import body_problems
 
-TOKEN = "tok-9c1e-report-test"  # noqa: S105 (a test secret)
+TOKEN = "tok-9c1e-report-test"
 
 
 def _evidence(status: str = "pass", model: str = "fraud/v2") -> Evidence:
@@ -53,7 +53,8 @@ def test_the_body_url_and_header_follow_the_contract() -> None:
     rep.report(_evidence("fail"))
     rep.close()
     (req,) = requests
-    assert req.method == "POST" and str(req.url) == "http://sidecar.test:9090/v1/models/fraud%2Fv2/evidence"
+    assert req.method == "POST"
+    assert str(req.url) == "http://sidecar.test:9090/v1/models/fraud%2Fv2/evidence"
     assert req.headers["authorization"] == f"Bearer {TOKEN}"
     assert req.headers["content-type"] == "application/json"
     body = json.loads(req.content)
@@ -75,7 +76,8 @@ def test_transient_failures_are_retried_a_bounded_number_of_times() -> None:
     rep, registry = _reporter(flaky, retries=3)
     rep.report(_evidence())
     rep.close()
-    assert len(calls) == 3 and _outcomes(registry)["delivered"] == 1
+    assert len(calls) == 3
+    assert _outcomes(registry)["delivered"] == 1
 
     calls.clear()
     down, registry = _reporter(lambda r: httpx.Response(500), retries=2)
@@ -101,9 +103,11 @@ def test_a_rejection_is_not_retried_and_the_token_never_reaches_the_log(caplog: 
             rep.close()
     finally:
         logger.propagate = False
-    assert len(calls) == 1 and _outcomes(registry)["rejected"] == 1
+    assert len(calls) == 1
+    assert _outcomes(registry)["rejected"] == 1
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "rejected" in text and "HTTP 401" in text
+    assert "rejected" in text
+    assert "HTTP 401" in text
     assert TOKEN not in text
 
 

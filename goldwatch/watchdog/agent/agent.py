@@ -4,6 +4,7 @@ where they live and compares them with the manifest block by block.
 >>> import tempfile, pathlib, torch
 >>> from safetensors.torch import save_file
 >>> from goldwatch.integrity import build_manifest
+>>> from goldwatch.watchdog.agent import CallbackReporter
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> torch.manual_seed(0) and None
 >>> model = torch.nn.Linear(512, 1024)                       # a 2 MiB weight: blocks 0 and 1
@@ -41,7 +42,7 @@ from goldwatch.logs import get_logger
 from goldwatch.watchdog.agent.names import Rename
 from goldwatch.watchdog.agent.periodic import PeriodicAgent
 from goldwatch.watchdog.agent.plan import AttestPolicy, Resolver, plan_expectations
-from goldwatch.watchdog.agent.reporter import DEFAULT_TOKEN_ENV, CallbackReporter, HttpReporter, Reporter
+from goldwatch.watchdog.agent.reporter import DEFAULT_TOKEN_ENV, HttpReporter, Reporter
 from goldwatch.watchdog.agent.results import BlockMismatch, Evidence, PassResult
 from goldwatch.watchdog.agent.scan import DEFAULT_SLICE_BYTES, StreamCache, run_pass
 

@@ -14,7 +14,7 @@ that cannot be fingerprinted (meta, sparse, tensor subclasses without plain stor
 >>> model = torch.nn.ModuleDict({"emb": emb, "head": head})
 >>> model.register_buffer("mask", torch.ones(3), persistent=False)
 >>> [(t.name, t.aliases, t.kind) for t in resident_tensors(model)]
-[('emb.weight', ('head.weight',), 'parameter'), ('mask', (), 'non-persistent buffer')]
+[('mask', (), 'non-persistent buffer'), ('emb.weight', ('head.weight',), 'parameter')]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _walk(module: Any) -> Iterator[tuple[str, Any, TensorKind, Callable[[], Any]
         for name, p in sub._parameters.items():
             if p is not None:
                 yield dot + name, p, "parameter", None
-        non_persistent = getattr(sub, "_non_persistent_buffers_set", set())
+        non_persistent: set[str] = getattr(sub, "_non_persistent_buffers_set", set())
         for name, b in sub._buffers.items():
             if b is not None:
                 yield dot + name, b, ("non-persistent buffer" if name in non_persistent else "buffer"), None

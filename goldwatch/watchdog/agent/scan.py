@@ -22,6 +22,7 @@ a stream of the lowest priority the device offers. A pause ends early when ``sto
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -152,7 +153,7 @@ def run_pass(
         step = max(1, size // BLOCK_BYTES)
         stopped = False
         for first in range(0, scan.nblocks, step):
-            n, spent = clock.time(lambda first=first: scan.scan(first, min(first + step, scan.nblocks)))
+            __, spent = clock.time(functools.partial(scan.scan, first, min(first + step, scan.nblocks)))
             busy += spent
             if pause(spent) and not (first + step >= scan.nblocks):
                 stopped = True

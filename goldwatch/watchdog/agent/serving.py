@@ -58,6 +58,7 @@ class ServingOptions(AgentConfig):
     dtype: Literal["bfloat16", "float16"] | None = Field(None, description="torch: serve converted to this dtype")
     version: str | None = Field(None, description="the served version, when the registry does not say")
     trusted_factories: list[str] = Field([], description="extra module prefixes a goldwatch-model.json may name")
+    watch: bool = Field(True, description="false: verify at load only, run no agent")
 
 
 def serving_options(extra: Mapping[str, Any] | None, *, where: str) -> ServingOptions:
@@ -145,7 +146,7 @@ class ServedModel:
             raise ArtifactError(f"neither a {DESCRIPTOR_NAME} directory nor an ONNX model", where=str(served.path),
                                 hint="serve a goldwatch model directory (torch) or an .onnx file")
         reporter: Reporter | None = None
-        if options.sidecar_url:
+        if options.sidecar_url and options.watch:
             reporter = HttpReporter(options.sidecar_url, token_env=options.token_env, token_file=options.token_file,
                                     timeout_s=options.report_timeout_s, retries=options.report_retries,
                                     metrics_registry=metrics_registry)
@@ -174,6 +175,16 @@ class ServedModel:
     @staticmethod
     def _agent(runtime: Runtime, name: str, served: ServedArtifact, manifest: ArtifactManifest,
                options: ServingOptions, reporter: Reporter | None, metrics_registry: Any) -> PeriodicAgent | None:
+        module = getattr(runtime, "module", None)
+        if options.dtype is not None:
+            if runtime.kind == "onnx":
+                raise ConfigError("dtype converts torch models; an ONNX model's dtypes are fixed in its graph",
+                                  where="dtype", hint="remove the dtype option, or export the model in that dtype")
+            from goldwatch.watchdog.agent._torch_cast import serve_converted
+
+            module = serve_converted(runtime, options.dtype)
+        if not options.watch:
+            return None
         if runtime.kind == "onnx":
             if options.golden is None:
                 log.warning("%s: ONNX Runtime does not expose resident initializers and no golden set is configured:"
@@ -182,11 +193,6 @@ class ServedModel:
             return ProbeAgent(runtime, golden=options.golden, golden_digest=options.golden_digest, model=name,
                               interval_s=options.interval_s, samples=options.probe_samples, version=served.version,
                               reporter=reporter, metrics_registry=metrics_registry)
-        module = getattr(runtime, "module", None)
-        if options.dtype is not None:
-            from goldwatch.watchdog.agent._torch_cast import serve_converted
-
-            module = serve_converted(runtime, options.dtype)
         return ResidentAgent(
             module, manifest=manifest, model=name, interval_s=options.interval_s, duty_cycle=options.duty_cycle,
             artifact=served.path, file_verified=True, version=served.version, reporter=reporter,
