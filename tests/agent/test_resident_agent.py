@@ -278,3 +278,42 @@ def test_scanning_blocks_in_any_order_equals_the_whole_fingerprint(cuts: tuple[i
     assert scan.finish() == fingerprint_tensor(t)
     with pytest.raises(ValueError, match="already scanned"):
         scan.scan(0, 1)
+
+
+def test_tensors_replaced_by_the_server_are_an_error_not_a_silent_pass(big: tuple[Any, Path]) -> None:
+    module, folder = big
+    agent = _watch(module, folder)
+    module.lin.weight = torch.nn.Parameter(module.lin.weight.detach().clone())  # same values, new memory
+    check = agent.check_now()
+    assert check.status == "error"
+    assert "replaced or reallocated" in check.summary and "lin.weight" in check.summary
+
+
+def test_the_sharding_hook_supplies_the_expectation_of_the_bytes_a_rank_holds(tmp_path: Path) -> None:
+    from goldwatch.integrity import build_manifest
+    from goldwatch.integrity.fingerprint_numpy import fingerprint_buffer
+    from goldwatch.watchdog.agent.plan import Expectation
+
+    torch.manual_seed(4)
+    full = torch.nn.Linear(1024, 600)
+    folder = _saved(tmp_path, full)
+    manifest = build_manifest(folder)
+    rank = torch.nn.Linear(1024, 300)  # rank 1 of 2 holds rows 300..599 of the weight
+    with torch.no_grad():
+        rank.weight.copy_(full.weight[300:])
+        rank.bias.copy_(full.bias[300:])
+    data = (folder / "weights.safetensors").read_bytes()
+
+    def shard(r: Any, m: Any) -> Expectation | None:
+        entry = next(t for _, t in m.tensors() if t.name == r.name)
+        half = entry.nbytes // 2  # the second half of the rows, in the file's bytes
+        fp = fingerprint_buffer(data[entry.offset + half : entry.offset + entry.nbytes])
+        return Expectation(r, fp, "file", entry.name, "weights.safetensors", entry.offset + half, "rows 300..599")
+
+    agent = watch(rank, manifest=manifest, artifact=folder, model="m", start=False, resolve=shard)
+    assert {t.how for t in agent.coverage.tensors} == {"file"}
+    assert agent.check_now().status == "pass"
+    flip_resident_bit(rank, "weight", byte=BLOCK_BYTES + 3, bit=4)
+    (m,) = agent.check_now().details["mismatches"]
+    assert (m["tensor"], m["block"], m["file_start"]) == ("weight", 1, next(
+        t.offset for _, t in manifest.tensors() if t.name == "weight") + 300 * 1024 * 4 + BLOCK_BYTES)

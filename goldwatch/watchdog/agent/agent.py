@@ -43,6 +43,7 @@ from goldwatch.watchdog.agent.names import Rename
 from goldwatch.watchdog.agent.periodic import PeriodicAgent
 from goldwatch.watchdog.agent.plan import AttestPolicy, Resolver, plan_expectations
 from goldwatch.watchdog.agent.reporter import DEFAULT_TOKEN_ENV, HttpReporter, Reporter
+from goldwatch.watchdog.agent.resident import memory_layout, resident_tensors
 from goldwatch.watchdog.agent.results import BlockMismatch, Evidence, PassResult
 from goldwatch.watchdog.agent.scan import DEFAULT_SLICE_BYTES, StreamCache, run_pass
 
@@ -122,6 +123,7 @@ class ResidentAgent(PeriodicAgent):
             module, manifest, artifact=artifact, file_verified=file_verified, attest=attest, exclude=exclude,
             rename=rename, source=source, resolve=resolve,
         )
+        self._layout = memory_layout(resident_tensors(module))
         self._streams = StreamCache()
         self._passes = 0
         self.last_pass: PassResult | None = None
@@ -135,6 +137,15 @@ class ResidentAgent(PeriodicAgent):
     def _check(self, *, paced: bool) -> Check:
         self._passes += 1
         number = self._passes
+        moved = self._layout ^ memory_layout(resident_tensors(self.module))
+        if moved:
+            names = sorted({str(key[0]) for key in moved})
+            return Check(
+                name=self.check_name, status="error",
+                summary=f"the module's tensors were replaced or reallocated since the agent pinned them ("
+                f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}): start a new agent after reloading weights",
+                measured={"moved_tensors": len(names), "pass": number}, details={"moved": names[:100]},
+            )
         self._streams.order_after_pending_work()
         reported_early = threading.Event()
 

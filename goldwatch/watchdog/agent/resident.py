@@ -27,7 +27,7 @@ from goldwatch._optional import require
 from goldwatch.errors import DataError
 from goldwatch.integrity.dtypes import dtype_of
 
-__all__ = ["ResidentTensor", "TensorKind", "resident_tensors"]
+__all__ = ["ResidentTensor", "TensorKind", "memory_layout", "resident_tensors"]
 
 TensorKind = Literal["parameter", "buffer", "non-persistent buffer", "packed", "quantized"]
 
@@ -171,3 +171,10 @@ def resident_tensors(module: Any) -> list[ResidentTensor]:
         out.append(ResidentTensor(name=names[0], aliases=tuple(names[1:]), kind=kind, tensor=tensor, read=read,
                                   problem=problem))
     return out
+
+
+def memory_layout(tensors: list[ResidentTensor]) -> frozenset[tuple[Any, ...]]:
+    """Where the dense tensors live (device, address, dtype, shape, strides): if this changes, the server replaced
+    or reallocated tensors, and expectations pinned to the old memory no longer describe what it serves. Packed
+    weights are left out: they are read afresh through their unpack function on every pass."""
+    return frozenset((*t.names, *_identity(t.tensor)) for t in tensors if t.read is None and t.problem is None)
