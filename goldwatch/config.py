@@ -200,7 +200,7 @@ class AgentConfig(_Section):
     sidecar_url: str | None = Field(
         None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
     )
-    token_env: str = Field("GOLDWATCH_AGENT_TOKEN", description="env var holding the sidecar's bearer token")
+    token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
     token_file: Path | None = None
     report_timeout_s: float = Field(5.0, gt=0, le=60)
     report_retries: int = Field(3, ge=0, le=10)

@@ -136,8 +136,8 @@ def test_report_never_waits_for_the_network_and_a_full_queue_keeps_failures() ->
 
 def test_a_missing_token_or_bad_url_is_a_configuration_error(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GOLDWATCH_AGENT_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match=r"no bearer token.*GOLDWATCH_AGENT_TOKEN"):
+    monkeypatch.delenv("GOLDWATCH_SERVE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"no bearer token.*GOLDWATCH_SERVE_TOKEN"):
         HttpReporter("http://127.0.0.1:1")
     with pytest.raises(ConfigError, match="must start with http"):
         HttpReporter("127.0.0.1:1", token=TOKEN)

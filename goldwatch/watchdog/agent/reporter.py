@@ -51,7 +51,7 @@ __all__ = ["DEFAULT_TOKEN_ENV", "CallbackReporter", "HttpReporter", "Reporter", 
 
 log = get_logger(__name__)
 
-DEFAULT_TOKEN_ENV = "GOLDWATCH_AGENT_TOKEN"
+DEFAULT_TOKEN_ENV = "GOLDWATCH_SERVE_TOKEN"
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -114,7 +114,7 @@ class HttpReporter:
         if not token:
             raise ConfigError(
                 "no bearer token for the sidecar", where=f"${token_env}" if token_env else "agent.token_file",
-                hint=f"set ${token_env or 'GOLDWATCH_AGENT_TOKEN'} or agent.token_file to the token `goldwatch serve`"
+                hint=f"set ${token_env or 'GOLDWATCH_SERVE_TOKEN'} or agent.token_file to the token `goldwatch serve`"
                 " accepts",
             )
         redact(token)
