@@ -177,8 +177,10 @@ def test_a_model_whose_file_fails_its_manifest_refuses_to_load(served: dict[str,
     server = served["server"]
     model_dir = write_model_dir(tmp_path / "bad" / "model", seed=5, hidden=600)  # manifest beside it
     flip_file_byte(model_dir / "weights.safetensors", 2_000_000)
+    # the manifest named relative to model-settings.json, as MLServer resolves parameters.uri
+    manifest = os.path.relpath(model_dir.parent / "model.manifest.json", served["repo"] / "bad")
     write_model_settings(served["repo"], "bad", implementation=FAULTS, extra={"parameters": {
-        "uri": str(model_dir), "extra": {"goldwatch": {"interval_s": INTERVAL_S}}}})
+        "uri": str(model_dir), "extra": {"goldwatch": {"interval_s": INTERVAL_S, "manifest": manifest}}}})
     resp = httpx.post(f"{server.base_url}/v2/repository/models/bad/load", timeout=60, trust_env=False)
     assert resp.status_code == 422, resp.text
     assert "goldwatch refused to load model 'bad'" in resp.text, resp.text

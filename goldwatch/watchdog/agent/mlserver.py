@@ -10,7 +10,8 @@
 a registry ``current`` link works and tells the runtime which manifest and version it serves. ``extra.goldwatch``
 takes the options of :class:`~goldwatch.watchdog.agent.serving.ServingOptions` (the ``[agent]`` section of
 goldwatch.toml, which ``$GOLDWATCH_CONFIG`` may name, plus ``manifest``, ``golden``, ``device``, ``dtype``,
-``version``, ``trusted_factories``). Loading verifies the files first: a model whose files fail their manifest is
+``version``, ``trusted_factories``; relative paths are relative to ``model-settings.json``, as ``uri`` is). Loading
+verifies the files first: a model whose files fail their manifest is
 refused, and MLServer reports the load as failed with goldwatch's message (file, tensor, byte range).
 
 Loading, verifying and the first fingerprints run off the event loop, so the server's health endpoints keep
@@ -21,13 +22,14 @@ reporting as ``agent:<host>:<pid>``. This module imports mlserver: only an MLSer
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
-from mlserver.utils import get_model_uri
+from mlserver.utils import get_model_uri, to_absolute_path
 
 from goldwatch.errors import ArtifactError, ConfigError, GoldwatchError
 from goldwatch.runtimes.mlserver_onnx import tensor_metadata
@@ -62,6 +64,11 @@ class GoldwatchModel(MLModel):
         uri = await get_model_uri(self._settings)
         try:
             options = serving_options(self._extra(), where=f"model {self.name}: parameters.extra.goldwatch")
+            # relative paths are relative to the model-settings.json, like parameters.uri
+            relative = {key: Path(to_absolute_path(self._settings, str(value))) for key in
+                        ("manifest", "golden", "token_file")
+                        if (value := getattr(options, key)) is not None and not Path(value).is_absolute()}
+            options = options.model_copy(update=relative)
             self._served = await asyncio.to_thread(ServedModel.load, uri, name=self.name, options=options)
         except GoldwatchError as err:
             raise ModelRefused(self.name, err) from None
