@@ -23,12 +23,20 @@ True
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from goldwatch.integrity import fingerprint_numpy
-from goldwatch.integrity.fingerprint import BLOCK_BYTES, BlockSums, TensorFingerprint, block_count
+from goldwatch.integrity.fingerprint import (
+    BLOCK_BYTES,
+    WORDS_PER_BLOCK,
+    BlockSums,
+    TensorFingerprint,
+    block_count,
+    key_table,
+)
 from goldwatch.integrity.fingerprint_torch import (
     Backend,
     _check_tensor,
@@ -41,7 +49,47 @@ from goldwatch.integrity.fingerprint_torch import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TensorScan"]
+__all__ = ["TensorScan", "whole_block_sums"]
+
+_LOCAL = threading.local()
+#: blocks per group of numpy calls. Measured on the 2-core benchmark machine (one thread, best of 6): 1.26 GB/s
+#: with one block per group, 1.09 with two, 0.58 with four (the two 8-byte-per-word buffers leave the caches).
+#: Two halves the GIL round trips per byte for 13% of speed: a serving thread waits on the agent less often.
+GROUP_BLOCKS = 2
+
+
+def whole_block_sums(data: np.ndarray) -> np.ndarray:
+    """Lane sums (shape ``(k, 2)``, uint64, before the length term) of ``k`` whole 1 MiB blocks of bytes ``data``.
+
+    Five numpy calls per group of ``GROUP_BLOCKS`` blocks (widen, then multiply and reduce per lane), each of which
+    releases the GIL: a thread serving requests next to this one gets the GIL back once per call, not several times
+    per block. Buffers (2 x 8 bytes per word of a group) are kept per thread.
+
+    >>> from goldwatch.integrity.fingerprint_numpy import fingerprint_buffer
+    >>> data = np.random.default_rng(0).integers(0, 256, size=2 * BLOCK_BYTES, dtype=np.uint8)
+    >>> sums = BlockSums(len(data)); sums.add(0, whole_block_sums(data))
+    >>> sums.finalize() == fingerprint_buffer(data)
+    True
+    """
+    k, rest = divmod(len(data), BLOCK_BYTES)
+    if rest:
+        raise ValueError(f"{len(data)} bytes are not whole {BLOCK_BYTES}-byte blocks")
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        size = GROUP_BLOCKS * WORDS_PER_BLOCK
+        bufs = _LOCAL.bufs = (np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.uint64))
+    words = data.view("<u4").reshape(k, WORDS_PER_BLOCK)
+    keys = key_table()
+    out = np.empty((k, 2), dtype=np.uint64)
+    for first in range(0, k, GROUP_BLOCKS):  # groups of blocks, each one pass of vectorized calls
+        g = min(GROUP_BLOCKS, k - first)
+        wide = bufs[0][: g * WORDS_PER_BLOCK].reshape(g, WORDS_PER_BLOCK)
+        product = bufs[1][: g * WORDS_PER_BLOCK].reshape(g, WORDS_PER_BLOCK)
+        np.copyto(wide, words[first : first + g], casting="unsafe")
+        for lane in (0, 1):  # two lanes, not a loop over data
+            np.multiply(wide, keys[lane], out=product)  # wraps modulo 2^64, as the definition wants
+            np.add.reduce(product, axis=1, out=out[first : first + g, lane])
+    return out
 
 
 class TensorScan:
@@ -108,8 +156,12 @@ class TensorScan:
         if stop <= start:
             return 0
         if self.backend == "numpy":
-            # one thread: a serving process's cores belong to inference; numpy drops the GIL inside each block
-            fingerprint_numpy.add_bytes(self._host, self._bytes[start:stop], start, threads=1)
+            # one thread: a serving process's cores belong to inference; numpy drops the GIL in each call
+            whole = (stop - start) // BLOCK_BYTES * BLOCK_BYTES
+            if whole:
+                self._host.add(first_block, whole_block_sums(self._bytes[start : start + whole]))
+            if start + whole < stop:  # the tensor's short last block
+                fingerprint_numpy.add_bytes(self._host, self._bytes[start + whole : stop], start + whole, threads=1)
         else:
             import torch
 

@@ -247,6 +247,7 @@ def test_the_background_thread_reports_a_flip_within_one_interval_and_stops_prom
         t.nbytes for t in agent.coverage.tensors if t.how == "file")
     assert value("goldwatch_agent_bytes_checked_total", {"model": "fraud"}) > 3 * BLOCK_BYTES
     assert 0 < value("goldwatch_agent_duty_cycle", {"model": "fraud"}) <= 1.0
+    assert value("goldwatch_agent_busy_seconds_total", {"model": "fraud"}) > 0
     assert value("goldwatch_agent_last_full_pass_timestamp_seconds", {"model": "fraud"}) > time.time() - 60
 
 

@@ -44,7 +44,7 @@ from goldwatch.watchdog.agent.periodic import PeriodicAgent
 from goldwatch.watchdog.agent.plan import AttestPolicy, Resolver, plan_expectations
 from goldwatch.watchdog.agent.reporter import DEFAULT_TOKEN_ENV, HttpReporter, Reporter
 from goldwatch.watchdog.agent.resident import memory_layout, resident_tensors
-from goldwatch.watchdog.agent.results import BlockMismatch, Evidence, PassResult
+from goldwatch.watchdog.agent.results import BlockMismatch, PassResult
 from goldwatch.watchdog.agent.scan import DEFAULT_SLICE_BYTES, StreamCache, run_pass
 
 __all__ = [
@@ -158,7 +158,7 @@ class ResidentAgent(PeriodicAgent):
         result = run_pass(
             self.expectations, number=number, duty_cycle=self.duty_cycle if paced else 1.0,
             slice_bytes=self.slice_bytes, gpu_slice_bytes=self.gpu_slice_bytes, stop=self._stop,
-            on_mismatch=early, streams=self._streams,
+            on_mismatch=early, streams=self._streams, on_busy=self.metrics.busy_seconds.labels(model=self.model).inc,
         )
         self.last_pass = result
         self.metrics.bytes_checked.labels(model=self.model).inc(result.bytes_checked)
@@ -218,10 +218,6 @@ class ResidentAgent(PeriodicAgent):
             summary=f"{result.tensors_checked} resident tensors ({result.bytes_checked / 2**20:.1f} MiB) match; "
             + self.coverage.summary(),
         )
-
-    def evidence(self, check: Check) -> Evidence:
-        return Evidence(model=self.model, source=self.source, version=self.version,
-                        interval_s=self.report_interval_s, checks=(check,))
 
 
 def watch(

@@ -6,6 +6,7 @@ the worker's ``pid`` label). One set per registry, shared by every agent of the 
 
 ======================================================  ==========================================================
 goldwatch_agent_bytes_checked_total                     bytes fingerprinted (counter; its rate is the wall rate)
+goldwatch_agent_busy_seconds_total                      time spent fingerprinting (device time on a GPU)
 goldwatch_agent_check_bytes_per_second                  fingerprinting speed while busy, last full pass
 goldwatch_agent_duty_cycle                              busy time / wall time of the last full pass
 goldwatch_agent_last_full_pass_timestamp_seconds        when the last complete pass (or probe) finished
@@ -41,6 +42,7 @@ _BY_REGISTRY: dict[int, tuple[Any, AgentMetrics]] = {}
 @dataclasses.dataclass(frozen=True)
 class AgentMetrics:
     bytes_checked: Any
+    busy_seconds: Any
     check_rate: Any
     duty_cycle: Any
     last_pass: Any
@@ -64,6 +66,9 @@ def agent_metrics(registry: Any = None) -> AgentMetrics:
         metrics = AgentMetrics(
             bytes_checked=Counter("goldwatch_agent_bytes_checked", "Resident bytes fingerprinted by the agent",
                                   model, registry=registry),
+            busy_seconds=Counter("goldwatch_agent_busy_seconds",
+                                 "Time the agent spent fingerprinting (device time on a GPU); its rate is the duty "
+                                 "cycle used", model, registry=registry),
             check_rate=Gauge("goldwatch_agent_check_bytes_per_second",
                              "Fingerprinting speed while busy in the last full pass (bytes/s)", model,
                              registry=registry),

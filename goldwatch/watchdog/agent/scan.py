@@ -123,8 +123,10 @@ def run_pass(
     stop: threading.Event | None = None,
     on_mismatch: Callable[[BlockMismatch], None] | None = None,
     streams: StreamCache | None = None,
+    on_busy: Callable[[float], None] | None = None,
 ) -> PassResult:
-    """Check every expectation once (see the module docstring); ``on_mismatch`` hears of each bad block at once."""
+    """Check every expectation once (see the module docstring); ``on_mismatch`` hears of each bad block at once,
+    ``on_busy`` of the busy seconds of each slice (for a metric that follows a long pass as it runs)."""
     stop = stop or threading.Event()
     streams = streams or StreamCache()
     started, t0 = time.time(), time.perf_counter()
@@ -155,6 +157,8 @@ def run_pass(
         for first in range(0, scan.nblocks, step):
             __, spent = clock.time(functools.partial(scan.scan, first, min(first + step, scan.nblocks)))
             busy += spent
+            if on_busy is not None:
+                on_busy(spent)
             if pause(spent) and not (first + step >= scan.nblocks):
                 stopped = True
                 break
