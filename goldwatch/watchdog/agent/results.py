@@ -146,8 +146,8 @@ class BlockMismatch:
 class PassResult:
     """One full pass over the covered tensors (or the part of one done before the agent was stopped).
 
-    ``busy_s`` is the time spent fingerprinting (device time on a GPU), ``wall_s`` the pass's elapsed time with the
-    pauses the duty-cycle budget imposed; ``duty_cycle = busy_s / wall_s``.
+    ``busy_s`` is the time spent fingerprinting (the thread's CPU time on the CPU, device time on a GPU), ``wall_s``
+    the pass's elapsed time with the pauses the duty-cycle budget imposed; ``duty_cycle = busy_s / wall_s``.
     """
 
     number: int
@@ -159,11 +159,10 @@ class PassResult:
     bytes_checked: int
     mismatches: tuple[BlockMismatch, ...]
     complete: bool = True
-    error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.complete and not self.mismatches and self.error is None
+        return self.complete and not self.mismatches
 
     @property
     def duty_cycle(self) -> float:

@@ -2,10 +2,11 @@
 it with its expectation block by block.
 
 Pacing: after a slice that kept the device busy for ``b`` seconds the pass pauses ``b (1 - d) / d`` seconds, so the
-agent's share of its device stays at the budget ``d`` (``duty_cycle=1``: no pauses). On the CPU ``b`` is the wall
-time of the slice on the calling thread (one core; it includes any wait for the GIL, which only errs on the side of
-pausing longer); on a GPU it is the device time between two CUDA events around the slice's kernels, which run on
-a stream of the lowest priority the device offers. A pause ends early when ``stop`` is set.
+agent's share of its device stays at the budget ``d`` (``duty_cycle=1``: no pauses). On the CPU ``b`` is the CPU
+time the calling thread spent on the slice (``time.thread_time``: neither waits for the GIL nor time the scheduler
+gave to other processes count, so a loaded machine does not make the agent pause longer than its work warrants);
+on a GPU it is the device time between two CUDA events around the slice's kernels, which run on a stream of the
+lowest priority the device offers. A pause ends early when ``stop`` is set.
 
 >>> import torch
 >>> from goldwatch.watchdog.agent.resident import ResidentTensor
@@ -90,7 +91,7 @@ def compare(x: Expectation, actual: TensorFingerprint) -> list[BlockMismatch]:
 
 
 class _Clock:
-    """Times one slice: wall time on the CPU, device time between two events on a CUDA stream."""
+    """Times one slice: the thread's CPU time on the CPU, device time between two events on a CUDA stream."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
@@ -102,9 +103,9 @@ class _Clock:
 
     def time(self, work: Callable[[], int]) -> tuple[int, float]:
         if self._events is None:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             n = work()
-            return n, time.perf_counter() - t0
+            return n, time.thread_time() - t0
         begin, end = self._events
         begin.record(self.stream)
         n = work()
@@ -145,9 +146,9 @@ def run_pass(
         if stop.is_set():
             complete = False
             break
-        t_read = time.perf_counter()
+        t_read = time.thread_time()
         tensor = x.resident.dense()  # the resident tensor itself; a temporary unpacked copy for packed weights
-        busy += time.perf_counter() - t_read
+        busy += time.thread_time() - t_read
         stream = streams.get(tensor.device)
         scan = TensorScan(tensor, stream=stream)
         clock = _Clock(stream)
