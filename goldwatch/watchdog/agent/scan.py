@@ -59,7 +59,10 @@ class StreamCache:
             import torch
 
             # out-of-range priorities are clamped to the nearest valid one: a large number is the lowest priority
-            self._streams[key] = torch.cuda.Stream(device=device, priority=1 << 20)
+            stream = torch.cuda.Stream(device=device, priority=1 << 20)
+            # work queued before (the weights' upload) must finish before the stream reads them
+            stream.wait_stream(torch.cuda.current_stream(device))
+            self._streams[key] = stream
         return self._streams[key]
 
     def order_after_pending_work(self) -> None:
