@@ -16,10 +16,13 @@ For every distinct resident tensor (:mod:`goldwatch.watchdog.agent.resident`) wh
 With ``attest="never"`` only ``file`` and ``derived`` expectations are accepted: anything that would be pinned at
 load instead is refused with an :class:`~goldwatch.errors.ArtifactError` naming each tensor and why.
 
-Sharded weights (one rank holds a byte range of a manifest tensor) plug in through ``resolve``: a function given a
-:class:`ResidentTensor` and the manifest that returns the expected :class:`TensorFingerprint` of exactly the bytes
-that rank holds (from the rank-level partial fingerprint API of :mod:`goldwatch.integrity`), or None to fall back
-to name matching. The agent compares whatever fingerprint it is given block by block; it needs nothing else.
+Sharded weights (a rank holds a slice of a manifest tensor) plug in through ``resolve``: a function given a
+:class:`ResidentTensor` and the manifest that returns the :class:`Expectation` of exactly the bytes that rank holds,
+or None to fall back to name matching. A resolver can take that fingerprint from the verified file -- the file
+tensor sliced as the rank's shard is, made contiguous, fingerprinted -- and the agent then checks the shard block by
+block like any other tensor. (Checking ranks against the manifest's whole-tensor blocks without reading the file is
+the other route: each rank's resident partial fingerprint, gathered and merged across ranks by the integrity
+package's rank-level partial/merge API; that needs a step across ranks which one process's agent does not take.)
 """
 
 from __future__ import annotations
