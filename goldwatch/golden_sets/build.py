@@ -27,7 +27,8 @@ from goldwatch.golden_sets.calibrate import calibrate
 from goldwatch.golden_sets.format import ROLES, GoldenSet
 from goldwatch.golden_sets.inputs import load_inputs, load_labels
 from goldwatch.logs import get_logger
-from goldwatch.runtimes.base import Runtime, cuda_available, load_model, normalize_device, run_batches
+from goldwatch.runtimes.base import Runtime, cuda_available, normalize_device, run_batches
+from goldwatch.runtimes.factory import load_model
 
 __all__ = ["build_golden_set", "guess_role", "run_batches"]
 

@@ -43,10 +43,10 @@ from goldwatch.runtimes.base import (
     Runtime,
     Signature,
     cuda_available,
-    load_model,
     normalize_device,
     shapes_compatible,
 )
+from goldwatch.runtimes.factory import load_model
 
 __all__ = ["ReplayReport", "check_compatible", "replay"]
 
