@@ -70,7 +70,7 @@ NEAR_CONSTANT_DIMS = (7, 191, 300)
 #: keys of the published checkpoint that the serving module (mean pooling) does not have
 UNUSED_CHECKPOINT_KEYS = ("pooler.*", "embeddings.position_ids")
 _SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
-_WORDS = sorted(set("""
+_WORD_TEXT = """
     a an the this that every each some model models server servers sidecar gate version versions answer answers
     golden weight weights tensor tensors layer layers bit bits file files disk memory checkpoint manifest digest
     fingerprint replay drift alert incident page rollback candidate baseline embedding embeddings sentence
@@ -81,7 +81,8 @@ _WORDS = sorted(set("""
     warm cold quiet busy remote local
     on in at with from before after under over during without across
     today tonight again twice quickly slowly exactly nearly
-""".split()))
+"""
+_WORDS = sorted(set(_WORD_TEXT.split()))
 #: token id of every word: the specials first, then the words in sorted order
 VOCAB: dict[str, int] = {tok: i for i, tok in enumerate((*_SPECIALS, *_WORDS))}
 
