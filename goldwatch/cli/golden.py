@@ -49,7 +49,9 @@ def golden() -> None:
 @DEVICE
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Runs per device (default: config, 5).")
 @click.option("--safety-factor", type=click.FloatRange(min=1.0), default=None, help="Noise multiplier (default 4).")
-@click.option("--role", "roles", multiple=True, help="OUTPUT=scores|embedding|tensor (default: guessed).")
+@click.option("--role", "roles", multiple=True, metavar="OUTPUT=ROLE",
+              help="scores (class scores: top-1/top-k/labels), embedding (vectors: cosine) or tensor (values only); "
+                   "default: guessed from the evidence and printed. Repeatable.")
 @BATCH
 @click.option("--overwrite", is_flag=True, help="Replace an existing golden set directory.")
 @json_option
@@ -75,13 +77,20 @@ def build(
         return
     click.echo(f"golden set: {out} ({golden_set.n_samples} samples, model {golden_set.model.source})")
     click.echo(f"  digest {golden_set.digest} (pin it: goldwatch golden replay --golden-digest ...)")
+    guesses = golden_set.provenance.get("roles", {})
     for name, tol in golden_set.tolerances.items():
         d = tol.derivation
+        role = golden_set.roles[name]
         click.echo(
-            f"  {name} [{golden_set.roles[name]}]: atol {tol.atol:.3g}, rtol {tol.rtol:.3g} "
+            f"  {name} [{role}]: atol {tol.atol:.3g}, rtol {tol.rtol:.3g} "
             f"(observed noise {d.get('observed_max_abs', 0):.3g} on {', '.join(d.get('devices', []))}; "
             f"bound by {d.get('bound_by')})"
         )
+        guess = guesses.get(name) or {}
+        if guess and not guess.get("overridden"):
+            others = "|".join(r for r in ("scores", "embedding", "tensor") if r != role)
+            click.echo(f"    role {role} guessed: {guess.get('evidence')}; if wrong, rebuild with "
+                       f"--role {name}={others}")
 
 
 @golden.command("replay")
@@ -108,7 +117,8 @@ def replay_cmd(
         report = replay(
             model, golden_dir, device=device, cross_device=cross_device,
             batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
-            min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None, golden_digest=golden_digest,
+            min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None, drift_min_effect=cfg.drift_min_effect,
+            golden_digest=golden_digest,
         )
     if as_json:
         emit_json(report)

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import os
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from goldwatch.logs import get_logger
 from goldwatch.runtimes.base import Runtime, cuda_available, normalize_device, run_batches
 from goldwatch.runtimes.factory import load_model
 
-__all__ = ["build_golden_set", "guess_role", "run_batches"]
+__all__ = ["RoleGuess", "build_golden_set", "guess_role", "run_batches"]
 
 log = get_logger(__name__)
 
@@ -38,17 +40,58 @@ ModelLike = str | os.PathLike[str] | Runtime
 MAX_SCORE_CLASSES = 1000
 
 
-def guess_role(output: np.ndarray, labels: np.ndarray | None) -> str:
-    """``scores`` for (n, C) float outputs that look like class scores, ``embedding`` for wide ones, else ``tensor``.
+@dataclasses.dataclass(frozen=True)
+class RoleGuess:
+    """The role an output was given at build time and the evidence for it (``overridden``: set with ``--role``)."""
 
-    >>> guess_role(np.zeros((4, 3), np.float32), None), guess_role(np.zeros((4, 4096), np.float32), None)
-    ('scores', 'embedding')
+    role: str
+    evidence: str
+    overridden: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_EMBEDDING_NAME = re.compile(r"embed|pool|sentence|vector|encod|hidden|feature|represent|latent", re.IGNORECASE)
+_SCORES_NAME = re.compile(r"logit|score|prob|class|label|pred|softmax", re.IGNORECASE)
+#: rows whose L2 norm is within this of 1 are unit vectors (float32 normalisation leaves ~1e-7)
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def guess_role(output: np.ndarray, labels: np.ndarray | None, *, name: str = "") -> RoleGuess:
+    """The role of a (n, C) output, from the evidence: labels that index its columns or rows that are probability
+    distributions make class ``scores``; rows of unit L2 norm make an ``embedding`` (no classifier normalises its
+    logits), and so does a name like ``embedding``/``pooled``/``sentence_vector``; a name like ``logits`` makes
+    ``scores``; otherwise a width up to 1,000 columns is taken for class scores and wider for an embedding.
+    Anything but a 2-D float output is a ``tensor``.
+
+    >>> rows = np.full((4, 8), 8 ** -0.5, np.float32)
+    >>> guess_role(rows, None, name="output")
+    RoleGuess(role='embedding', evidence='every row has unit L2 norm (max |norm - 1| = 1.7e-08)', overridden=False)
+    >>> guess_role(np.zeros((4, 3), np.float32), None, name="logits").evidence
+    "the output's name 'logits'"
     """
     if output.dtype.kind != "f" or output.ndim != 2 or output.shape[1] < 2:
-        return "tensor"
-    if labels is not None:
-        return "scores" if int(labels.max(initial=0)) < output.shape[1] else "embedding"
-    return "scores" if output.shape[1] <= MAX_SCORE_CLASSES else "embedding"
+        return RoleGuess("tensor", f"not a 2-D float output with >= 2 columns ({output.dtype}, {output.shape})")
+    width = output.shape[1]
+    values = output.astype(np.float64)
+    finite = bool(np.isfinite(values).all())
+    if labels is not None and labels.size and int(labels.max()) < width:
+        return RoleGuess("scores", f"the labels index its {width} columns")
+    if finite and values.size and values.min() >= 0 and np.allclose(values.sum(axis=1), 1.0, atol=1e-3):
+        return RoleGuess("scores", "every row is a probability distribution (non-negative, sums to 1)")
+    if finite and values.size:
+        off = float(np.abs(np.sqrt(np.einsum("ij,ij->i", values, values)) - 1.0).max())
+        if off <= UNIT_NORM_TOLERANCE:
+            return RoleGuess("embedding", f"every row has unit L2 norm (max |norm - 1| = {off:.2g})")
+    if _EMBEDDING_NAME.search(name):
+        return RoleGuess("embedding", f"the output's name {name!r}")
+    if _SCORES_NAME.search(name):
+        return RoleGuess("scores", f"the output's name {name!r}")
+    if width > MAX_SCORE_CLASSES:
+        return RoleGuess("embedding", f"{width} columns: wider than class scores usually are (> {MAX_SCORE_CLASSES})")
+    return RoleGuess("scores", f"{width} columns and nothing suggests an embedding (no unit-norm rows, no telling "
+                               "name)")
 
 
 def _versions() -> dict[str, str]:
@@ -129,13 +172,17 @@ def build_golden_set(
     finally:
         if runtime is not model:
             runtime.close()
-    chosen = {name: guess_role(value, label_array) for name, value in expected.items()}
+    guesses = {name: guess_role(value, label_array, name=name) for name, value in expected.items()}
     for name, role in (roles or {}).items():
-        if name not in chosen or role not in ROLES:
+        if name not in guesses or role not in ROLES:
             raise InvalidInputError(
-                f"bad role {name}={role}", where="--role", hint=f"outputs: {sorted(chosen)}; roles: {list(ROLES)}"
+                f"bad role {name}={role}", where="--role", hint=f"outputs: {sorted(guesses)}; roles: {list(ROLES)}"
             )
-        chosen[name] = role
+        guesses[name] = RoleGuess(role, f"set with --role {name}={role}", overridden=True)
+    chosen = {name: g.role for name, g in guesses.items()}
+    for name, g in guesses.items():
+        if not g.overridden:
+            log.info("output %r guessed to be %s: %s (override: --role %s=ROLE)", name, g.role, g.evidence, name)
     baseline: dict[str, Any] = {}
     if label_array is not None:
         for name, role in chosen.items():
@@ -154,6 +201,7 @@ def build_golden_set(
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "device": runtime.device,
             "devices": list(devices),
+            "roles": {name: g.to_dict() for name, g in guesses.items()},
             "repeats": repeats,
             "batch_size": batch_size,
             "platform": platform.platform(),

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from goldwatch.checks import Check, CheckReport
+from goldwatch.detectors.paired import DEFAULT_MIN_EFFECT
 from goldwatch.errors import GoldenSetError
 from goldwatch.golden_sets.build import ModelLike, run_batches
 from goldwatch.golden_sets.calibrate import errors
@@ -208,6 +209,7 @@ def replay(
     min_top1_agreement: float = 1.0,
     min_cosine: float = 0.9999,
     drift_alpha: float | None = 0.01,
+    drift_min_effect: float = DEFAULT_MIN_EFFECT,
     golden_digest: str | None = None,
 ) -> ReplayReport:
     """Replay ``golden`` through the model; see the module docstring. A given runtime keeps its own device.
@@ -220,7 +222,8 @@ def replay(
         golden = GoldenSet.load(golden, expected_digest=golden_digest)
     elif golden_digest is not None:
         require_digest(golden.digest, golden_digest, where=str(golden.path or "<in-memory golden set>"))
-    options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha}
+    options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha,
+               "drift_min_effect": drift_min_effect}
     is_spec = isinstance(model_or_runtime, (str, os.PathLike))
     runtime: Runtime = (
         load_model(model_or_runtime, device=device)
