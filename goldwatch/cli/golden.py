@@ -30,6 +30,27 @@ def _roles(values: tuple[str, ...]) -> dict[str, str]:
     return roles
 
 
+def output_map_option(values: tuple[str, ...]) -> dict[str, str]:
+    """``MODEL_OUTPUT=GOLDEN_OUTPUT`` pairs of ``--output-map``."""
+    mapping: dict[str, str] = {}
+    for item in values:
+        model, sep, golden_name = item.partition("=")
+        if not sep or not model or not golden_name:
+            raise InvalidInputError(
+                f"expected MODEL_OUTPUT=GOLDEN_OUTPUT, got {item!r}", where="--output-map",
+                hint="e.g. --output-map output=embedding",
+            )
+        mapping[model] = golden_name
+    return mapping
+
+
+OUTPUT_MAP = click.option(
+    "--output-map", "output_map", multiple=True, metavar="MODEL_OUTPUT=GOLDEN_OUTPUT",
+    help="The model output that answers for a golden output of another name (repeatable). A single-output model "
+         "needs none: it is matched by position.",
+)
+
+
 def _print_checks(checks: Any) -> None:
     for check in checks:
         mark = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "skip"}[check.status]
@@ -101,11 +122,12 @@ def build(
 @DEVICE
 @click.option("--cross-device", is_flag=True, help="Also replay on the other device (CUDA) and compare the two.")
 @BATCH
+@OUTPUT_MAP
 @json_option
 @guarded
 def replay_cmd(
     model: str, golden_dir: str, golden_digest: str | None, device: str, cross_device: bool, batch_size: int | None,
-    as_json: bool,
+    output_map: tuple[str, ...], as_json: bool,
 ) -> None:
     """Replay a golden set through MODEL. Exit 0 if every answer is within tolerance, 1 if not, 2 on error."""
     from goldwatch.golden_sets import replay
@@ -118,7 +140,7 @@ def replay_cmd(
             model, golden_dir, device=device, cross_device=cross_device,
             batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
             min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None, drift_min_effect=cfg.drift_min_effect,
-            golden_digest=golden_digest,
+            golden_digest=golden_digest, output_map=output_map_option(output_map),
         )
     if as_json:
         emit_json(report)

@@ -26,7 +26,7 @@ class _Embeddings(nn.Module):
         self.register_buffer("position_ids", torch.arange(max_len).unsqueeze(0), persistent=with_position_ids)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = self.position_ids[:, : input_ids.shape[1]]
+        positions = self.get_buffer("position_ids")[:, : input_ids.shape[1]]
         h = self.word_embeddings(input_ids) + self.position_embeddings(positions)
         return self.LayerNorm(h + self.token_type_embeddings(token_type_ids))
 

@@ -316,7 +316,7 @@ def write_sentence_encoder(
     models = write_encoder(module, out, formats=formats)
     sentences = example_sentences(n_samples, seed=1)
     text_path, inputs_path = out / "sentences.txt", out / "inputs.npz"
-    atomic_file(text_path, lambda tmp: tmp.write_text("\n".join(sentences) + "\n", encoding="utf-8"))
+    atomic_file(text_path, lambda tmp: _write_lines(tmp, sentences))
     arrays = tokenize(sentences)
     atomic_file(inputs_path, lambda tmp: _save_npz(tmp, arrays))
     tok_dir = None
@@ -329,6 +329,10 @@ def write_sentence_encoder(
             tok_dir = write_tokenizer(out / "tokenizer")
     return EncoderArtifacts(out_dir=out, models=models, inputs=inputs_path, sentences=text_path, tokenizer=tok_dir,
                             signature=_signature(), seed=seed, fp16=fp16)
+
+
+def _write_lines(path: Path, lines: Sequence[str]) -> None:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -93,14 +93,15 @@ def load_golden(spec: str | os.PathLike[str]) -> GoldenView:
 
 
 def replay_golden(
-    runtime: Any, golden: GoldenView, *, device: str, min_top1_agreement: float, min_cosine: float
+    runtime: Any, golden: GoldenView, *, device: str, min_top1_agreement: float, min_cosine: float,
+    output_map: Mapping[str, str] | None = None,
 ) -> tuple[list[Check], dict[str, np.ndarray], float]:
-    """Replay ``golden`` through ``runtime``: (checks, outputs, inference seconds). GoldenSetError when it does not
-    fit the model."""
+    """Replay ``golden`` through ``runtime``: (checks, outputs under the golden names, inference seconds).
+    GoldenSetError when it does not fit the model."""
     from goldwatch.golden_sets import replay
 
     report = replay(runtime, golden.golden, device=device, min_top1_agreement=min_top1_agreement,
-                    min_cosine=min_cosine)
+                    min_cosine=min_cosine, output_map=output_map)
     return list(report.checks), {k: np.asarray(v) for k, v in report.outputs.items()}, report.inference_s
 
 

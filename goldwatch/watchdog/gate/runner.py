@@ -133,12 +133,30 @@ def _prefixed(checks: Sequence[Check], area: str, tag: str) -> list[Check]:
     return out
 
 
+def _own(output_map: Mapping[str, str] | None, runtime: Any) -> dict[str, str]:
+    """The entries of ``output_map`` that name one of ``runtime``'s outputs (one map serves candidate and
+    baseline, whose output names may differ)."""
+    names = set(runtime.signature.output_names)
+    return {m: g for m, g in (output_map or {}).items() if m in names}
+
+
+def _baseline_outputs(runtime: Any, golden: areas.GoldenView, output_map: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The baseline's answers to the golden inputs, under the golden set's output names."""
+    from goldwatch.golden_sets.replay import match_outputs
+    from goldwatch.runtimes import run_batches
+
+    names = list(golden.expected)
+    match = match_outputs(names, runtime.signature.output_names, output_map, where=f"baseline {runtime!r}")
+    return {k: np.asarray(v) for k, v in match.rename(run_batches(runtime, dict(golden.inputs),
+                                                                  batch_size=None)).items()}
+
+
 def _golden_outputs(run: _Run, runtime: Any, golden: areas.GoldenView, device: str, tag: str,
-                    th: GateThresholds) -> tuple[dict[str, np.ndarray], float]:
+                    th: GateThresholds, output_map: Mapping[str, str]) -> tuple[dict[str, np.ndarray], float]:
     """Replay ``golden`` on ``runtime``: its checks and plots go into ``run``; returns (outputs, inference s)."""
     checks, outputs, inference_s = areas.replay_golden(
         runtime, golden, device=device, min_top1_agreement=th.golden_min_top1_agreement,
-        min_cosine=th.golden_min_cosine,
+        min_cosine=th.golden_min_cosine, output_map=output_map,
     )
     run.checks.extend(_prefixed(checks, "golden", tag))
     for name, actual in outputs.items():
@@ -447,6 +465,7 @@ def run_gate(
     actor: str = "goldwatch gate",
     latency: bool = True,
     on_compare: Callable[[str, Mapping[str, np.ndarray], Mapping[str, np.ndarray]], None] | None = None,
+    output_map: Mapping[str, str] | None = None,
 ) -> GateVerdict:
     """Run every gate check on ``candidate`` and return the verdict (never raises a goldwatch error).
 
@@ -456,6 +475,8 @@ def run_gate(
     baseline's registry name) and promote it to known-good with the verdict as evidence. ``latency``: time
     batches (turn off for quick library use). ``on_compare(golden, candidate_outputs, baseline_outputs)`` is
     called for each golden set compared with the baseline (e.g. to build an Evidently report from them).
+    ``output_map`` (model output -> golden output) names outputs whose names differ between the golden set and the
+    candidate or baseline; a single-output model is matched by position without it.
     """
     from goldwatch.runtimes import load_model
     from goldwatch.runtimes.base import DeviceUnavailableError
@@ -536,13 +557,14 @@ def run_gate(
             outputs: dict[str, dict[str, np.ndarray]] = {}
             for dev in devices:
                 tag = f"{g.name}:{dev}"
-                outputs[dev], replay_s = _golden_outputs(run, cand_rts[dev], g, dev, tag, th)
+                outputs[dev], replay_s = _golden_outputs(run, cand_rts[dev], g, dev, tag, th,
+                                                         _own(output_map, cand_rts[dev]))
                 if latency:
                     run.guarded_check(f"latency:{tag}", _latency, run, cand_rts[dev], g.inputs, tag, th, replay_s)
             _device_agreement(run, outputs, g, th)
             if base_rt is not None:
                 cand_out = outputs["cpu"] if "cpu" in outputs else outputs[devices[0]]
-                base_out = {k: np.asarray(v) for k, v in base_rt.run(dict(g.inputs)).items()}
+                base_out = _baseline_outputs(base_rt, g, _own(output_map, base_rt))
                 run.guarded_check(f"baseline:{g.name}", _agreement, run, cand_out, base_out, tag=g.name,
                                   min_agreement=th.min_top1_agreement, group="baseline", what="baseline",
                                   roles=g.golden.roles, th=th)
