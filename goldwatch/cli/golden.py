@@ -64,7 +64,8 @@ def golden() -> None:
 
 @golden.command("build")
 @click.option("--model", "model", required=True, help="Model file/directory (.onnx, .pt, .pt2, dir) or OIP v2 URL.")
-@click.option("--inputs", "inputs", required=True, type=click.Path(dir_okay=False), help=".npz/.npy/.csv/.parquet")
+@click.option("--inputs", "inputs", required=True, type=click.Path(dir_okay=False),
+              help=".npz/.npy/.csv/.parquet; with --tokenizer, texts: .txt (one per line) or a .csv/.parquet column")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Golden set directory to write.")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Optional class labels, one per sample.")
 @DEVICE
@@ -75,11 +76,17 @@ def golden() -> None:
                    "default: guessed from the evidence and printed. Repeatable.")
 @BATCH
 @click.option("--overwrite", is_flag=True, help="Replace an existing golden set directory.")
+@click.option("--tokenizer", type=click.Path(exists=True), default=None, metavar="DIR",
+              help="Hugging Face tokenizer folder (tokenizer.json): INPUTS are texts, tokenized into the model's "
+                   "input_ids/attention_mask/token_type_ids (needs goldwatch[text]).")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="With --tokenizer: truncate and pad every text to this many tokens (default: the longest).")
 @json_option
 @guarded
 def build(
     model: str, inputs: str, out: str, labels: str | None, device: str, repeats: int | None,
-    safety_factor: float | None, roles: tuple[str, ...], batch_size: int | None, overwrite: bool, as_json: bool,
+    safety_factor: float | None, roles: tuple[str, ...], batch_size: int | None, overwrite: bool,
+    tokenizer: str | None, max_length: int | None, as_json: bool,
 ) -> None:
     """Run MODEL on INPUTS, store the answers and tolerances calibrated from repeated runs."""
     from goldwatch.golden_sets import build_golden_set
@@ -91,7 +98,8 @@ def build(
         golden_set = build_golden_set(
             model, inputs, out, labels=labels, device=device, repeats=repeats or cfg.repeats,
             safety_factor=safety_factor or cfg.safety_factor, roles=_roles(roles),
-            batch_size=batch_size or cfg.batch_size or None, overwrite=overwrite,
+            batch_size=batch_size or cfg.batch_size or None, overwrite=overwrite, tokenizer=tokenizer,
+            max_length=max_length,
         )
     if as_json:
         emit_json(golden_set)

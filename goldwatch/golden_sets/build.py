@@ -121,12 +121,17 @@ def build_golden_set(
     roles: Mapping[str, str] | None = None,
     batch_size: int | None = None,
     overwrite: bool = False,
+    tokenizer: str | os.PathLike[str] | None = None,
+    max_length: int | None = None,
 ) -> GoldenSet:
     """Run ``model`` on ``inputs``, store the answers and calibrated tolerances, and save to ``out`` (if given).
 
     ``devices`` are the devices whose noise is measured; by default ``device`` plus CUDA when a GPU is present and
     ``model`` is a file or directory (it can be loaded twice). The expected answers come from the first run on
     ``device``. Nothing is written unless everything succeeded.
+
+    ``tokenizer`` (a Hugging Face tokenizer folder) makes ``inputs`` a file of texts, tokenized into the model's
+    inputs (see :mod:`goldwatch.golden_sets.text`); the golden set stores the token ids.
     """
     if repeats < 1:
         raise InvalidInputError(f"repeats must be >= 1, got {repeats}", where="--repeats")
@@ -138,7 +143,14 @@ def build_golden_set(
     runtime = load_model(model, device=device) if isinstance(model, (str, os.PathLike)) else model
     try:
         signature = runtime.signature
-        if isinstance(inputs, (str, os.PathLike)):
+        text_provenance = None
+        if tokenizer is not None:
+            from goldwatch.golden_sets.text import read_texts, tokenize_texts
+
+            if not isinstance(inputs, (str, os.PathLike)):
+                raise InvalidInputError("with a tokenizer, inputs must be a file of texts", where="--inputs")
+            arrays, text_provenance = tokenize_texts(read_texts(inputs), tokenizer, signature, max_length=max_length)
+        elif isinstance(inputs, (str, os.PathLike)):
             arrays = load_inputs(inputs, signature)
         else:
             arrays = {k: np.asarray(v) for k, v in inputs.items()}
@@ -202,6 +214,7 @@ def build_golden_set(
             "device": runtime.device,
             "devices": list(devices),
             "roles": {name: g.to_dict() for name, g in guesses.items()},
+            **({"text_inputs": text_provenance} if text_provenance else {}),
             "repeats": repeats,
             "batch_size": batch_size,
             "platform": platform.platform(),
