@@ -434,6 +434,38 @@ def _device_agreement(run: _Run, outputs: Mapping[str, Mapping[str, np.ndarray]]
         ))
 
 
+def _provenance(golden: areas.GoldenView, runtime: Any, checks: Sequence[Check]) -> list[Check]:
+    """Say so when ``golden`` was built from another model than the candidate.
+
+    A golden set belongs to the version it was built from: it holds that version's exact answers. A retrained
+    candidate is held to its *own* golden set (built from it on the same frozen inputs) and compared with the old
+    version through ``--baseline``; replaying the old version's set fails it on answers it was never meant to
+    reproduce. With the digests of both known and different, this check fails along with the golden checks and
+    names the workflow, or passes when the candidate reproduces the answers anyway (a re-export, the same weights
+    in another format).
+    """
+    recorded, current = golden.golden.model.digest, runtime.identity.digest
+    if not recorded or not current or recorded == current:
+        return []
+    prefix = f"golden:{golden.name}:"
+    failed = [c.name for c in checks if c.name.startswith(prefix) and c.status == "fail"]
+    built_from = f"{golden.golden.model.source} ({recorded[:19]}...)"
+    if failed:
+        summary = (
+            f"golden set {golden.name!r} was built from another model, {built_from}, not this candidate "
+            f"({current[:19]}...): its answers are that model's. A golden set belongs to the version it was built "
+            f"from: build the candidate's own on the same inputs (goldwatch golden build --model CANDIDATE --inputs "
+            f"{golden.path}/inputs.npz --out DIR) and compare the two versions with --baseline"
+        )
+    else:
+        summary = (f"golden set {golden.name!r} was built from another file, {built_from}; the candidate "
+                   f"({current[:19]}...) reproduces its answers within tolerance")
+    return [Check(name=f"{prefix}built_from", status="fail" if failed else "pass", summary=summary,
+                  measured={"golden_model_digest": recorded, "candidate_digest": current,
+                            "failed_golden_checks": len(failed)},
+                  details={"golden_model": golden.golden.model.to_dict()})]
+
+
 def _unique_names(goldens: list[areas.GoldenView]) -> list[areas.GoldenView]:
     """Golden sets are named by their folder; two folders of the same name get ``#2``, ``#3`` so checks differ."""
     seen: dict[str, int] = {}
@@ -561,6 +593,7 @@ def run_gate(
                                                          _own(output_map, cand_rts[dev]))
                 if latency:
                     run.guarded_check(f"latency:{tag}", _latency, run, cand_rts[dev], g.inputs, tag, th, replay_s)
+            run.checks.extend(_provenance(g, cand_rts[devices[0]], run.checks))
             _device_agreement(run, outputs, g, th)
             if base_rt is not None:
                 cand_out = outputs["cpu"] if "cpu" in outputs else outputs[devices[0]]
