@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported where a client is made: goldwatch.watchdog.registry stays free of it
+    import httpx
 
 __all__ = ["LOOPBACK_HOSTS", "client", "is_loopback", "loopback_mounts", "one_line"]
 
@@ -28,7 +30,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 def is_loopback(url_or_host: str) -> bool:
     """Whether a URL's host (or a bare host) is this machine: ``localhost`` or a loopback address."""
-    host = httpx.URL(url_or_host).host if "://" in url_or_host else url_or_host
+    host = (urlsplit(url_or_host).hostname or "") if "://" in url_or_host else url_or_host
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -42,12 +44,14 @@ def loopback_mounts(urls: Iterable[str] = (), *, transport: httpx.BaseTransport 
                     ) -> dict[str, httpx.BaseTransport]:
     """httpx ``mounts`` sending loopback hosts (and those of ``urls``) straight to ``transport`` (default: a direct
     ``HTTPTransport`` that still honours the environment's certificate settings)."""
+    import httpx
+
     direct = transport or httpx.HTTPTransport(trust_env=True)
     hosts = set(LOOPBACK_HOSTS)
     for url in urls:
-        parsed = httpx.URL(url)
-        if parsed.host and is_loopback(url):
-            hosts.add(f"[{parsed.host}]" if ":" in parsed.host else parsed.host)
+        host = urlsplit(url).hostname
+        if host and is_loopback(url):
+            hosts.add(f"[{host}]" if ":" in host else host)
     return {f"all://{host}": direct for host in sorted(hosts)}
 
 
@@ -55,6 +59,8 @@ def client(*, urls: Iterable[str] = (), transport: httpx.BaseTransport | None = 
     """An ``httpx.Client`` (``kwargs`` as usual) whose loopback requests never go through a proxy; ``urls`` names
     the servers it will talk to, so that any loopback address among them is covered. A given ``transport`` serves
     every request (loopback ones included)."""
+    import httpx
+
     urls = list(urls)
     if "base_url" in kwargs:
         urls.append(str(kwargs["base_url"]))
