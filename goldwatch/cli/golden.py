@@ -164,18 +164,26 @@ def replay_cmd(
 
 
 @golden.command("example")
-@click.argument("kind", type=click.Choice(["tabular", "conv"]))
+@click.argument("kind", type=click.Choice(["tabular", "conv", "encoder"]))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Directory to write into.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight-initialisation seed.")
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Runs when calibrating (default 5).")
+@click.option("--fp16", is_flag=True, help="encoder: the same model with every weight rounded to fp16.")
 @json_option
 @guarded
-def example(kind: str, out: str, seed: int, repeats: int | None, as_json: bool) -> None:
-    """Train and write an example KIND model (ONNX + TorchScript + state dict), inputs, labels and a golden set."""
+def example(kind: str, out: str, seed: int, repeats: int | None, fp16: bool, as_json: bool) -> None:
+    """Write an example KIND model, its inputs and a golden set: a trained tabular or conv classifier (ONNX +
+    TorchScript + state dict, labels), or a 384-d sentence encoder with random weights (ONNX, TorchScript, .pt2,
+    state dict, a sharded checkpoint, sentences and a tokenizer)."""
     from goldwatch.examples import write_example
     from goldwatch.golden_sets import build_golden_set
 
     cfg = state().config.golden
+    if kind == "encoder":
+        _encoder_example(out, seed=seed, fp16=fp16, repeats=repeats or cfg.repeats, as_json=as_json)
+        return
+    if fp16:
+        raise InvalidInputError("--fp16 applies to the encoder example only", where="--fp16")
     art = write_example(kind, out, seed=seed)
     golden_dir = Path(out) / "golden"
     assert art.onnx is not None
@@ -191,3 +199,26 @@ def example(kind: str, out: str, seed: int, repeats: int | None, as_json: bool) 
         click.echo(f"  {fmt:12} {path}")
     click.echo(f"  {'inputs':12} {art.inputs}\n  {'labels':12} {art.labels}\n  {'golden':12} {golden_dir}")
     click.echo(f"try: goldwatch golden replay --model {art.onnx} --golden {golden_dir}")
+
+
+def _encoder_example(out: str, *, seed: int, fp16: bool, repeats: int, as_json: bool) -> None:
+    from goldwatch.examples.encoder import write_sentence_encoder
+    from goldwatch.golden_sets import build_golden_set
+
+    cfg = state().config.golden
+    art = write_sentence_encoder(out, seed=seed, fp16=fp16)
+    golden_dir = Path(out) / "golden"
+    golden_set = build_golden_set(art.onnx, art.inputs, golden_dir, repeats=repeats,
+                                  safety_factor=cfg.safety_factor, overwrite=True)
+    if as_json:
+        emit_json({"example": art, "golden": golden_dir, "n_samples": golden_set.n_samples})
+        return
+    what = "fp16-rounded copy of the " if fp16 else ""
+    click.echo(f"example 'encoder' ({what}384-d sentence encoder, seed {seed}, random weights) written to {out}:")
+    for fmt, path in art.models.items():
+        click.echo(f"  {fmt:12} {path}")
+    click.echo(f"  {'inputs':12} {art.inputs}\n  {'sentences':12} {art.sentences}")
+    if art.tokenizer is not None:
+        click.echo(f"  {'tokenizer':12} {art.tokenizer}")
+    click.echo(f"  {'golden':12} {golden_dir}")
+    click.echo(f"try: goldwatch golden replay --model {art.models.get('torchscript', art.onnx)} --golden {golden_dir}")

@@ -194,7 +194,7 @@ def build_golden_set(
     chosen = {name: g.role for name, g in guesses.items()}
     for name, g in guesses.items():
         if not g.overridden:
-            log.info("output %r guessed to be %s: %s (override: --role %s=ROLE)", name, g.role, g.evidence, name)
+            log.debug("output %r guessed to be %s: %s (override: --role %s=ROLE)", name, g.role, g.evidence, name)
     baseline: dict[str, Any] = {}
     if label_array is not None:
         for name, role in chosen.items():
