@@ -330,7 +330,11 @@ class TorchRuntime(BatchedRuntime):
         strict, ignore_keys = _strictness(desc, where=where)
         factory = import_factory(ref, where=where, trusted_factories=trusted_factories)
         state = load_sharded_state_dict(weights) if weights.name.endswith(".index.json") else load_state_dict(weights)
-        state = {k: v for k, v in state.items() if not any(fnmatch.fnmatchcase(k, p) for p in ignore_keys)}
+        dropped = [k for k in state if any(fnmatch.fnmatchcase(k, p) for p in ignore_keys)]
+        if dropped:
+            log.info("%s: %d checkpoint key(s) the module does not use left out, as ignore_keys %s says",
+                     weights, len(dropped), list(ignore_keys))
+            state = {k: v for k, v in state.items() if k not in set(dropped)}
         try:
             module = factory(**kwargs)
         except Exception as exc:  # the factory is trusted code, but the kwargs come from the artifact
@@ -508,9 +512,9 @@ def _load_weights(module: Any, state: Mapping[str, Any], *, strict: bool, where:
                     f"[{patterns}] (or \"strict\": false to ignore any unexpected key)")
         raise ArtifactError("the weights do not fit the factory's module: " + "; ".join(problems), where=where,
                             hint=hint)
-    if unexpected or ignored:
-        log.info("%s: loaded without %d unused checkpoint key(s) (ignore_keys %s, strict %s)", where,
-                 len(unexpected), list(ignored), strict)
+    if unexpected:
+        log.info("%s: %d unexpected checkpoint key(s) left out (\"strict\": false): %s", where, len(unexpected),
+                 ", ".join(unexpected))
     try:
         module.load_state_dict(dict(state), strict=False)
     except RuntimeError as exc:  # a dtype the module cannot take, for instance
