@@ -350,7 +350,7 @@ class TorchRuntime(BatchedRuntime):
                 where=where,
                 hint="a factory must build and return the model's torch.nn.Module",
             )
-        _load_weights(module, state, strict=strict, where=str(weights), ignored=ignore_keys)
+        _load_weights(module, state, strict=strict, where=str(weights))
         dev = _torch_device(torch, normalize_device(device), where)
         try:
             signature = Signature.from_dict(desc["signature"])
@@ -484,8 +484,7 @@ def _strictness(desc: Mapping[str, Any], *, where: str) -> tuple[bool, tuple[str
     return strict, tuple(ignore)
 
 
-def _load_weights(module: Any, state: Mapping[str, Any], *, strict: bool, where: str,
-                  ignored: Sequence[str]) -> None:
+def _load_weights(module: Any, state: Mapping[str, Any], *, strict: bool, where: str) -> None:
     """``load_state_dict``, with every missing and unexpected key named in the error (torch's message is cut).
 
     ``strict=False`` (the descriptor's explicit choice) still refuses missing keys whose parameters would keep
