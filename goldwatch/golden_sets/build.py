@@ -29,7 +29,7 @@ from goldwatch.golden_sets.calibrate import calibrate
 from goldwatch.golden_sets.format import ROLES, GoldenSet
 from goldwatch.golden_sets.inputs import load_inputs, load_labels
 from goldwatch.logs import get_logger
-from goldwatch.runtimes.base import Runtime, cuda_available, normalize_device, run_batches
+from goldwatch.runtimes.base import Runtime, Signature, TensorSpec, cuda_available, normalize_device, run_batches
 from goldwatch.runtimes.factory import load_model
 
 __all__ = ["RoleGuess", "build_golden_set", "guess_role", "run_batches"]
@@ -151,9 +151,11 @@ def build_golden_set(
                 raise InvalidInputError("with a tokenizer, inputs must be a file of texts", where="--inputs")
             arrays, text_provenance = tokenize_texts(read_texts(inputs), tokenizer, signature, max_length=max_length)
         elif isinstance(inputs, (str, os.PathLike)):
+            signature = _adopt_from_inputs(runtime, inputs)
             arrays = load_inputs(inputs, signature)
         else:
             arrays = {k: np.asarray(v) for k, v in inputs.items()}
+            signature = _adopt_from_inputs(runtime, arrays)
         signature.check_inputs(arrays, where="inputs")
         n = next(iter(arrays.values())).shape[0]
         label_array = None
@@ -200,6 +202,9 @@ def build_golden_set(
         for name, role in chosen.items():
             if role == "scores":
                 baseline[name] = {"label_accuracy": float(np.mean(expected[name].argmax(axis=1) == label_array))}
+    if not signature.outputs:  # a server that publishes no output metadata: the answers name them
+        signature = Signature(inputs=signature.inputs, outputs=tuple(
+            TensorSpec(name, value.dtype.name, (None, *value.shape[1:])) for name, value in expected.items()))
     golden = GoldenSet(
         model=runtime.identity,
         signature=signature,
@@ -225,6 +230,29 @@ def build_golden_set(
         golden.save(out, overwrite=overwrite)
         log.info("golden set with %d samples written to %s", golden.n_samples, out)
     return golden
+
+
+def _adopt_from_inputs(runtime: Runtime, inputs: str | os.PathLike[str] | Mapping[str, np.ndarray]) -> Signature:
+    """The runtime's signature; for a server that publishes no input metadata (KServe's default), the inputs'
+    own names, dtypes and shapes (batch dimension dynamic), adopted by the runtime and logged."""
+    adopt = getattr(runtime, "adopt_signature", None)
+    if runtime.signature.inputs or not callable(adopt):
+        return runtime.signature
+    if isinstance(inputs, (str, os.PathLike)):
+        if Path(inputs).suffix.lower() != ".npz":
+            raise InvalidInputError(
+                "the server publishes no input metadata, so the inputs must name themselves", where=str(inputs),
+                hint="save the inputs as an .npz with one array per input name",
+            )
+        with np.load(inputs, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    else:
+        arrays = dict(inputs)
+    specs = tuple(TensorSpec(name, a.dtype.name, (None, *a.shape[1:])) for name, a in arrays.items())
+    adopt(Signature(inputs=specs, outputs=()))
+    log.info("%s publishes no input metadata: inputs taken as given (%s)", runtime.identity.source,
+             ", ".join(f"{t.name} {t.dtype}" for t in specs))
+    return runtime.signature
 
 
 def _load_on(model: ModelLike, device: str) -> Runtime:

@@ -183,3 +183,15 @@ def test_http_client_with_a_given_transport_uses_it_for_loopback_too() -> None:
     with http_client(transport=transport) as client:
         client.get("http://127.0.0.1:1/x")
     assert seen == ["http://127.0.0.1:1/x"]
+
+
+def test_a_golden_set_can_be_built_against_a_server_without_metadata(oip_server: str, tmp_path) -> None:
+    _Oip.publish_inputs = False
+    x = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", x=x)
+    golden = build_golden_set(f"{oip_server}/v2/models/m", tmp_path / "inputs.npz", tmp_path / "g", repeats=1)
+    assert golden.signature.input_names == ["x"]
+    assert golden.signature.inputs[0].dtype == "float32"
+    assert golden.output_names == ["y"]
+    np.testing.assert_allclose(golden.expected["y"][:, 0], x.astype(np.float64).sum(axis=1), rtol=1e-6)
+    assert replay(f"{oip_server}/v2/models/m", tmp_path / "g").ok
