@@ -34,7 +34,8 @@ from goldwatch.errors import InvalidInputError
 from goldwatch.golden_sets.format import GoldenSet
 from goldwatch.golden_sets.replay import check_compatible, replay
 from goldwatch.integrity.manifest import ArtifactManifest
-from goldwatch.runtimes.base import Runtime, load_model
+from goldwatch.runtimes.base import Runtime
+from goldwatch.runtimes.factory import load_model
 from goldwatch.watchdog.agent.agent import DEFAULT_INTERVAL_S, verify_file
 from goldwatch.watchdog.agent.periodic import PeriodicAgent
 from goldwatch.watchdog.agent.reporter import Reporter

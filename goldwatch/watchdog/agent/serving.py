@@ -34,7 +34,8 @@ from goldwatch.config import AgentConfig, load_config
 from goldwatch.errors import ArtifactError, ConfigError
 from goldwatch.integrity.manifest import ArtifactManifest
 from goldwatch.logs import get_logger
-from goldwatch.runtimes.base import DESCRIPTOR_NAME, Runtime, load_model
+from goldwatch.runtimes.base import DESCRIPTOR_NAME, Runtime
+from goldwatch.runtimes.factory import load_model
 from goldwatch.watchdog.agent.agent import ResidentAgent, verify_file
 from goldwatch.watchdog.agent.periodic import PeriodicAgent, agent_source
 from goldwatch.watchdog.agent.probe import ProbeAgent
