@@ -152,6 +152,7 @@ def test_resident_bit_flip_is_reported_rolled_back_and_resolved(served: dict[str
     assert mismatch["how"] == "file"
     assert mismatch["file"] == "weights.safetensors"
     assert mismatch["file_stop"] - mismatch["file_start"] == mismatch["stop"] - mismatch["start"]
+    assert (check["details"]["tensor"], check["details"]["block"]) == ("2.weight", 1)  # also at the top level
     assert "'2.weight'" in check["summary"]
     assert "block 1" in check["summary"]
 

@@ -192,6 +192,9 @@ class ResidentAgent(PeriodicAgent):
             measured=measured or {"mismatched_blocks": len(mismatches), "pass": number},
             threshold={"mismatched_blocks": 0},
             details={
+                # the first bad block at the top level, where a responder (or a page's details) looks first
+                "tensor": first.tensor, "block": first.block, "start": first.start, "stop": first.stop,
+                "file": first.file, "file_start": first.file_start, "file_stop": first.file_stop,
                 "mismatches": [m.to_dict() for m in mismatches[:_MAX_LISTED]], "mismatch_count": len(mismatches),
                 "tensors": tensors, "pass": number, "pass_complete": complete,
                 "coverage": self.coverage.to_dict(),
