@@ -35,6 +35,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "AgentConfig",
     "AlertsConfig",
     "DetectorsConfig",
     "GateConfig",
@@ -95,6 +96,9 @@ class GoldenConfig(_Section):
     min_cosine: float = Field(0.9999, ge=-1, le=1)
     drift_alpha: float = Field(
         0.01, ge=0, lt=1, description="output-distribution test level per replay (Bonferroni); 0 disables it"
+    )
+    drift_min_effect: float = Field(
+        0.01, ge=0, description="output drift counts only beyond this fraction of the output's scale (its std)"
     )
     batch_size: int = Field(0, ge=0, description="samples per inference call; 0: all at once")
 
@@ -157,6 +161,13 @@ class GateConfig(_Section):
     metric_min_relative_change: float = Field(0.0, description="required gain as a fraction of the baseline's")
     drift_p_threshold: float = Field(0.01, gt=0, lt=1, description="output drift vs baseline: significance level")
     drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    drift_min_effect: float = Field(
+        0.01, ge=0, description="output drift vs baseline counts only beyond this fraction of the output's scale "
+        "(the std of the baseline's values): the effect floor, reported in the output's units",
+    )
+    min_baseline_cosine: float = Field(
+        0.99, ge=-1, le=1, description="embeddings: min per-sample cosine similarity of candidate vs baseline"
+    )
     latency_budget_ms_p50: float | None = Field(None, gt=0, description="per-batch p50 budget; none = report only")
     latency_budget_ms_p95: float | None = Field(None, gt=0, description="per-batch p95 budget; none = report only")
     latency_repeats: int = Field(20, ge=1, le=10000, description="timed batches per device")
@@ -213,6 +224,29 @@ class AlertsConfig(_Section):
     max_age_s: float = Field(86400.0, gt=0, description="undelivered this long: kept as a dead letter")
 
 
+class AgentConfig(_Section):
+    """The in-process agent (goldwatch.watchdog.agent) and the MLServer runtime that hosts it."""
+
+    interval_s: float = Field(60.0, gt=0, description="a full pass over the resident weights starts this often")
+    duty_cycle: float = Field(
+        0.01, gt=0, le=1, description="share of one core (CPU) or of the GPU's time the agent uses while a pass runs"
+    )
+    slice_mib: int = Field(4, ge=1, le=1024, description="CPU: MiB fingerprinted between two pauses")
+    gpu_slice_mib: int = Field(256, ge=1, le=65536, description="CUDA: MiB fingerprinted between two pauses")
+    attest: Literal["auto", "never"] = Field(
+        "auto", description="'never': refuse tensors that cannot be compared with the file instead of pinning them"
+    )
+    exclude: list[str] = Field([], description="fnmatch patterns of resident tensors left unchecked (e.g. caches)")
+    sidecar_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
+    )
+    token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
+    token_file: Path | None = None
+    report_timeout_s: float = Field(5.0, gt=0, le=60)
+    report_retries: int = Field(3, ge=0, le=10)
+    probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
+
+
 class GoldwatchConfig(_Section):
     """The whole ``goldwatch.toml``."""
 
@@ -223,6 +257,7 @@ class GoldwatchConfig(_Section):
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
+    agent: AgentConfig = AgentConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:
