@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from goldwatch.errors import ConcurrentChangeError
-from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+from goldwatch.watchdog.registry import Registry, Serving, journal, make_pointer
 from goldwatch.watchdog.registry.journal import open_intents
 from tests.registry.fleet_worker import run_host
 from tests.registry.registry_helpers import write_weights
@@ -123,9 +123,12 @@ def test_each_host_serves_its_own_pointer_and_show_says_who_serves_what(tmp_path
         with _host(root, serve, "pod-a") as a:
             a.heartbeat()
         assert {s.host: s.last_seen for s in reg.served_by("m")}["pod-a"] > seen["pod-a"]
+        with _host(root, serve, "pod-c") as c:  # pod-c dies mid-promote, never to come back
+            journal.begin(c.db, op="promote", model="m", payload={"transitions": [], "source": "/x"})
         assert reg.forget_host("pod-c", reason="pod deleted") == 1
         assert reg.served_by("m", version="3") == []
-        assert reg.history("m")[-1].action == "forget-host"
+        assert open_intents(reg.db) == []
+        assert [e.action for e in reg.history("m")][-2:] == ["forget-host", "forget-host"]
 
 
 BACKENDS_PG = ["postgresql"]

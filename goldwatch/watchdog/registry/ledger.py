@@ -313,11 +313,18 @@ class Ledger:
             )
 
     def forget_host(self, host: str, *, actor: str, reason: str) -> int:
-        """Drop ``host``'s serving records (a pod that is gone for good); returns how many were dropped."""
+        """Drop ``host``'s serving records (a pod that is gone for good) and close its open intents as reverted
+        (only that host could have resolved them, and its pointer went with it); returns the records dropped."""
         with self.db.transaction():
             rows = self.db.query("SELECT model, version FROM serving WHERE host = ?", (host,))
+            intents = self.db.query("SELECT id, model FROM intents WHERE host = ? AND status = 'open'", (host,))
             self.db.execute("DELETE FROM serving WHERE host = ?", (host,))
             self.db.execute("DELETE FROM hosts WHERE host = ?", (host,))
+            self.db.execute("UPDATE intents SET status = 'reverted', ended_at = ? WHERE host = ? AND status = 'open'",
+                            (now(), host))
             for r in rows:
                 self.event(r[0], r[1], "forget-host", None, None, actor=actor, reason=reason, evidence={"host": host})
+            for r in intents:
+                self.event(r[1], None, "forget-host", None, None, actor=actor, reason=f"{reason}: its open intent "
+                           "closed as reverted", evidence={"host": host, "intent": int(r[0])})
         return len(rows)
