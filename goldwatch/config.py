@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from goldwatch.errors import ConfigError
+from goldwatch.logs import mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +35,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "AgentConfig",
     "AlertsConfig",
     "DetectorsConfig",
     "GateConfig",
@@ -99,6 +101,9 @@ class GoldenConfig(_Section):
     drift_alpha: float = Field(
         0.01, ge=0, lt=1, description="output-distribution test level per replay (Bonferroni); 0 disables it"
     )
+    drift_min_effect: float = Field(
+        0.01, ge=0, description="output drift counts only beyond this fraction of the output's scale (its std)"
+    )
     batch_size: int = Field(0, ge=0, description="samples per inference call; 0: all at once")
 
 
@@ -119,6 +124,35 @@ class RegistryConfig(_Section):
     reload_command: list[str] | None = None
     fallback_model: Path | None = None
     ready_timeout_s: float = Field(30.0, gt=0)
+    # The database: SQLite at <root>/registry.db unless a URL says otherwise (a fleet: postgresql://...).
+    database_url: str | None = Field(
+        None, description="e.g. postgresql://goldwatch@db.internal:5432/registry (no password: see below)"
+    )
+    database_url_env: str = Field(
+        "GOLDWATCH_DATABASE_URL", description="env var holding the whole URL (it may carry the password); wins"
+    )
+    database_password_env: str | None = Field(None, description="env var holding the database password")
+    database_password_file: Path | None = Field(None, description="file holding the database password")
+    host: str | None = Field(
+        None, description="this host's name in a fleet registry (default: $GOLDWATCH_HOST, else the hostname)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                has_password = urlsplit(value).password is not None or "password=" in value.lower()
+            except ValueError:
+                has_password = False
+            if has_password:
+                raise ValueError(
+                    "the URL carries a password; secrets never live in the config file: put it in "
+                    "database_password_env / database_password_file, or the whole URL in database_url_env"
+                )
+        return value
 
 
 class GateConfig(_Section):
@@ -131,6 +165,13 @@ class GateConfig(_Section):
     metric_min_relative_change: float = Field(0.0, description="required gain as a fraction of the baseline's")
     drift_p_threshold: float = Field(0.01, gt=0, lt=1, description="output drift vs baseline: significance level")
     drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    drift_min_effect: float = Field(
+        0.01, ge=0, description="output drift vs baseline counts only beyond this fraction of the output's scale "
+        "(the std of the baseline's values): the effect floor, reported in the output's units",
+    )
+    min_baseline_cosine: float = Field(
+        0.99, ge=-1, le=1, description="embeddings: min per-sample cosine similarity of candidate vs baseline"
+    )
     latency_budget_ms_p50: float | None = Field(None, gt=0, description="per-batch p50 budget; none = report only")
     latency_budget_ms_p95: float | None = Field(None, gt=0, description="per-batch p95 budget; none = report only")
     latency_repeats: int = Field(20, ge=1, le=10000, description="timed batches per device")
@@ -287,6 +328,29 @@ class LiveDriftSection(_Section):
         return self
 
 
+class AgentConfig(_Section):
+    """The in-process agent (goldwatch.watchdog.agent) and the MLServer runtime that hosts it."""
+
+    interval_s: float = Field(60.0, gt=0, description="a full pass over the resident weights starts this often")
+    duty_cycle: float = Field(
+        0.01, gt=0, le=1, description="share of one core (CPU) or of the GPU's time the agent uses while a pass runs"
+    )
+    slice_mib: int = Field(4, ge=1, le=1024, description="CPU: MiB fingerprinted between two pauses")
+    gpu_slice_mib: int = Field(256, ge=1, le=65536, description="CUDA: MiB fingerprinted between two pauses")
+    attest: Literal["auto", "never"] = Field(
+        "auto", description="'never': refuse tensors that cannot be compared with the file instead of pinning them"
+    )
+    exclude: list[str] = Field([], description="fnmatch patterns of resident tensors left unchecked (e.g. caches)")
+    sidecar_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
+    )
+    token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
+    token_file: Path | None = None
+    report_timeout_s: float = Field(5.0, gt=0, le=60)
+    report_retries: int = Field(3, ge=0, le=10)
+    probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
+
+
 class GoldwatchConfig(_Section):
     """The whole ``goldwatch.toml``."""
 
@@ -298,6 +362,7 @@ class GoldwatchConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
     live_drift: LiveDriftSection = LiveDriftSection()
+    agent: AgentConfig = AgentConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -342,7 +407,7 @@ def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchCo
         for err in exc.errors(include_url=False):
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             if err["type"] != "extra_forbidden" and err["type"] != "missing" and "input" in err:
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {mask_url(repr(err['input']))})"
             problems.append(f"{_format_loc(err['loc'])}: {msg}")
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ConfigError(

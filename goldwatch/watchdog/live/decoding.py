@@ -49,7 +49,7 @@ def decode_many(items: Sequence[tuple[bytes | Mapping[str, Any], str]]) -> Packe
         except PayloadError as exc:
             meta.append(("error", exc.reason, exc.what))
             continue
-        entries = []
+        entries: list[tuple[str, str, tuple[int, ...], int | None, list[Any] | None]] = []
         for name, tensor in t.tensors.items():
             arr = tensor.array
             if arr.dtype == object:
