@@ -85,7 +85,7 @@ class ReferenceGrid:
         bad = ~(np.isfinite(scale) & (scale > 0) & np.isfinite(width) & np.isfinite(lo_scaled))
         grid = cls(scale=np.where(bad, 0.0, scale), lo_scaled=np.where(bad, 0.0, lo_scaled), buckets=b,
                    cum_counts=np.empty((n_features, 0), dtype=np.int32))
-        idx = grid.bucket_ids(reference, 0)
+        idx = grid.bucket_ids(reference, 0, clip=False)
         counts = np.bincount(idx.ravel(), minlength=n_features * (b + 2)).reshape(n_features, b + 2)
         object.__setattr__(grid, "cum_counts", np.cumsum(counts, axis=1, dtype=np.int32 if n < 2**31 else np.int64))
         return grid, idx
@@ -108,17 +108,20 @@ class ReferenceGrid:
         ends = np.concatenate([[0], np.arange(1, (self.buckets >> k) + 1) << k, [self.buckets + 1]])
         return self.cum_counts[:, ends].astype(np.int64)
 
-    def bucket_ids(self, x: np.ndarray, k: int) -> np.ndarray:
+    def bucket_ids(self, x: np.ndarray, k: int, *, clip: bool = True) -> np.ndarray:
         """Global bucket ids of (n, F) values on the grid coarsened by 2**k: feature j owns ids j*(Bk+2) ..
         j*(Bk+2)+Bk+1.
 
         The fine id is ``trunc(clip(x * scale - (lo_scaled - 1 - j*(B+2)), j*(B+2), j*(B+2)+B+1))``: monotone in x
         whatever the rounding (every step is), and a coarse id is computed from the fine one with integer shifts,
         so every grid level partitions the values the same way. Rows go through in chunks that stay in cache.
+        ``clip=False`` for the reference itself: its values map into ``[first + 1, first + B]`` up to rounding, a
+        margin of one bucket on either side of the bounds the clip would enforce.
         """
         n, n_features = x.shape
         b = self.buckets
         first = np.arange(n_features, dtype=np.float64) * (b + 2)  # each feature's first fine id
+        last = first + (b + 1)
         shift = self.lo_scaled - 1.0 - first
         out = np.empty((n, n_features), dtype=np.int64)
         step = max(1, _CHUNK_ELEMS // max(n_features, 1))
@@ -129,8 +132,9 @@ class ReferenceGrid:
             with np.errstate(over="ignore", invalid="ignore"):
                 np.multiply(x[lo:hi], self.scale, out=tt)
                 tt -= shift
-            # finite x and scale: never NaN; an overflow to +-inf is clipped like any far value
-            np.clip(tt, first, first + (b + 1), out=tt)
+            if clip:  # finite x and scale: never NaN; an overflow to +-inf is clipped like any far value
+                np.maximum(tt, first, out=tt)
+                np.minimum(tt, last, out=tt)
             out[lo:hi] = tt  # truncation toward zero; every value is >= 0
         if k:
             fine_first = np.arange(n_features, dtype=np.int64) * (b + 2)
