@@ -280,6 +280,10 @@ class LiveDriftConfig(_Section):
         [], description="features with their own Prometheus series (bounded cardinality: only these)")
     max_queue_events: int = Field(20000, ge=1, description="events waiting per model; more are dropped, counted")
     max_queue_bytes: int = Field(64 << 20, ge=1 << 20, description="bytes waiting per model; more are dropped")
+    sampling: bool = Field(
+        True, description="when events arrive faster than they are processed, test a uniform sample of the pairs "
+        "(by a hash of the pair's id) instead of filling the queue")
+    min_sample_rate: float = Field(0.01, gt=0, le=1, description="the sample never goes below this share of pairs")
     pair_ttl_s: float = Field(30.0, gt=0, description="a request or response unpaired this long is an orphan")
     max_pending_pairs: int = Field(20000, ge=1, description="unpaired halves kept at most (oldest leave first)")
     history: int = Field(50, ge=1, le=10000, description="closed windows kept for the API and the HTML page")

@@ -167,3 +167,24 @@ def test_a_body_that_does_not_fit_the_schema_is_a_schema_violation() -> None:
         extract(text, [Column("a", tensor="input-0")])
     assert info.value.reason == "bad_datatype"
     assert v2_response(np.ones((1, 2)))  # the helper builds valid bodies
+
+
+def test_a_decode_pool_gives_what_the_worker_thread_decodes() -> None:
+    """Bodies parsed in a spawned process come back as the same tensors (and the same errors by reason)."""
+    from goldwatch.watchdog.live.decoding import DecodePool
+
+    bodies = [(v2_request(np.arange(12.0).reshape(4, 3) + i), "application/json") for i in range(20)]
+    bodies += [(b'{"instances": [[1, "a"], [2, "b"]]}', "application/json"), (b"{broken", "application/json")]
+    pool = DecodePool(1)
+    try:
+        decoded = pool.decode(bodies)
+    finally:
+        pool.close()
+    for (body, content_type), got in zip(bodies[:-1], decoded[:-1]):
+        want = decode_body(body, content_type=content_type)
+        assert sorted(got.tensors) == sorted(want.tensors)
+        for name in want.tensors:
+            assert got.tensors[name].datatype == want.tensors[name].datatype
+            assert got.tensors[name].array.tolist() == want.tensors[name].array.tolist()
+    assert isinstance(decoded[-1], PayloadError)
+    assert decoded[-1].reason == "malformed_json"

@@ -174,3 +174,20 @@ def test_a_sender_far_faster_than_the_consumer_over_http() -> None:
     assert len(mon.queue) == 50
     assert mon.queue.dropped == 550
     assert mon.counters.snapshot()["dropped_queue_full"] == 550
+
+
+def test_the_sink_middleware_answers_before_the_app() -> None:
+    from goldwatch.watchdog.live.routes import SinkMiddleware
+
+    live = make_live()
+    app = SinkMiddleware(app_for(live), live)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        for kind in ("request", "response"):
+            body = v2_request(np.zeros((4, F))) if kind == "request" else v2_response(np.zeros((4, 2)))
+            r = client.post("/v1/models/fraud/cloudevents", content=body, headers=kserve_headers("m-1", kind))
+            assert (r.status_code, r.content) == (200, b"")
+        r = client.post("/v1/models/nope/cloudevents", content=b"{}", headers=kserve_headers("m-2", "request"))
+        assert r.status_code == 404
+        assert client.get("/v1/models/fraud/drift").status_code == 200  # everything else reaches the app
+    live.process()
+    assert live.monitor("fraud").counters.snapshot()["pairs"] == 1

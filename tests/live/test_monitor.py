@@ -296,3 +296,25 @@ def test_in_process_rows_that_do_not_fit(bad) -> None:
     m.submit_rows(bad)
     assert m.process() == []
     assert m.counters.snapshot()["unparseable"] == 1
+
+
+def test_the_adaptive_sample_keeps_or_leaves_out_whole_pairs() -> None:
+    """Under a sender faster than the consumer, the sample rate falls; a request and its response always share the
+    decision (a hash of the pair's id), so sampling makes no orphans; the rate comes back when the consumer keeps
+    up."""
+    m = monitor()
+    m.sampler.adjust(arrived=20_000, processed=1_000, busy_s=1.0, elapsed_s=1.0)
+    assert 0.03 < m.sampler.rate < 0.05
+    for i in range(400):
+        for event in pair(f"s-{i}", rows=5, seed=i):
+            m.submit_event(event)
+    m.process()
+    counts = m.counters.snapshot()
+    assert counts["sampled_out"] % 2 == 0
+    assert counts["sampled_out"] > 600
+    assert counts["pairs"] * 2 + counts["sampled_out"] == 800
+    assert len(m.pairer) == 0
+    assert counts["orphan_requests"] == counts["orphan_responses"] == 0
+    for _ in range(12):  # the consumer keeps up again
+        m.sampler.adjust(arrived=100, processed=100, busy_s=0.001, elapsed_s=1.0)
+    assert m.sampler.rate == 1.0

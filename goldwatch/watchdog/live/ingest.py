@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import collections
 import threading
+import zlib
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BoundedQueue", "IngestCounters", "Pairer"]
+__all__ = ["BoundedQueue", "IngestCounters", "Pairer", "Sampler"]
 
 T = TypeVar("T")
 
@@ -85,7 +86,8 @@ class BoundedQueue(Generic[T]):
 class IngestCounters:
     """Counts of what ingestion did with each event, by outcome; ``snapshot()`` for metrics and window reports."""
 
-    OUTCOMES = ("events", "pairs", "rows", "dropped_queue_full", "probes", "orphan_requests", "orphan_responses",
+    OUTCOMES = ("events", "pairs", "rows", "dropped_queue_full", "sampled_out", "probes", "orphan_requests",
+                "orphan_responses",
                 "duplicates", "other_version", "unknown_model", "row_mismatch")
 
     def __init__(self) -> None:
@@ -115,6 +117,51 @@ class IngestCounters:
                                                if ":" not in k and k != "unparseable"})
             self.unparseable = collections.Counter({k.split(":", 1)[1]: int(v) for k, v in data.items()
                                                     if k.startswith("unparseable:")})
+
+
+class Sampler:
+    """Keeps up with a sender faster than the consumer by testing a uniform sample of the traffic.
+
+    A pair is kept or left out as a whole, by a hash of its key (``ce-id`` / ``ce-requestid``): a request and its
+    response always share the decision, and the kept pairs are a uniform sample. The rate follows the measured
+    arrival and processing rates (``rate = 0.8 x processed / arrived`` per second, smoothed, between ``min_rate``
+    and 1), so a sustained burst thins the windows instead of filling the queue -- a full queue still drops, as the
+    last resort -- and the rate goes back to 1 when the consumer catches up. Windows then close on sampled rows;
+    ``sampled_out`` counts what was left out.
+
+    >>> s = Sampler(min_rate=0.05)
+    >>> s.keep("5f0c7a9e-1"), s.rate
+    (True, 1.0)
+    >>> s.adjust(arrived=10_000, processed=2_000, busy_s=1.0, elapsed_s=1.0); round(s.rate, 2)
+    0.16
+    """
+
+    def __init__(self, *, min_rate: float = 0.01, smoothing: float = 0.5) -> None:
+        self.min_rate, self.smoothing = float(min_rate), float(smoothing)
+        self.rate = 1.0
+        self._threshold = 1 << 32
+        self._arrival = 0.0  # events per second, smoothed
+        self._capacity = 0.0  # events the consumer processes per busy second, smoothed
+
+    def keep(self, key: str) -> bool:
+        return self._threshold > (1 << 32) - 1 or zlib.crc32(key.encode()) < self._threshold
+
+    def adjust(self, *, arrived: int, processed: int, busy_s: float, elapsed_s: float) -> None:
+        """One consumer round: ``arrived`` events since the last one (kept or not), ``processed`` of them handled in
+        ``busy_s`` seconds of work, ``elapsed_s`` since the last round."""
+        if elapsed_s <= 0:
+            return
+        a = self.smoothing
+        self._arrival = a * self._arrival + (1 - a) * arrived / elapsed_s if self._arrival else arrived / elapsed_s
+        if processed and busy_s > 0:
+            capacity = processed / busy_s
+            self._capacity = a * self._capacity + (1 - a) * capacity if self._capacity else capacity
+        if self._capacity <= 0 or self._arrival <= 0:
+            return
+        target = min(1.0, max(self.min_rate, 0.8 * self._capacity / self._arrival))
+        # come back up gently, go down at once
+        self.rate = target if target < self.rate else min(target, self.rate * 1.5)
+        self._threshold = int(self.rate * (1 << 32))
 
 
 class Pairer:

@@ -50,6 +50,8 @@ class LiveDriftCollector(Collector):
                                          labels=["model"]),
             "queue": GaugeMetricFamily(_P + "queue_events", "events waiting to be processed", labels=["model"]),
             "queue_bytes": GaugeMetricFamily(_P + "queue_bytes", "bytes waiting to be processed", labels=["model"]),
+            "sample_rate": GaugeMetricFamily(_P + "sample_rate", "share of pairs tested (1: all; lower while the "
+                                             "sender outpaces the consumer)", labels=["model"]),
             "drifted": GaugeMetricFamily(_P + "drifted", "1 when the last tested window drifted", labels=["model",
                                                                                                              "part"]),
             "n_drifted": GaugeMetricFamily(_P + "drifted_features", "features that drifted in the last tested window",
@@ -73,6 +75,7 @@ class LiveDriftCollector(Collector):
             windows.add_metric([name], float(state.windows))
             g["queue"].add_metric([name], float(len(monitor.queue)))
             g["queue_bytes"].add_metric([name], float(monitor.queue.nbytes))
+            g["sample_rate"].add_metric([name], float(monitor.sampler.rate))
             g["filling"].add_metric([name], float(monitor.window.rows if monitor.window is not None else 0))
             counts = monitor.counters.snapshot()
             counts["dropped_queue_full"] = monitor.queue.dropped

@@ -42,7 +42,7 @@ from goldwatch.config import LiveDriftConfig
 from goldwatch.errors import DataError, GoldwatchError
 from goldwatch.watchdog.live.assess import PartAssessment, TestSettings, assess_part
 from goldwatch.watchdog.live.events import InferenceEvent
-from goldwatch.watchdog.live.ingest import BoundedQueue, IngestCounters, Pairer
+from goldwatch.watchdog.live.ingest import BoundedQueue, IngestCounters, Pairer, Sampler
 from goldwatch.watchdog.live.payload import ExtractPlan, PayloadError, Tensor, Tensors, decode_body, extract
 from goldwatch.watchdog.live.policy import next_state
 from goldwatch.watchdog.live.reference import LiveReference, ReferenceStore
@@ -88,6 +88,9 @@ class ModelMonitor:
         self.counters = IngestCounters()
         self.pairer = Pairer(ttl_s=config.pair_ttl_s, max_pending=config.max_pending_pairs,
                              max_rows=config.max_pending_pairs * 64)
+        self.sampler = Sampler(min_rate=config.min_sample_rate)
+        self._arrived = 0
+        self._last_round = time.monotonic()
         self.history: collections.deque[WindowResult] = collections.deque(maxlen=config.history)
         self.state = PolicyState(consecutive=0, paging=False, quality_paging=False, windows=0,
                                  required=config.consecutive)
@@ -135,8 +138,12 @@ class ModelMonitor:
     def submit_event(self, event: InferenceEvent) -> bool:
         """Queue one logged request or response; False when the queue was full (the event is dropped, counted).
         goldwatch's own probe requests (their ``Ce-Id``) are left out here, before any work."""
+        self._arrived += 1
         if event.probe:
             self.counters.add("probes")
+            return True
+        if not self.sampler.keep(event.key):
+            self.counters.add("sampled_out")
             return True
         body = event.body
         size = len(body) if isinstance(body, (bytes, bytearray)) else 4096
@@ -163,6 +170,7 @@ class ModelMonitor:
     def process(self, now: float | None = None) -> list[WindowResult]:
         """Work through the queue, expire orphans, close due windows; the results of the windows closed."""
         with self._lock:
+            started = time.monotonic()
             results: list[WindowResult] = []
             items = self.queue.drain()
             decoded = self._decode_batch(items)
@@ -189,6 +197,12 @@ class ModelMonitor:
                 results += self._orphan(key, kind, half, t)
             if self.window is not None and self.window.due(now=t):
                 results.append(self._close(t, "time"))
+            if self.config.sampling:
+                ended = time.monotonic()
+                arrived, self._arrived = self._arrived, 0
+                self.sampler.adjust(arrived=arrived, processed=len(items), busy_s=ended - started,
+                                    elapsed_s=ended - self._last_round)
+                self._last_round = ended
             return results
 
     def _decode_batch(self, items: list[tuple[Any, ...]]) -> dict[int, Tensors | PayloadError]:
@@ -494,7 +508,8 @@ class ModelMonitor:
             "model": self.name, "version": self.version, "state": self.state.to_dict(),
             "ingest": self.counters.snapshot() | {"queue_events": len(self.queue), "queue_bytes": self.queue.nbytes,
                                                    "dropped_queue_full": self.queue.dropped,
-                                                   "pending_halves": len(self.pairer)},
+                                                   "pending_halves": len(self.pairer),
+                                                   "sample_rate": round(self.sampler.rate, 4)},
             "window": {"index": self.window.index if self.window else 0,
                        "rows": self.window.rows if self.window else 0,
                        "opened_at": self.window.opened_at if self.window else None},
