@@ -93,6 +93,7 @@ def serve(port: int, mode: str, reference_rows: int) -> None:
     from goldwatch.watchdog.live.payload import Tensor, Tensors
     from goldwatch.watchdog.live.reference import build_reference
     from goldwatch.watchdog.live.routes import SinkMiddleware, live_drift_routes
+    from goldwatch.watchdog.live.sinkserver import SinkServer
 
     cols = [{"name": f"f{i}", "tensor": "input-0", "index": i} for i in range(F)]
     section = LiveDriftSection(decode_processes=1 if mode.endswith("+pool") else 0, models=[LiveDriftModelConfig(
@@ -134,11 +135,15 @@ def serve(port: int, mode: str, reference_rows: int) -> None:
     if not os.environ.get("GOLDWATCH_BENCH_NO_WORKER"):  # development aid: the HTTP side's cost alone
         live.start()
 
+    sink_server = SinkServer(live, port=0) if mode.startswith("sink-server") else None
+
     async def stats(request: Request) -> JSONResponse:
-        return JSONResponse(mon.snapshot()["ingest"] | {"windows": mon.state.windows, "cpu_s": _cpu_seconds(live)}
+        return JSONResponse(mon.snapshot()["ingest"] | {"windows": mon.state.windows, "cpu_s": _cpu_seconds(live),
+                                                        "sink_port": sink_server.port if sink_server else port}
                             | counts)
 
-    app: Any = Starlette(routes=[*live_drift_routes(live), Route("/stats", stats)])
+    app: Any = Starlette(routes=[*live_drift_routes(live), Route("/stats", stats)],
+                         on_startup=[sink_server.start] if sink_server else [])
     if mode.startswith("middleware"):
         app = SinkMiddleware(app, live)
     try:
@@ -231,13 +236,14 @@ def ingest_case(mode: str, pairs: int, reference_rows: int) -> list[object]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                before = _get(port, "/stats")["cpu_s"]
+                first = _get(port, "/stats")
+                before, sink_port = first["cpu_s"], first["sink_port"]
                 break
             except Exception:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the benchmark server did not start") from None
                 time.sleep(0.2)
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_live_drift", "--client", str(port),
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_live_drift", "--client", str(sink_port),
                               "--pairs", str(pairs)], env=env, capture_output=True, text=True, check=True)
         lines = out.stdout.strip().splitlines()
         sent = json.loads(lines[-1])
@@ -438,7 +444,8 @@ def main() -> None:
     pairs = 3_000 if args.quick else 30_000
     print("ingest: sink | pairs | accepted/s | handled/s | tested | server CPU us per pair (main + decode) | "
           "idle capacity | windows | dropped | non-200 | other checks")
-    ingest_rows = [ingest_case(mode, pairs, 100_000) for mode in ("routes", "middleware", "middleware+pool")]
+    ingest_rows = [ingest_case(mode, pairs, 100_000)
+                   for mode in ("routes", "middleware", "sink-server", "sink-server+pool")]
     print("window | min ms | median ms | max ms | scipy loop s | vs scipy | max rel p diff")
     repeats = 5 if args.quick else 15
     window_row, med, sp = window_case(repeats, n_ref=100_000, n_cur=10_000, features=100)
@@ -460,7 +467,8 @@ def main() -> None:
              "pairs/s an idle 2-core machine carries at that share",
              "windows tested", "dropped", "non-200", "other checks run"], ingest_rows)
         + "\n\nTarget: >= 5,000 pairs/s with the sidecar's other checks running. `routes`: the sink mounted as a "
-          "starlette route; `middleware`: `SinkMiddleware` in front of the app; `+pool`: `decode_processes = 1` "
+          "starlette route; `middleware`: `SinkMiddleware` in front of the app; `sink-server`: `SinkServer` "
+          "(httptools, its own port, on the same event loop); `+pool`: `decode_processes = 1` "
           "(bodies parsed in another process). Client: a separate process, 16 keep-alive connections, each "
           "event's bytes as KServe's agent sends them. Handled: every event answered and either tested or left "
           "out by the adaptive sample (`sampling = true`: when events arrive faster than they are tested, a "

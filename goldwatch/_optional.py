@@ -21,6 +21,8 @@ _EXTRA_FOR = {
     "evidently": "reports",
     "starlette": "serve",
     "uvicorn": "serve",
+    "httptools": "serve",
+    "orjson": "serve",
     "mlserver": "dev",
     "pyarrow": "parquet",
     "mlflow": "mlflow",

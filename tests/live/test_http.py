@@ -191,3 +191,70 @@ def test_the_sink_middleware_answers_before_the_app() -> None:
         assert client.get("/v1/models/fraud/drift").status_code == 200  # everything else reaches the app
     live.process()
     assert live.monitor("fraud").counters.snapshot()["pairs"] == 1
+
+
+@pytest.fixture
+def sink_server():
+    """A SinkServer on its own event loop in a thread (as it runs on the sidecar's loop), with its LiveDrift."""
+    import asyncio
+    import threading
+
+    from goldwatch.watchdog.live.sinkserver import SinkServer
+
+    pytest.importorskip("httptools", reason="the sink server needs the serve extra (httptools)")
+    live = make_live()
+    live.max_body_bytes = 64 * 1024
+    loop = asyncio.new_event_loop()
+    server = SinkServer(live, port=0)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        yield live, server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_the_sink_server_takes_kserve_events_keep_alive_pipelined_and_chunked(sink_server) -> None:
+    import socket
+
+    live, server = sink_server
+    url = f"http://127.0.0.1:{server.port}"
+    with httpx.Client(base_url=url, timeout=10) as client:  # keep-alive: one connection
+        for i in range(3):
+            for kind, body in (("request", v2_request(np.zeros((4, F)))), ("response", v2_response(np.zeros((4, 2))))):
+                r = client.post("/v1/models/fraud/cloudevents", content=body, headers=kserve_headers(f"k{i}", kind))
+                assert (r.status_code, r.content) == (200, b"")
+
+        def chunks():
+            body = v2_request(np.ones((4, F)))
+            yield body[:10]
+            yield body[10:]
+
+        r = client.post("/v1/cloudevents", content=chunks(), headers=kserve_headers("chunked", "request"))
+        assert r.status_code == 200  # a chunked body, reassembled
+        assert client.get("/v1/cloudevents").status_code == 405
+        assert client.post("/v1/other", content=b"{}").status_code == 404
+        big = client.post("/v1/cloudevents", content=b"x" * (70 * 1024), headers=kserve_headers("big", "request"))
+        assert big.status_code == 413
+    # two requests in one write (pipelining), then garbage
+    head = "".join(f"{k}: {v}\r\n" for k, v in kserve_headers("p-1", "request")
+                   if k not in ("Host",)).encode()
+    body = v2_request(np.zeros((2, F)))
+    one = b"POST /v1/cloudevents HTTP/1.1\r\nHost: x\r\n" + head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(one + one.replace(b"p-1", b"p-2"))
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 OK") < 2:
+            answers += sock.recv(4096)
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        rest = sock.recv(4096)
+    assert rest.startswith(b"HTTP/1.1 400 Bad Request")
+    live.process()
+    counts = live.monitor("fraud").counters.snapshot()
+    assert counts["pairs"] == 3
+    assert counts["events"] == 3 * 2 + 1 + 2
+    assert live.counters.snapshot()["unparseable:too_large"] == 1
