@@ -96,7 +96,9 @@ def serve(port: int, mode: str, reference_rows: int) -> None:
     from goldwatch.watchdog.live.sinkserver import SinkServer
 
     cols = [{"name": f"f{i}", "tensor": "input-0", "index": i} for i in range(F)]
-    section = LiveDriftSection(decode_processes=1 if mode.endswith("+pool") else 0, models=[LiveDriftModelConfig(
+    section = LiveDriftSection(decode_processes=1 if mode.endswith("+pool") else 0,
+                               switch_interval_ms=1.0 if mode.startswith("sink-server") else None,
+                               models=[LiveDriftModelConfig(
         name="fraud", inputs=cols, outputs=[{"name": "p1", "tensor": "output-0", "index": 1}],
         max_queue_events=50_000, max_queue_bytes=512 << 20)])
     live = LiveDrift.from_config(section)
@@ -130,8 +132,6 @@ def serve(port: int, mode: str, reference_rows: int) -> None:
     counts: dict[str, int] = {}
     stop = threading.Event()
     threading.Thread(target=_other_checks, args=(stop, counts), daemon=True).start()
-    if os.environ.get("GOLDWATCH_BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["GOLDWATCH_BENCH_SWITCH"]))
     if not os.environ.get("GOLDWATCH_BENCH_NO_WORKER"):  # development aid: the HTTP side's cost alone
         live.start()
 
@@ -468,7 +468,8 @@ def main() -> None:
              "windows tested", "dropped", "non-200", "other checks run"], ingest_rows)
         + "\n\nTarget: >= 5,000 pairs/s with the sidecar's other checks running. `routes`: the sink mounted as a "
           "starlette route; `middleware`: `SinkMiddleware` in front of the app; `sink-server`: `SinkServer` "
-          "(httptools, its own port, on the same event loop); `+pool`: `decode_processes = 1` "
+          "(httptools, its own port, on the same event loop) with `switch_interval_ms = 1`; `+pool`: "
+          "`decode_processes = 1` "
           "(bodies parsed in another process). Client: a separate process, 16 keep-alive connections, each "
           "event's bytes as KServe's agent sends them. Handled: every event answered and either tested or left "
           "out by the adaptive sample (`sampling = true`: when events arrive faster than they are tested, a "

@@ -321,6 +321,9 @@ class LiveDriftSection(_Section):
     decode_processes: int = Field(
         0, ge=0, le=64, description="processes that parse event bodies (0: the worker thread; 1 frees the GIL "
         "for the HTTP server at high event rates)")
+    switch_interval_ms: float | None = Field(
+        None, gt=0, le=100, description="the interpreter's thread switch interval while live drift runs (Python's "
+        "default is 5 ms; 1 ms lets the sink answer between the worker's steps at thousands of events/s)")
     models: list[LiveDriftModelConfig] = []
 
     @model_validator(mode="after")

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -87,7 +88,8 @@ class LiveDrift:
     def __init__(self, monitors: Mapping[str, ModelMonitor], *, aliases: Mapping[str, str] | None = None,
                  store: CheckpointStore | None = None, on_result: Callable[[WindowResult], None] | None = None,
                  clock: Callable[[], float] = time.time, max_body_bytes: int = 8 << 20, tick_s: float = 0.05,
-                 checkpoint_interval_s: float = 30.0, decode_processes: int = 0) -> None:
+                 checkpoint_interval_s: float = 30.0, decode_processes: int = 0,
+                 switch_interval_ms: float | None = None) -> None:
         self.monitors = dict(monitors)
         self.aliases = {name: name for name in self.monitors} | dict(aliases or {})
         self.store = store
@@ -101,7 +103,9 @@ class LiveDrift:
         self._last_checkpoint = 0.0
         self._round_lock = threading.Lock()
         self.decode_processes = int(decode_processes)
+        self.switch_interval_ms = switch_interval_ms
         self._pool: Any = None
+        self._saved_switch: float | None = None
 
     # -- construction ----------------------------------------------------------------------------------------
 
@@ -122,7 +126,8 @@ class LiveDrift:
             monitors[cfg.name] = monitor
             aliases.update({a: cfg.name for a in cfg.aliases})
         return cls(monitors, aliases=aliases, store=store, on_result=on_result, clock=clock,
-                   max_body_bytes=section.max_body_bytes, decode_processes=section.decode_processes)
+                   max_body_bytes=section.max_body_bytes, decode_processes=section.decode_processes,
+                   switch_interval_ms=section.switch_interval_ms)
 
     # -- producers -------------------------------------------------------------------------------------------
 
@@ -218,6 +223,9 @@ class LiveDrift:
             self._pool = DecodePool(self.decode_processes)
             for monitor in self.monitors.values():
                 monitor.decoder = self._pool.decode
+        if self.switch_interval_ms is not None:  # the host asked for it ([live_drift] switch_interval_ms)
+            self._saved_switch = sys.getswitchinterval()
+            sys.setswitchinterval(self.switch_interval_ms / 1000)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="goldwatch-live-drift", daemon=True)
         self._thread.start()
@@ -242,6 +250,9 @@ class LiveDrift:
                 monitor.decoder = None
             self._pool.close()
             self._pool = None
+        if self._saved_switch is not None:
+            sys.setswitchinterval(self._saved_switch)
+            self._saved_switch = None
         return results
 
     # -- checkpoints -----------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ class SinkServer:
 
     def __init__(self, live: LiveDrift, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.live, self.host, self._port = live, host, int(port)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
