@@ -32,7 +32,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class ReferenceGrid:
     lo_scaled: np.ndarray
     buckets: int
     cum_counts: np.ndarray
+    _levels: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(
@@ -91,9 +93,10 @@ class ReferenceGrid:
         return grid, idx
 
     def block(self, cols: slice) -> ReferenceGrid:
-        """The grid of a block of features."""
+        """The grid of a block of features (with the levels computed so far, as views)."""
+        levels = {key: (c1[cols], ca[cols]) for key, (c1, ca) in list(self._levels.items())}
         return ReferenceGrid(scale=self.scale[cols], lo_scaled=self.lo_scaled[cols], buckets=self.buckets,
-                             cum_counts=self.cum_counts[cols])
+                             cum_counts=self.cum_counts[cols], _levels=levels)
 
     def coarsening_for(self, n_current: int) -> int:
         """k such that the grid has about one bucket per one or two current values (never finer than the fit):
@@ -101,12 +104,24 @@ class ReferenceGrid:
         target = _buckets_for(2 * n_current)
         return max(0, self.buckets.bit_length() - target.bit_length())
 
-    def counts_at(self, k: int) -> np.ndarray:
-        """Cumulative reference counts on the grid coarsened by 2**k, (F, B / 2**k + 2), int64."""
-        if k == 0:
-            return self.cum_counts.astype(np.int64)
-        ends = np.concatenate([[0], np.arange(1, (self.buckets >> k) + 1) << k, [self.buckets + 1]])
-        return self.cum_counts[:, ends].astype(np.int64)
+    def counts_at(self, k: int, dtype: type[np.signedinteger] = np.int64) -> np.ndarray:
+        """Cumulative reference counts on the grid coarsened by 2**k, (F, B / 2**k + 2)."""
+        return self.level(k, dtype)[0]
+
+    def level(self, k: int, dtype: type[np.signedinteger] = np.int64) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative and per-bucket reference counts on the grid coarsened by 2**k, (F, B / 2**k + 2) each,
+        computed once per level and kept (a reference summary tests every window on the same level)."""
+        key = (k, np.dtype(dtype).str)
+        got = self._levels.get(key)
+        if got is None:
+            if k == 0:
+                c1 = self.cum_counts.astype(dtype, copy=False)
+            else:
+                ends = np.concatenate([[0], np.arange(1, (self.buckets >> k) + 1) << k, [self.buckets + 1]])
+                c1 = self.cum_counts[:, ends].astype(dtype)
+            got = (c1, np.diff(c1, axis=1, prepend=np.zeros((c1.shape[0], 1), dtype=c1.dtype)))
+            self._levels[key] = got
+        return got
 
     def bucket_ids(self, x: np.ndarray, k: int, *, clip: bool = True) -> np.ndarray:
         """Global bucket ids of (n, F) values on the grid coarsened by 2**k: feature j owns ids j*(Bk+2) ..
@@ -145,6 +160,11 @@ class ReferenceGrid:
 
 
 _CHUNK_ELEMS = 1 << 16  # values per pass of bucket_ids: the float temporary stays in the L2 cache
+
+
+def gap_dtype(n1: int, n2: int) -> type[np.signedinteger]:
+    """int32 when every scaled gap (at most n1 * n2) fits in it, else int64."""
+    return np.int32 if n1 * n2 < 2**31 - 1 else np.int64
 
 
 def _buckets_for(n: int) -> int:
@@ -210,23 +230,35 @@ def ks_statistic_counts(
         grid, ref_idx = ReferenceGrid._fit(reference, lo=lo, hi=hi)
     k = grid.coarsening_for(n2)
     b2 = (grid.buckets >> k) + 2
+    # every product below is at most n1 * n2: 32-bit arithmetic halves the memory traffic when it fits
+    dtype = gap_dtype(n1, n2)
+    c1, ca = grid.level(k, dtype)
     cur_idx = grid.bucket_ids(current, k)
-    cb = np.bincount(cur_idx.ravel(), minlength=n_features * b2).reshape(n_features, b2)
-    c1 = grid.counts_at(k)
-    c2 = np.cumsum(cb, axis=1)
-    ca = np.diff(c1, axis=1, prepend=0)
+    cb = np.bincount(cur_idx.ravel(), minlength=n_features * b2).reshape(n_features, b2).astype(dtype)
+    c2 = np.cumsum(cb, axis=1, dtype=dtype)
     best = _Best(n_features, n1, n2)
     # every bucket end is the end of a tie group (empty buckets repeat the gap before them)
-    gap = np.abs(c1 * n2 - c2 * n1)
-    best.gap = gap.max(axis=1)
-    at_f, at_j = np.nonzero(gap == best.gap[:, None])
+    d = c1 * dtype(n2)
+    d -= c2 * dtype(n1)  # signed gap F1 - F2, scaled by n1 * n2
+    gap = np.abs(d)
+    best.gap = gap.max(axis=1).astype(np.int64)
+    at_f, at_j = np.nonzero(gap == best.gap.astype(dtype)[:, None])
     np.maximum.at(best.stat, at_f, np.abs(c1[at_f, at_j] / n1 - c2[at_f, at_j] / n2))
-    c1s, c2s = c1 - ca, c2 - cb
-    bound = np.maximum(c1 * n2 - c2s * n1, c2 * n1 - c1s * n2)
-    cand = (bound >= best.gap[:, None]) & (ca > 0) & (cb > 0)
-    cf, cj = np.nonzero(cand)
+    # inside a bucket the gap is at most max(F1(end) - F2(start), F2(end) - F1(start)):
+    # c1 * n2 - (c2 - cb) * n1 = d + cb * n1 and c2 * n1 - (c1 - ca) * n2 = ca * n2 - d
+    up = cb * dtype(n1)
+    up += d
+    down = ca * dtype(n2)
+    down -= d
+    np.maximum(up, down, out=up)
+    cf, cj = np.nonzero(up >= best.gap.astype(dtype)[:, None])
+    both = (ca[cf, cj] > 0) & (cb[cf, cj] > 0)
+    cf, cj = cf[both], cj[both]
+    c1s, c2s = c1[cf, cj] - ca[cf, cj], c2[cf, cj] - cb[cf, cj]
     if not cf.size:
         return best.stat
+    cand = np.zeros((n_features, b2), dtype=bool)
+    cand[cf, cj] = True
     # the candidate buckets' values, each tagged with its bucket (cell) and sample; bucket ids are C-ordered
     # (n, F) arrays, so flat position p is row p // F, column p % F
     cell_of = np.full(n_features * b2, -1, dtype=np.int64)
@@ -236,10 +268,10 @@ def ks_statistic_counts(
     cur_vals = current[cur_pos // n_features, cur_pos % n_features]
     cur_cells = cell_of[flat[cur_pos]]
     if reference_sorted:
-        lengths = ca[cf, cj]
+        lengths = ca[cf, cj].astype(np.int64)
         ref_cells = np.repeat(np.arange(cf.size), lengths)
         within = np.arange(ref_cells.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        ref_vals = reference[np.repeat(c1s[cf, cj], lengths) + within, cf[ref_cells]]
+        ref_vals = reference[np.repeat(c1s.astype(np.int64), lengths) + within, cf[ref_cells]]
     else:
         if ref_idx is None or k:
             ref_idx = grid.bucket_ids(reference, k)
@@ -251,7 +283,7 @@ def ks_statistic_counts(
     cells = np.concatenate([ref_cells, cur_cells])
     is_cur = np.zeros(values.size, dtype=bool)
     is_cur[ref_vals.size :] = True
-    _refine(best, values, cells, is_cur, feature=cf, base1=c1s[cf, cj], base2=c2s[cf, cj])
+    _refine(best, values, cells, is_cur, feature=cf, base1=c1s.astype(np.int64), base2=c2s.astype(np.int64))
     return best.stat
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from goldwatch.detectors._backend import as_torch_samples, is_torch
 from goldwatch.detectors._kolmogorov import exact_inside, exact_square, kstwo_sf
-from goldwatch.detectors._ks_counts import ReferenceGrid, ks_statistic_counts
+from goldwatch.detectors._ks_counts import ReferenceGrid, gap_dtype, ks_statistic_counts
 from goldwatch.detectors._validation import as_samples, check_pair, feature_names_of, iter_feature_chunks
 from goldwatch.detectors.results import TestResult
 from goldwatch.errors import DataError
@@ -161,6 +161,8 @@ def ks_statistic_sorted(
     if grid is None:
         grid = ReferenceGrid.fit(ref_sorted, lo=ref_sorted[0], hi=ref_sorted[-1])
     fitted = grid
+    # the reference's counts on the level this window size uses, computed once and kept by the grid
+    fitted.level(fitted.coarsening_for(n_rows), gap_dtype(ref_sorted.shape[0], n_rows))
 
     def block(cols: slice) -> np.ndarray:
         return ks_statistic_counts(ref_sorted[:, cols], current[:, cols], grid=fitted.block(cols),

@@ -86,3 +86,16 @@ def test_window_against_a_presorted_reference_with_its_grid(n1, n2) -> None:
     for shift in (0.0, 0.05):
         window = frame(rng, n2, ["normal", "ties", "lognormal", "zeros"]) + shift
         np.testing.assert_array_equal(ks_statistic_sorted(ref, window, grid=grid), ks_statistic_merge(ref, window))
+
+
+def test_one_grid_across_window_sizes_and_both_integer_widths() -> None:
+    """The grid keeps the reference's counts per level and integer width: 32-bit gaps while n1 * n2 fits in
+    them (a 5,000-row window), 64-bit beyond (a 40,000-row one: 2.4e9); alternating sizes reuse them."""
+    rng = np.random.default_rng(11)
+    kinds = ["normal", "ties", "zeros"]
+    ref = np.sort(frame(rng, 60_000, kinds), axis=0)
+    grid = ReferenceGrid.fit(ref, lo=ref[0], hi=ref[-1])
+    for n2 in (5_000, 40_000, 5_000, 40_000):
+        window = frame(rng, n2, kinds) + 0.03
+        np.testing.assert_array_equal(ks_statistic_sorted(ref, window, grid=grid), ks_statistic_merge(ref, window))
+    assert {dtype for _, dtype in grid._levels} == {np.dtype(np.int32).str, np.dtype(np.int64).str}
