@@ -142,15 +142,16 @@ def serve(port: int, mode: str, reference_rows: int) -> None:
                                                         "sink_port": sink_server.port if sink_server else port}
                             | counts)
 
-    app: Any = Starlette(routes=[*live_drift_routes(live), Route("/stats", stats)],
-                         on_startup=[sink_server.start] if sink_server else [])
-    if mode.startswith("middleware"):
-        app = SinkMiddleware(app, live)
-    try:
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    finally:  # uvicorn returns on SIGTERM: close the decode pool and the worker
+    def shutdown() -> None:  # in the lifespan: uvicorn re-raises SIGTERM once it has shut down
         stop.set()
         live.stop()
+
+    app: Any = Starlette(routes=[*live_drift_routes(live), Route("/stats", stats)],
+                         on_startup=[sink_server.start] if sink_server else [],
+                         on_shutdown=[*([sink_server.stop] if sink_server else []), shutdown])
+    if mode.startswith("middleware"):
+        app = SinkMiddleware(app, live)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 # -- the client (another process: the KServe agent) -----------------------------------------------------------
