@@ -288,6 +288,8 @@ def start_mlserver(
         "metrics_dir": str(repo / ".metrics"),
     }
     server_settings.update(settings or {})
+    # ports given in ``settings`` win (e.g. restarting a server where its clients expect it)
+    http_port, grpc_port, metrics_port = (int(server_settings[k]) for k in ("http_port", "grpc_port", "metrics_port"))
     (repo / "settings.json").write_text(json.dumps(server_settings, indent=2))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the log tail shown on a failed start is complete
     extra = os.pathsep.join(str(Path(p).resolve()) for p in pythonpath)

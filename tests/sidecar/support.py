@@ -97,10 +97,10 @@ def fast_watch(name: str, url: str, serving_dir: Path, **overrides: Any) -> dict
     watch: dict[str, Any] = {
         "name": name, "url": url, "serving_dir": serving_dir, "server_down_grace_s": 1.5,
         "server_start_grace_s": 30.0,
-        "files": {"interval_s": 0.3, "timeout_s": 20.0, "sha256_interval_s": 0.0},
-        "golden_replay": {"interval_s": 0.5, "timeout_s": 20.0},
-        "readiness": {"interval_s": 0.3, "timeout_s": 2.0},
-        "version": {"interval_s": 0.5, "timeout_s": 2.0},
+        "files": {"interval_s": 0.5, "timeout_s": 20.0, "sha256_interval_s": 0.0},
+        "golden_replay": {"interval_s": 1.0, "timeout_s": 20.0, "batch_size": 64},
+        "readiness": {"interval_s": 1.0, "timeout_s": 2.0},
+        "version": {"interval_s": 1.0, "timeout_s": 2.0},
         "rollback_readiness": {"interval_s": 5.0, "timeout_s": 20.0},
     }
     for key, value in overrides.items():

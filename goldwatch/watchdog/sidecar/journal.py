@@ -373,9 +373,10 @@ class Journal:
         with self._tx() as conn:
             row = conn.execute("SELECT id FROM incidents WHERE model = ? AND check_class = ? AND state = 'open'",
                                (model, check_class)).fetchone()
-            if row is not None:
-                conn.execute("UPDATE incidents SET severity = ?, summary = ?, checks = ? WHERE id = ?",
-                             (severity, summary, _dumps([check_to_dict(c) for c in checks]), row[0]))
+            if row is not None:  # the evidence of the last failure is kept unless new evidence is given
+                conn.execute("UPDATE incidents SET severity = ?, summary = ?, "
+                             "checks = CASE WHEN ? = '[]' THEN checks ELSE ? END WHERE id = ?",
+                             (severity, summary, *[_dumps([check_to_dict(c) for c in checks])] * 2, row[0]))
                 return int(row[0])
             cur = conn.execute(
                 "INSERT INTO incidents (model, check_class, kind, state, severity, summary, started_at, detected_at, "

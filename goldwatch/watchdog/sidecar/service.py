@@ -303,6 +303,10 @@ class SidecarService:
         with contextlib.suppress(sqlite3.Error):
             self.journal.prune(older_than_s=JOURNAL_RETENTION_S, now=self.clock())
         self._tasks = [asyncio.create_task(self._deliver_alerts()), asyncio.create_task(self._tick())]
+        if any("golden" in ctx.checks for ctx in self.models.values()):
+            # a golden replay that fails runs the output-distribution test, whose first use imports scipy (~2 s
+            # on a busy machine): pay that now, in the background, not on the way to a rollback
+            self._tasks.append(asyncio.create_task(_warm("goldwatch.detectors")))
         if self.verify_first:
             await self._verify_first()
         for ctx in self.models.values():
@@ -542,6 +546,12 @@ class SidecarService:
     async def _rerun(self, ctx: ModelContext, ev: Evidence, job: Job | None) -> Evidence:
         if job is None:  # external evidence cannot be re-run here: take it as confirmed
             return dataclasses.replace(ev, confirmed=True)
+        version = self.scheduler.job(ctx.name, "version")
+        if version is not None and ev.kind != "version" and (version.in_flight is None or version.in_flight.done()):
+            # Answers that differ may mean the server runs another version than the registry serves: know that
+            # before acting, so a server that missed a reload gets a reload, not its good version quarantined.
+            await self._consider(ctx, self._evidence(await self.scheduler.execute(
+                version, RunRequest(reason="before acting on a failure"))), version)
         run = await self.scheduler.execute(job, RunRequest(reason="confirm"))
         return self._evidence(run, confirmed=True)
 
@@ -1007,6 +1017,13 @@ class SidecarService:
 
     def decisions(self, *, after: int = 0, model: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         return [to_jsonable(row) for row in self.journal.decisions(after=after, model=model, limit=limit)]
+
+
+async def _warm(module: str) -> None:
+    import importlib
+
+    with contextlib.suppress(Exception):
+        await in_thread(importlib.import_module, module, name="goldwatch:warm-imports")
 
 
 def _stale_kind(d: Decision) -> str:
