@@ -260,7 +260,7 @@ def mlserver_available() -> bool:
 def _mlserver_executable() -> str:
     found = _find_mlserver()
     if not found:
-        raise DependencyMissingError("the mlserver command is not installed", hint="pip install 'goldwatch[dev]'")
+        raise DependencyMissingError("the mlserver command is not installed", hint="pip install 'goldwatch[demo]'")
     return found
 
 
