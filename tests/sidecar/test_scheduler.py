@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from goldwatch.watchdog.sidecar.scheduler import Job, JobRun, JobSpec, Scheduler, in_thread
+from goldwatch.watchdog.sidecar.scheduler import Job, JobRun, JobSpec, Scheduler
+from goldwatch.watchdog.sidecar.workers import in_thread
 
 
 def _collector() -> tuple[list[JobRun], object]:

@@ -17,10 +17,15 @@ The modules, one responsibility each:
 * :mod:`.checks` -- the scheduled checks (files, golden replay, readiness, version, rollback readiness);
 * :mod:`.targets` -- where a model's truth comes from: the registry (rollback on) or a path + manifest (page only);
 * :mod:`.journal` -- SQLite: decisions, check state, incidents with their times, rollbacks, pauses, checkpoints;
-* :mod:`.scheduler` -- asyncio jobs with jitter and timeouts, run in daemon threads, one per kind and model;
+* :mod:`.scheduler` -- asyncio jobs with jitter and timeouts, one per kind and model, run on :mod:`.workers`
+  (daemon threads: a hung check holds only its own);
+* :mod:`.responder` -- carrying decisions out (incidents, pages, rollbacks, reloads); :mod:`.startup` -- resuming
+  after a restart and ``--verify-first``; :mod:`.views` -- what ``/v1/status`` shows; :mod:`.context` -- a
+  watched model's state;
 * :mod:`.metrics` -- the Prometheus registry; :mod:`.api` -- the starlette routes; :mod:`.runner` -- uvicorn and
-  signals; :mod:`.service` -- :class:`SidecarService`, which composes them; :mod:`.demo` -- ``goldwatch demo
-  sidecar``.
+  signals; :mod:`.service` -- :class:`SidecarService`, which composes them;
+* :mod:`.process` -- running ``goldwatch serve`` as a process (demo, tests, benchmark); :mod:`.demo` --
+  ``goldwatch demo sidecar``.
 
 Extension points (see :mod:`.extensions` for the loader):
 

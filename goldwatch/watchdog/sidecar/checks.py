@@ -114,13 +114,14 @@ class FilesCheck:
         self.checkpoints = checkpoints
         self.model = model
         self.clock = clock
+        self._cached: tuple[tuple[str, int, int], ArtifactManifest] | None = None
 
     def run(self, target: Target, request: RunRequest) -> RunResult:
         served = target.served()
         if served.path is None or served.manifest is None:
             return _skip("integrity:files", served.note or "no local files to check", served.version)
         try:
-            manifest = ArtifactManifest.load(served.manifest)
+            manifest = self._manifest(served.manifest)
             baseline = self._baseline(served, manifest)
             due = baseline is None or (self.config.sha256_interval_s > 0 and
                                        self.clock() - baseline[1] >= self.config.sha256_interval_s)
@@ -138,6 +139,14 @@ class FilesCheck:
             return _error("integrity:files", exc, served.version)
         except OSError as exc:
             return _error("integrity:files", exc, served.version)
+
+    def _manifest(self, path: Path) -> ArtifactManifest:
+        """The manifest, parsed once per version of the file (a registry's manifests never change)."""
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, ArtifactManifest.load(path))
+        return self._cached[1]
 
     @staticmethod
     def _named(checks: list[Check], how: str) -> list[Check]:
@@ -229,10 +238,10 @@ class GoldenCheck:
         self.config = config
         self.golden = golden
         self.cache = cache
+        self._client: tuple[str | None, Any] | None = None
 
     def run(self, target: Target, request: RunRequest) -> RunResult:
         from goldwatch.golden_sets import replay
-        from goldwatch.runtimes.oip import OipRuntime
 
         served = target.served()
         if not served.golden:
@@ -243,11 +252,12 @@ class GoldenCheck:
         except GoldwatchError as exc:
             return _error("golden:replay", exc, served.version)
         try:
-            runtime = OipRuntime(target.watch.url, timeout=self.config.timeout_s, probe=True)
+            runtime = self._runtime(target.watch.url, served.version)
         except GoldwatchError as exc:
             return _error("golden:replay", exc, served.version)
         checks: list[Check] = []
-        declared = runtime.signature
+        declared = runtime.declared
+        ok = False
         try:
             for path, golden in zip(served.golden, sets):
                 if not declared.inputs and not declared.outputs:
@@ -261,11 +271,34 @@ class GoldenCheck:
                 else:  # several sets: name each check after its set, keeping the 'golden' class
                     checks += [dataclasses.replace(c, name=f"golden:{Path(path).name}:{c.name.partition(':')[2]}")
                                for c in report.checks]
+            ok = True
         except GoldwatchError as exc:
             return _error("golden:replay", exc, served.version)
         finally:
-            runtime.close()
+            if not ok:  # connect afresh next time (metadata, readiness): the server may have changed
+                self._drop()
         return RunResult(tuple(checks), served.version)
+
+    def _runtime(self, url: str, version: str | None) -> Any:
+        """One OIP client per model, kept between runs (one run in flight at a time) while the served version
+        stays the same: its metadata and readiness were fetched once, and its connection stays open."""
+        from goldwatch.runtimes.oip import OipRuntime
+
+        if self._client is not None and self._client[0] == version:
+            return self._client[1]
+        self._drop()
+        runtime = OipRuntime(url, timeout=self.config.timeout_s, probe=True)
+        runtime.declared = runtime.signature  # type: ignore[attr-defined]
+        self._client = (version, runtime)
+        return runtime
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client[1].close()
+            self._client = None
+
+    def close(self) -> None:
+        self._drop()
 
 
 # ---- the server ----------------------------------------------------------------------------------------------

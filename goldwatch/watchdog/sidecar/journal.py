@@ -4,9 +4,10 @@ One SQLite file (WAL). What a restart needs is here: the last result of each che
 passed: an incident's start), the open incidents, the automatic rollbacks of the last hour (the flap guard must
 not forget them on a restart), rollbacks that never finished (a SIGKILL mid-rollback: the registry's intent journal
 repairs the pointer, the service then finishes the job), pauses and flap-guard stops, and the external evidence
-sources. Decisions, incidents and rollbacks commit with ``synchronous=FULL`` (they must survive a power cut); the
-frequent check-state updates with ``NORMAL`` (a crash keeps them; a power cut may lose the last few, which the
-next run repeats).
+sources. It runs in WAL mode with ``synchronous=NORMAL``: every commit survives the process being killed at any
+instant (SIGKILL, OOM); only a power cut may lose the last few, and what must survive even that is elsewhere
+with ``FULL``: the registry's intent journal (the pointer switch) and the alert outbox (the pages). A commit costs
+no fsync, so the event loop can record every decision as it makes it.
 
 An incident records when the problem *started* (the last passing check of its kind), when it was *detected*
 (the first failing one), *acted* on and *recovered*, so its time to detect and time to recover are known and held
@@ -265,7 +266,7 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             found = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if found > SCHEMA_VERSION:
@@ -288,26 +289,20 @@ class Journal:
             self._conn.close()
 
     @contextlib.contextmanager
-    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if not durable:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            finally:
-                if not durable:
-                    self._conn.execute("PRAGMA synchronous=FULL")
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def writable(self) -> bool:
         """Whether a write transaction commits now (the readiness probe asks)."""
         try:
-            with self._tx(durable=False) as conn:
+            with self._tx() as conn:
                 conn.execute("INSERT OR REPLACE INTO checkpoints VALUES ('sidecar', 'probe', '{}', ?)",
                              (time.time(),))
         except sqlite3.Error:
@@ -348,11 +343,18 @@ class Journal:
     def save_check(self, *, model: str, kind: str, status: str | None, version: str | None,
                    last_run_at: float | None, last_pass_at: float | None, failing_since: float | None,
                    consecutive: int, duration_s: float | None, checks: Sequence[Check]) -> None:
-        with self._tx(durable=False) as conn:
-            conn.execute(
+        self.save_checks([CheckRow(model, kind, status, version, last_run_at, last_pass_at, failing_since,
+                                   consecutive, duration_s, tuple(checks))])
+
+    def save_checks(self, rows: Sequence[CheckRow]) -> None:
+        """Store the latest state of many checks in one transaction (the service batches them every second)."""
+        if not rows:
+            return
+        with self._tx() as conn:
+            conn.executemany(
                 "INSERT OR REPLACE INTO check_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (model, kind, status, version, last_run_at, last_pass_at, failing_since, consecutive, duration_s,
-                 _dumps([check_to_dict(c) for c in checks])),
+                [(r.model, r.kind, r.status, r.version, r.last_run_at, r.last_pass_at, r.failing_since,
+                  r.consecutive, r.duration_s, _dumps([check_to_dict(c) for c in r.checks])) for r in rows],
             )
 
     def check_states(self, model: str | None = None) -> list[CheckRow]:
@@ -487,12 +489,18 @@ class Journal:
     # ---- external sources -----------------------------------------------------------------------------------
     def save_source(self, *, model: str, source: str, kind: str, interval_s: float | None, first_seen: float,
                     last_seen: float, status: str) -> None:
-        with self._tx(durable=False) as conn:
-            conn.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (model, source, kind, interval_s, first_seen, last_seen, status))
+        self.save_sources([SourceRow(model, source, kind, interval_s, first_seen, last_seen, status)])
+
+    def save_sources(self, rows: Sequence[SourceRow]) -> None:
+        if not rows:
+            return
+        with self._tx() as conn:
+            conn.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [(r.model, r.source, r.kind, r.interval_s, r.first_seen, r.last_seen, r.status)
+                              for r in rows])
 
     def forget_source(self, model: str, source: str) -> None:
-        with self._tx(durable=False) as conn:
+        with self._tx() as conn:
             conn.execute("DELETE FROM sources WHERE model = ? AND source = ?", (model, source))
 
     def sources(self, model: str | None = None) -> list[SourceRow]:

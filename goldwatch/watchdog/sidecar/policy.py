@@ -113,6 +113,7 @@ class IncidentView:
     detected_at: float
     acted_at: float | None = None
     action: Literal["rollback", "reload"] | None = None
+    severity: str = "error"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The schedule: every (model, kind) job on its own interval, with jitter, run off the event loop with a timeout.
 
-Each job runs its blocking function in a daemon thread of its own and awaits it for at most ``timeout_s``; a run
-still going after that is reported as timed out and *abandoned*, never waited for: the event loop, the HTTP API,
-other models' checks and shutdown go on (a daemon thread cannot hold the process at exit). A job never has two
+Each job runs its blocking function on a daemon worker (:mod:`.workers`) and awaits it for at most ``timeout_s``; a
+run still going after that is reported as timed out and *abandoned*, never waited for: the event loop, the HTTP
+API, other models' checks and shutdown go on (a daemon thread cannot hold the process at exit). A job never has two
 runs in flight: while an abandoned run is still going, the job's next turns are skipped (and counted).
 
 Start times are jittered by up to ``jitter`` of the interval, so fifty models configured alike do not hit their
@@ -33,17 +33,16 @@ import collections
 import contextlib
 import dataclasses
 import random
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from goldwatch.logs import get_logger
+from goldwatch.watchdog.sidecar.workers import DaemonPool
 
-__all__ = ["Job", "JobRun", "JobSpec", "Scheduler", "in_thread"]
+__all__ = ["Job", "JobRun", "JobSpec", "Scheduler"]
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +111,7 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         lateness_window: int = 10000,
+        pool: DaemonPool | None = None,
     ) -> None:
         self._handler = handler
         self.jitter = jitter
@@ -125,6 +125,7 @@ class Scheduler:
         self.lateness: collections.deque[float] = collections.deque(maxlen=lateness_window)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._pool = pool or DaemonPool(name="goldwatch-check")
 
     # ---- jobs ---------------------------------------------------------------------------------------------
     def add(self, spec: JobSpec, fn: Callable[[Any], Any]) -> Job:
@@ -184,21 +185,17 @@ class Scheduler:
         return futures
 
     async def execute(self, job: Job, request: Any, *, lateness_s: float = 0.0) -> JobRun:
-        """Run ``job`` once now in a worker thread and wait at most its timeout (the confirm re-run uses this)."""
+        """Run ``job`` once now on a worker and wait at most its timeout (the confirm re-run uses this)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
         started = self._wall()
 
-        def work() -> None:
-            try:
-                value, error = job.fn(request), None
-            except BaseException as exc:  # reported as the run's error: a check must never kill its worker silently
-                value, error = None, exc
+        def done(value: Any, error: BaseException | None) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the process is exiting
                 loop.call_soon_threadsafe(_settle, fut, value, error)
 
         job.in_flight = fut
-        threading.Thread(target=work, name=f"goldwatch:{job.spec.model}:{job.spec.kind}", daemon=True).start()
+        self._pool.submit(lambda: job.fn(request), done)
         job.runs += 1
         try:
             value, error = await asyncio.wait_for(asyncio.shield(fut), job.spec.timeout_s)
@@ -259,35 +256,6 @@ class Scheduler:
                 log.exception("handling a run of %s/%s failed", job.spec.model, job.spec.kind)
             base = job.due if not requested else self._clock()
             job.due = max(self._next_due(base, interval), self._clock())
-
-
-def in_thread(fn: Callable[..., T], /, *args: Any, name: str = "goldwatch-worker", **kwargs: Any) -> Awaitable[T]:
-    """Run ``fn(*args, **kwargs)`` in a daemon thread of its own and await its result from the event loop.
-
-    Unlike ``asyncio.to_thread`` (a pool of non-daemon threads the interpreter joins at exit), a call that hangs
-    here never holds up the process's exit: what the sidecar promises on SIGTERM.
-    """
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(value)
-
-    def work() -> None:
-        try:
-            value, error = fn(*args, **kwargs), None
-        except BaseException as exc:  # handed to the awaiting coroutine
-            value, error = None, exc
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, value, error)
-
-    threading.Thread(target=work, name=name, daemon=True).start()
-    return fut
 
 
 def _merge(requests: list[Any]) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,7 +23,8 @@ from goldwatch.config import GoldwatchConfig, ServeCheckConfig, ServeWatchConfig
 from goldwatch.errors import ConfigError, GoldwatchError, InvalidInputError, StateError
 from goldwatch.logs import get_logger, redact
 from goldwatch.serialize import to_jsonable
-from goldwatch.watchdog.alerts import ActionTaken, AlertManager, Sink, Timing
+from goldwatch.watchdog.alerts import AlertManager, Sink
+from goldwatch.watchdog.sidecar import startup, views
 from goldwatch.watchdog.sidecar.checks import (
     FilesCheck,
     GoldenCheck,
@@ -37,6 +37,7 @@ from goldwatch.watchdog.sidecar.checks import (
     VersionCheck,
     rollback_ready,
 )
+from goldwatch.watchdog.sidecar.context import ConflictError, ModelContext, UnknownModelError
 from goldwatch.watchdog.sidecar.evidence import (
     SCHEDULER_SOURCE,
     Evidence,
@@ -46,25 +47,23 @@ from goldwatch.watchdog.sidecar.evidence import (
     parse_report,
 )
 from goldwatch.watchdog.sidecar.extensions import SidecarExtension, load_extension
-from goldwatch.watchdog.sidecar.journal import IncidentRow, Journal, check_to_dict
+from goldwatch.watchdog.sidecar.journal import CheckRow, Journal, SourceRow, check_to_dict
 from goldwatch.watchdog.sidecar.metrics import SidecarMetrics
 from goldwatch.watchdog.sidecar.policy import (
     FLAP_GUARD_CLASS,
-    HOUR_S,
     Decision,
-    IncidentView,
-    KindState,
     ModelView,
     Rules,
-    SourceState,
     decide,
     resolutions,
     staleness,
 )
-from goldwatch.watchdog.sidecar.scheduler import Job, JobRun, JobSpec, Scheduler, in_thread
+from goldwatch.watchdog.sidecar.responder import Responder, default_actor
+from goldwatch.watchdog.sidecar.scheduler import Job, JobRun, JobSpec, Scheduler
 from goldwatch.watchdog.sidecar.targets import Target, open_target
+from goldwatch.watchdog.sidecar.workers import in_thread
 
-__all__ = ["DEFAULT_PAUSE_S", "ModelContext", "SidecarService", "UnknownModelError"]
+__all__ = ["DEFAULT_PAUSE_S", "ConflictError", "ModelContext", "SidecarService", "UnknownModelError"]
 
 log = get_logger(__name__)
 
@@ -74,35 +73,6 @@ TICK_S = 1.0
 JOURNAL_RETENTION_S = 30 * 86400.0
 
 
-class UnknownModelError(InvalidInputError):
-    """The API named a model this sidecar does not watch (HTTP 404)."""
-
-
-class ConflictError(InvalidInputError):
-    """The request cannot be carried out in the model's current state (HTTP 409)."""
-
-
-@dataclasses.dataclass
-class ModelContext:
-    """One watched model: its target, its checks and their schedules, and the policy's view of it."""
-
-    name: str
-    watch: ServeWatchConfig
-    target: Target
-    checks: dict[str, ScheduledCheck]
-    schedules: dict[str, ServeCheckConfig]
-    view: ModelView
-    rto_s: float
-    latest: dict[str, Evidence] = dataclasses.field(default_factory=dict)
-    notes: dict[str, str] = dataclasses.field(default_factory=dict)
-    lock: asyncio.Lock | None = None
-    action: asyncio.Task[Any] | None = None
-    rollback_ready: bool | None = None
-    startup: str | None = None
-
-
-def _actor() -> str:
-    return f"goldwatch-sidecar@{socket.gethostname()}"
 
 
 class SidecarService:
@@ -139,7 +109,6 @@ class SidecarService:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._deliver = asyncio.Event()
         problems: list[str] = []
         serve = config.serve
         if not serve.watch:
@@ -188,6 +157,8 @@ class SidecarService:
         self.scheduler = Scheduler(handler=self._on_run, jitter=serve.jitter, blocked=self._blocked,
                                    on_skip=lambda job, why: self.metrics.skipped.labels(job.spec.model,
                                                                                        job.spec.kind).inc())
+        self.responder = Responder(journal=self.journal, alerts=self.alerts, metrics=self.metrics, kinds=self.kinds,
+                                   scheduler=self.scheduler, clock=clock)
         for ext in [*loaded, *extensions]:
             ext.setup(self)
 
@@ -293,13 +264,13 @@ class SidecarService:
         """Restore state from the journal, finish interrupted rollbacks, verify first if asked, and start checking."""
         self._loop = asyncio.get_running_loop()
         self.started_at = self.clock()
-        self._deliver = asyncio.Event()
+        self.responder.deliver = asyncio.Event()
         for ctx in self.models.values():
             ctx.lock = asyncio.Lock()
-            await self._restore(ctx)
+            await startup.restore(self, ctx)
         for ctx in self.models.values():
-            await self._finish_interrupted(ctx)
-        await self._reassert_incidents()
+            await startup.finish_interrupted(self, ctx)
+        await startup.reassert_incidents(self)
         with contextlib.suppress(sqlite3.Error):
             self.journal.prune(older_than_s=JOURNAL_RETENTION_S, now=self.clock())
         self._tasks = [asyncio.create_task(self._deliver_alerts()), asyncio.create_task(self._tick())]
@@ -308,14 +279,17 @@ class SidecarService:
             # on a busy machine): pay that now, in the background, not on the way to a rollback
             self._tasks.append(asyncio.create_task(_warm("goldwatch.detectors")))
         if self.verify_first:
-            await self._verify_first()
+            await startup.verify_first(self)
         for ctx in self.models.values():
             for kind in ctx.checks:
                 self._schedule(ctx, kind)
+        # the first round of many models is spread out (about 50 starts a second), not fired all at once
+        self.scheduler.first_spread_s = min(10.0, max(1.0, len(self.scheduler.jobs) / 50))
         self.scheduler.start()
         for hook in self._start_hooks:
             await hook()
-        self._record(None, None, "start", f"watching {', '.join(self.models)}", detail={"version": __version__})
+        self.responder.record(None, None, "start", f"watching {', '.join(self.models)}",
+                              detail={"version": __version__})
 
     def _schedule(self, ctx: ModelContext, kind: str) -> None:
         schedule = ctx.schedules[kind]
@@ -348,6 +322,8 @@ class SidecarService:
         for task in self._tasks:
             task.cancel()
         with contextlib.suppress(Exception):
+            self._flush_state()
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(in_thread(self.alerts.flush, timeout_s=0.0),
                                    max(0.2, min(1.0, deadline - time.monotonic())))
         if not pending or all(t.done() for t in pending):
@@ -360,7 +336,7 @@ class SidecarService:
                         with contextlib.suppress(Exception):
                             closer()
         with contextlib.suppress(Exception):
-            self._record(None, None, "stop", "shutting down")
+            self.responder.record(None, None, "stop", "shutting down")
         with contextlib.suppress(Exception):
             self.alerts.close()
         with contextlib.suppress(Exception):
@@ -391,91 +367,6 @@ class SidecarService:
         return not reasons, reasons
 
     # ---- restoring state ----------------------------------------------------------------------------------
-    async def _restore(self, ctx: ModelContext) -> None:
-        now = self.clock()
-        kinds = {r.kind: KindState(r.status, r.last_run_at, r.last_pass_at, r.failing_since, r.consecutive)  # type: ignore[arg-type]
-                 for r in self.journal.check_states(ctx.name)}
-        incidents = {}
-        for row in self.journal.incidents(state="open", model=ctx.name):
-            action = (row.action or {}).get("kind")
-            incidents[row.check_class] = IncidentView(row.check_class, row.kind, row.detected_at, row.acted_at,
-                                                      action if action in ("rollback", "reload") else None)
-        rollbacks = tuple(r.started_at for r in self.journal.rollbacks(model=ctx.name, since=now - HOUR_S)
-                          if r.automatic)
-        state = self.journal.model_state(ctx.name)
-        sources = {s.source: SourceState(s.source, s.kind, s.interval_s, s.first_seen, s.last_seen, s.status)  # type: ignore[arg-type]
-                   for s in self.journal.sources(ctx.name)}
-        try:
-            served = (await in_thread(ctx.target.served)).version
-        except GoldwatchError as exc:
-            log.warning("%s: cannot read what is served: %s", ctx.name, exc)
-            served = None
-        ctx.view = dataclasses.replace(
-            ctx.view, served_version=served, started_at=now, kinds=kinds, incidents=incidents, rollbacks=rollbacks,
-            paused_until=state.paused_until if state.paused_until and state.paused_until > now else None,
-            stopped=state.stopped_at is not None, sources=sources,
-        )
-        self._refresh_metrics(ctx)
-
-    async def _finish_interrupted(self, ctx: ModelContext) -> None:
-        """A rollback the journal started and never finished: the process died during it. Opening the registry
-        completed or reverted the pointer switch (its intent journal); say which, reload the server if the switch
-        stands, and update the incident -- its first page was queued before the rollback began."""
-        for row in self.journal.rollbacks(model=ctx.name, unfinished=True):
-            recovered = [dataclasses.asdict(r) for r in ctx.target.recovered()]
-            served = ctx.view.served_version
-            completed = served is not None and served != row.from_version
-            note = ""
-            if completed and ctx.target.can_reload:
-                try:
-                    await in_thread(ctx.target.reload)
-                    note = "; the server was told to reload it"
-                except GoldwatchError as exc:
-                    note = f"; the server did not confirm the reload: {exc}"
-            outcome = "interrupted-completed" if completed else "interrupted-reverted"
-            text = (f"the sidecar stopped during the rollback of {ctx.name} from {row.from_version}: "
-                    + (f"the switch to {served} stands{note}" if completed else
-                       "the switch never happened; the checks decide again"))
-            now = self.clock()
-            self.journal.finish_rollback(row.id, at=now, to_version=served if completed else None, outcome=outcome,
-                                         detail={"summary": text, "registry_recovery": recovered})
-            self._record(ctx.name, None, "rollback-recovered", text, detail={"rollback": row.id})
-            self.metrics.rollbacks.labels(ctx.name, "interrupted").inc()
-            incident = self.journal.incident(row.incident_id) if row.incident_id else None
-            if incident is not None and incident.state == "open":
-                if completed:
-                    self.journal.mark_acted(incident.id, at=row.started_at,
-                                            action={"kind": "rollback", "from": row.from_version, "to": served,
-                                                    "summary": text})
-                    ctx.view = dataclasses.replace(ctx.view, incidents={
-                        **ctx.view.incidents,
-                        incident.check_class: IncidentView(incident.check_class, incident.kind, incident.detected_at,
-                                                           row.started_at, "rollback")})
-                action = ActionTaken(kind="rollback" if completed else "none", description=text,
-                                     from_version=row.from_version, to_version=served if completed else None)
-                await self._trigger(ctx, incident.check_class, checks=list(incident.checks),
-                                    severity=incident.severity, action=action,
-                                    timing=Timing(detected_at=incident.detected_at, started_at=incident.started_at,
-                                                  rto_s=incident.rto_s),
-                                    details={"note": text})
-            if completed:
-                ctx.view = dataclasses.replace(ctx.view, last_action_at=now)
-
-    async def _reassert_incidents(self) -> None:
-        """Open incidents survive a restart: re-trigger each through the alert manager, whose incident book
-        sends nothing for one it already knows unchanged (and re-sends one a crash left unsent)."""
-        for row in self.journal.incidents(state="open"):
-            ctx = self.models.get(row.model)
-            if ctx is None:
-                continue
-            action = None
-            if row.action:
-                action = ActionTaken(kind="rollback" if row.action.get("kind") == "rollback" else "none",
-                                     description=str(row.action.get("summary") or row.action.get("kind")),
-                                     from_version=row.action.get("from"), to_version=row.action.get("to"))
-            await self._trigger(ctx, row.check_class, checks=list(row.checks), severity=row.severity,
-                                action=action, summary=None if row.checks else row.summary)
-
     # ---- runs and evidence --------------------------------------------------------------------------------
     def _blocked(self, model: str) -> bool:
         ctx = self.models.get(model)
@@ -524,7 +415,7 @@ class SidecarService:
             after_action = (previous is not None and ctx.view.last_action_at is not None
                             and previous.started_at < ctx.view.last_action_at <= ev.started_at)
             if previous is None or previous.status != ev.status or after_action:
-                self._record(ctx.name, ev.kind, "observe", f"{ev.kind} {ev.status}: {ev.summary()}",
+                self.responder.record(ctx.name, ev.kind, "observe", f"{ev.kind} {ev.status}: {ev.summary()}",
                              detail={"status": ev.status, "version": ev.version, "source": ev.source,
                                      "failed": [check_to_dict(c) for c in ev.failed][:20],
                                      "duration_s": round(ev.duration_s, 6)})
@@ -535,23 +426,28 @@ class SidecarService:
         decisions = outcome.decisions
         for decision in decisions:
             if decision.action == "confirm":
-                self._record(ctx.name, ev.kind, "confirm", decision.reason)
+                self.responder.record(ctx.name, ev.kind, "confirm", decision.reason)
                 again = await self._rerun(ctx, ev, job)
                 decisions = decisions + await self._consider(ctx, again, job)
                 break
-            await self._carry_out(ctx, decision, ev, before)
-        self._refresh_metrics(ctx)
+            await self.responder.carry_out(ctx, decision, ev, before)
+        self.refresh_metrics(ctx)
         return decisions
 
     async def _rerun(self, ctx: ModelContext, ev: Evidence, job: Job | None) -> Evidence:
         if job is None:  # external evidence cannot be re-run here: take it as confirmed
             return dataclasses.replace(ev, confirmed=True)
         version = self.scheduler.job(ctx.name, "version")
-        if version is not None and ev.kind != "version" and (version.in_flight is None or version.in_flight.done()):
+        if version is not None and ev.kind != "version":
             # Answers that differ may mean the server runs another version than the registry serves: know that
             # before acting, so a server that missed a reload gets a reload, not its good version quarantined.
-            await self._consider(ctx, self._evidence(await self.scheduler.execute(
-                version, RunRequest(reason="before acting on a failure"))), version)
+            # (A scheduled version run still going is let finish first: never two at once.)
+            if version.in_flight is not None and not version.in_flight.done():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(version.in_flight), version.spec.timeout_s)
+            if version.in_flight is None or version.in_flight.done():
+                await self._consider(ctx, self._evidence(await self.scheduler.execute(
+                    version, RunRequest(reason="before acting on a failure"))), version)
         run = await self.scheduler.execute(job, RunRequest(reason="confirm"))
         return self._evidence(run, confirmed=True)
 
@@ -563,24 +459,36 @@ class SidecarService:
             return
         if view.last_action_at is not None and ev.started_at < view.last_action_at:
             return
-        self._record(ctx.name, ev.kind, "served-version",
+        self.responder.record(ctx.name, ev.kind, "served-version",
                      f"the registry serves {ev.version} now (was {view.served_version or 'nothing'})")
         ctx.view = dataclasses.replace(view, served_version=ev.version)
 
     def _save_state(self, ctx: ModelContext, ev: Evidence) -> None:
-        state = ctx.view.kind(ev.kind)
-        self.journal.save_check(model=ctx.name, kind=ev.kind, status=state.status, version=ev.version,
-                                last_run_at=state.last_run_at, last_pass_at=state.last_pass_at,
-                                failing_since=state.failing_since, consecutive=state.consecutive,
-                                duration_s=ev.duration_s, checks=ev.checks)
+        # written in batches by the tick (one transaction a second for every model): a restart resumes from at most
+        # a second ago, and the event loop does not pay a commit per run
+        ctx.dirty[ev.kind] = ev
         if self.kinds.get(ev.kind).external:
             self._save_source(ctx, ev)
 
     def _save_source(self, ctx: ModelContext, ev: Evidence) -> None:
-        src = ctx.view.sources.get(ev.source)
-        if src is not None:
-            self.journal.save_source(model=ctx.name, source=src.source, kind=src.kind, interval_s=src.interval_s,
-                                     first_seen=src.first_seen, last_seen=src.last_seen, status=src.status)
+        ctx.dirty_sources.add(ev.source)
+
+    def _flush_state(self) -> None:
+        checks, sources = [], []
+        for ctx in self.models.values():
+            for kind, ev in ctx.dirty.items():
+                st = ctx.view.kind(kind)
+                checks.append(CheckRow(ctx.name, kind, st.status, ev.version, st.last_run_at, st.last_pass_at,
+                                       st.failing_since, st.consecutive, ev.duration_s, ev.checks))
+            for name in ctx.dirty_sources:
+                src = ctx.view.sources.get(name)
+                if src is not None:
+                    sources.append(SourceRow(ctx.name, src.source, src.kind, src.interval_s, src.first_seen,
+                                             src.last_seen, src.status))
+            ctx.dirty.clear()
+            ctx.dirty_sources.clear()
+        self.journal.save_checks(checks)
+        self.journal.save_sources(sources)
 
     async def submit_evidence(self, model: str, report: ExternalReport | Mapping[str, Any]) -> dict[str, Any]:
         """Evidence from another component (the in-process agent, the drift sink): validated, then decided on.
@@ -608,182 +516,14 @@ class SidecarService:
         return fut.result(timeout_s)
 
     # ---- carrying decisions out ---------------------------------------------------------------------------
-    def _record(self, model: str | None, kind: str | None, action: str, reason: str,
-                detail: Mapping[str, Any] | None = None) -> None:
-        self.journal.record(model=model or "*", kind=kind, action=action, reason=reason, at=self.clock(),
-                            detail=detail)
-        log.info("%s%s: %s: %s", model or "sidecar", f"/{kind}" if kind else "", action, reason)
-
-    async def _carry_out(self, ctx: ModelContext, d: Decision, ev: Evidence, before: ModelView) -> None:
-        if d.action in ("ignore", "hold"):
-            if ctx.notes.get(ev.kind) != d.reason:  # journal a reason when it changes, not on every run
-                ctx.notes[ev.kind] = d.reason
-                self._record(ctx.name, ev.kind, d.action, d.reason)
-            return
-        ctx.notes.pop(ev.kind, None)
-        if d.action == "page":
-            await self._page(ctx, d, ev, before)
-        elif d.action == "resolve":
-            await self._resolve(ctx, d, at=ev.finished_at)
-        elif d.action == "stop":
-            self._record(ctx.name, ev.kind, "stop", d.reason)
-            self.journal.set_stopped(ctx.name, at=self.clock(), reason=d.reason)
-            ctx.view = dataclasses.replace(ctx.view, stopped=True)
-        elif d.action == "forget" and d.source:
-            self._record(ctx.name, None, "forget", d.reason)
-            self.journal.forget_source(ctx.name, d.source)
-        elif d.action in ("rollback", "reload"):
-            self._record(ctx.name, ev.kind, d.action, f"starting: {d.reason}")
-            task = asyncio.create_task(self._act(ctx, d.action, ev))
-            ctx.action = task
-            # shielded: a shutdown cancels the checks, never an action half-way; stop() waits for it
-            await asyncio.shield(task)
-
-    async def _page(self, ctx: ModelContext, d: Decision, ev: Evidence, before: ModelView) -> None:
-        assert d.check_class is not None
-        assert d.severity is not None
-        failed = ev.failed
-        summary = d.reason if d.check_class == FLAP_GUARD_CLASS else f"{ev.summary()} ({d.reason})"
-        kind = FLAP_GUARD_CLASS if d.check_class == FLAP_GUARD_CLASS else ev.kind
-        started = before.kind(ev.kind).last_pass_at if kind == ev.kind else None
-        existing = self.journal.open_incident_for(ctx.name, d.check_class)
-        incident_id = self.journal.open_incident(
-            model=ctx.name, check_class=d.check_class, kind=kind, severity=d.severity, summary=summary,
-            started_at=started, detected_at=ev.finished_at, rto_s=ctx.rto_s,
-            checks=[] if kind == FLAP_GUARD_CLASS else failed, served_version=ctx.view.served_version)
-        if existing is None:
-            ctx.view = dataclasses.replace(ctx.view, incidents={
-                **ctx.view.incidents, d.check_class: IncidentView(d.check_class, kind, ev.finished_at)})
-        note_key = f"page:{d.check_class}"
-        if existing is None or ctx.notes.get(note_key) != summary:  # a page per change, not per run
-            ctx.notes[note_key] = summary
-            self._record(ctx.name, ev.kind, "page", f"{d.severity}: {summary}",
-                         detail={"incident": incident_id, "check_class": d.check_class, "new": existing is None})
-        if kind == FLAP_GUARD_CLASS:
-            await self._trigger(ctx, d.check_class, checks=[], severity=d.severity, summary=f"{ctx.name}: {d.reason}")
-        else:
-            await self._trigger(ctx, d.check_class, checks=list(ev.checks), severity=d.severity,
-                                timing=Timing(detected_at=ev.finished_at, started_at=started, rto_s=ctx.rto_s),
-                                details={"note": d.reason, "incident": incident_id, "source": ev.source})
-
-    async def _trigger(self, ctx: ModelContext, check_class: str, *, checks: list[Check], severity: str,
-                       action: ActionTaken | None = None, timing: Timing | None = None, summary: str | None = None,
-                       details: Mapping[str, Any] | None = None) -> None:
-        try:
-            self.alerts.trigger(ctx.name, check_class, checks=checks, severity=severity,  # type: ignore[arg-type]
-                                served_version=ctx.view.served_version, action=action, timing=timing,
-                                summary=summary, details=details)
-        except GoldwatchError as exc:  # a page that cannot be rendered must not stop the decision
-            self._record(ctx.name, None, "alert-error", f"the page could not be queued: {exc}")
-        self._deliver.set()
-
-    async def _resolve(self, ctx: ModelContext, d: Decision, *, at: float) -> None:
-        assert d.check_class is not None
-        incidents = dict(ctx.view.incidents)
-        incidents.pop(d.check_class, None)
-        ctx.view = dataclasses.replace(ctx.view, incidents=incidents)
-        row = self.journal.open_incident_for(ctx.name, d.check_class)
-        if row is None:
-            return
-        done = self.journal.resolve_incident(row.id, at=at)
-        if done.ttd_s is not None:
-            self.metrics.ttd.labels(ctx.name).observe(max(0.0, done.ttd_s))
-        if done.ttr_s is not None:
-            self.metrics.ttr.labels(ctx.name).observe(max(0.0, done.ttr_s))
-        text = f"{ctx.name}: {d.check_class} checks pass again ({d.reason})" + _times(done)
-        self._record(ctx.name, done.kind, "resolve", text, detail=done.to_dict())
-        try:
-            self.alerts.resolve(ctx.name, d.check_class, summary=text)
-        except GoldwatchError as exc:
-            self._record(ctx.name, None, "alert-error", f"the resolve could not be queued: {exc}")
-        self._deliver.set()
-
-    async def _act(self, ctx: ModelContext, action: str, ev: Evidence) -> None:
-        kind = self.kinds.get(ev.kind)
-        cls = kind.check_class
-        ctx.view = dataclasses.replace(ctx.view, acting=True)
-        started = self.clock()
-        incident = self.journal.open_incident_for(ctx.name, cls)
-        try:
-            if action == "rollback":
-                taken = await self._rollback(ctx, reason=f"{ev.kind} failed: {ev.summary()}", automatic=True,
-                                             incident_id=incident.id if incident else None,
-                                             evidence={"kind": ev.kind,
-                                                       "failed": [check_to_dict(c) for c in ev.failed][:20]})
-            else:
-                taken = await self._reload(ctx)
-        finally:
-            finished = self.clock()
-            view = ctx.view
-            incidents = dict(view.incidents)
-            if cls in incidents:
-                incidents[cls] = dataclasses.replace(incidents[cls], acted_at=started,
-                                                     action="rollback" if action == "rollback" else "reload")
-            ctx.view = dataclasses.replace(
-                view, acting=False, last_action_at=finished, incidents=incidents,
-                rollbacks=view.rollbacks + ((started,) if action == "rollback" else ()))
-        if incident is not None:
-            self.journal.mark_acted(incident.id, at=started, action={
-                "kind": action, "from": taken.from_version, "to": taken.to_version, "summary": taken.description})
-        await self._trigger(ctx, cls, checks=list(ev.checks), severity=kind.severity, action=taken,
-                            timing=Timing(detected_at=ev.finished_at,
-                                          started_at=incident.started_at if incident else None,
-                                          recovered_at=finished if taken.kind != "none" else None,
-                                          rto_s=ctx.rto_s),
-                            details={"note": taken.description})
-        # what is served now is checked at once, SHA-256 included: the incident resolves when it all passes
-        self.scheduler.run_now(ctx.name, request=RunRequest(reason=f"after the {action}", full=True))
-
-    async def _rollback(self, ctx: ModelContext, *, reason: str, automatic: bool, incident_id: int | None,
-                        evidence: Mapping[str, Any], reload: bool = True, actor: str | None = None) -> ActionTaken:
-        from_version = ctx.view.served_version
-        rb = self.journal.begin_rollback(model=ctx.name, incident_id=incident_id, automatic=automatic,
-                                         at=self.clock(), from_version=from_version, reason=reason)
-        try:
-            result = await in_thread(ctx.target.rollback, reason=reason, actor=actor or _actor(),
-                                     evidence=dict(evidence), reload=reload, name=f"goldwatch:{ctx.name}:rollback")
-        except GoldwatchError as exc:
-            text = f"rollback of {ctx.name} failed: {exc}"
-            self.journal.finish_rollback(rb, at=self.clock(), to_version=None, outcome="failed", detail={"error": text})
-            self.metrics.rollbacks.labels(ctx.name, "failed").inc()
-            self._record(ctx.name, None, "rollback-failed", text)
-            return ActionTaken(kind="none", description=text, from_version=from_version)
-        outcome = "ok" if result.ok else ("switched" if result.switched else "failed")
-        if not automatic:
-            outcome = f"manual-{outcome}"
-        self.journal.finish_rollback(rb, at=self.clock(), to_version=result.to_version, outcome=outcome,
-                                     detail={"summary": result.summary(), "phases": result.phases,
-                                             "skipped": [dataclasses.asdict(s) for s in result.skipped],
-                                             "error": result.error, "warnings": result.warnings})
-        self.metrics.rollbacks.labels(ctx.name, outcome).inc()
-        if result.switched:
-            ctx.view = dataclasses.replace(ctx.view, served_version=result.to_version)
-        self._record(ctx.name, None, "rolled-back" if result.switched else "rollback-failed", result.summary(),
-                     detail={"phases": result.phases, "from": result.from_version, "to": result.to_version,
-                             "ok": result.ok, "error": result.error})
-        if not result.switched:
-            return ActionTaken(kind="none", description=f"rollback FAILED: {result.error}",
-                               from_version=from_version)
-        return ActionTaken(kind="fallback" if result.fallback else "rollback",
-                           description=result.summary().removesuffix(f" in {result.total_s:.3g} s"),
-                           from_version=result.from_version, to_version=result.to_version)
-
-    async def _reload(self, ctx: ModelContext) -> ActionTaken:
-        t0 = self.clock()
-        try:
-            await in_thread(ctx.target.reload, name=f"goldwatch:{ctx.name}:reload")
-        except GoldwatchError as exc:
-            text = f"the server did not reload {ctx.name}: {exc}"
-            self._record(ctx.name, "version", "reload-failed", text)
-            return ActionTaken(kind="none", description=text)
-        text = f"told the server to reload {ctx.name} {ctx.view.served_version} ({self.clock() - t0:.2f} s)"
-        self._record(ctx.name, "version", "reloaded", text)
-        return ActionTaken(kind="none", description=text, to_version=ctx.view.served_version)
-
     # ---- the periodic tick: stale sources, expired pauses ---------------------------------------------------
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
+            try:
+                self._flush_state()
+            except sqlite3.Error as exc:  # a full disk must not stop the checks; the next tick tries again
+                log.error("cannot save the checks' state to the journal: %s", exc)
             now = self.clock()
             for ctx in self.models.values():
                 assert ctx.lock is not None
@@ -791,7 +531,7 @@ class SidecarService:
                     if ctx.view.paused_until is not None and now >= ctx.view.paused_until:
                         ctx.view = dataclasses.replace(ctx.view, paused_until=None)
                         self.journal.set_paused(ctx.name, until=None, reason=None)
-                        self._record(ctx.name, None, "resume", "the pause expired")
+                        self.responder.record(ctx.name, None, "resume", "the pause expired")
                     outcome = staleness(ctx.view, self.kinds, now=now)
                     ctx.view = outcome.view
                     for d in outcome.decisions:
@@ -799,73 +539,26 @@ class SidecarService:
                             name=f"{d.check_class}:sources", status="fail" if d.action == "page" else "pass",
                             summary=d.reason),), now, now, source="policy")
                         if d.action == "page":
-                            await self._page(ctx, d, synthetic, ctx.view)
+                            await self.responder.page(ctx, d, synthetic, ctx.view)
                         elif d.action == "resolve":
-                            await self._resolve(ctx, d, at=now)
+                            await self.responder.resolve(ctx, d, at=now)
                         elif d.action == "forget" and d.source:
-                            self._record(ctx.name, None, "forget", d.reason)
+                            self.responder.record(ctx.name, None, "forget", d.reason)
                             self.journal.forget_source(ctx.name, d.source)
-                    self._refresh_metrics(ctx)
+                    self.refresh_metrics(ctx)
 
     async def _deliver_alerts(self) -> None:
         """Deliver queued alerts from a worker thread: right after a page, and every few seconds for retries."""
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._deliver.wait(), 2.0)
-            self._deliver.clear()
+                await asyncio.wait_for(self.responder.deliver.wait(), 2.0)
+            self.responder.deliver.clear()
             try:
                 await in_thread(self.alerts.flush, timeout_s=0.0, name="goldwatch:alerts")
             except Exception:  # delivery problems stay in the outbox (retries, dead letters); keep going
                 log.exception("alert delivery failed")
 
     # ---- verify first ---------------------------------------------------------------------------------------
-    async def _verify_first(self) -> None:
-        problems = []
-        for ctx in self.models.values():
-            check = ctx.checks.get("files")
-            if check is None:
-                ctx.startup = "files check disabled"
-                continue
-            result = await in_thread(check.run, ctx.target, RunRequest(reason="verify first", full=True))
-            failed = [c for c in result.checks if c.status == "fail"]
-            if not failed:
-                ctx.startup = "verified" if all(c.ok for c in result.checks) else \
-                    "could not verify: " + "; ".join(c.summary for c in result.checks if not c.ok)[:300]
-                if ctx.startup != "verified":
-                    problems.append(f"{ctx.name}: {ctx.startup}")
-                continue
-            now = self.clock()
-            ev = Evidence(ctx.name, "files", result.checks, now, now, result.version)
-            why_not = None if ctx.target.can_rollback and ctx.watch.mode == "act" else "rollback is off or observe mode"
-            if why_not is None:
-                page = Decision("page", "start-up verification failed: rolling back before the server starts",
-                                check_class="integrity", severity="critical")
-                await self._page(ctx, page, ev, ctx.view)
-                incident = self.journal.open_incident_for(ctx.name, "integrity")
-                taken = await self._rollback(ctx, reason=f"start-up verification failed: {ev.summary()}",
-                                             automatic=True, incident_id=incident.id if incident else None,
-                                             evidence={"failed": [check_to_dict(c) for c in failed]}, reload=False)
-                ctx.view = dataclasses.replace(ctx.view, rollbacks=(*ctx.view.rollbacks, now))
-                again = await in_thread(check.run, ctx.target, RunRequest(reason="verify first", full=True))
-                if all(c.ok for c in again.checks):
-                    ctx.startup = f"verified after {taken.description}"
-                    if incident is not None:
-                        self.journal.mark_acted(incident.id, at=now, action={
-                            "kind": "rollback", "from": taken.from_version, "to": taken.to_version,
-                            "summary": taken.description})
-                    await self._trigger(ctx, "integrity", checks=list(ev.checks), severity="critical", action=taken)
-                    continue
-                ctx.startup = f"served files fail verification and {taken.description}"
-            else:
-                page = Decision("page", f"start-up verification failed; not acting: {why_not}",
-                                check_class="integrity", severity="critical")
-                await self._page(ctx, page, ev, ctx.view)
-                ctx.startup = f"served files fail verification: {ev.summary()}"
-            problems.append(f"{ctx.name}: {ctx.startup}")
-        self.startup_problem = "; ".join(problems) or None
-        self.startup_done = True
-        self._record(None, "files", "verify-first", self.startup_problem or "every served model verifies")
-
     # ---- the API ------------------------------------------------------------------------------------------
     async def check_now(self, model: str, *, kinds: Sequence[str] | None = None, full: bool = False,
                         wait: bool = True, timeout_s: float | None = None) -> dict[str, Any]:
@@ -886,11 +579,11 @@ class SidecarService:
             if fut.done() and not fut.cancelled():
                 run = fut.result()
                 ev = ctx.latest.get(run.kind)
-                runs[run.kind] = self._kind_status(ctx, run.kind) | {"timed_out": run.timed_out,
+                runs[run.kind] = views.kind_status(self, ctx, run.kind) | {"timed_out": run.timed_out,
                                                                     "ran_at": run.finished_at}
                 if ev is None:
                     runs[run.kind]["status"] = "unknown"
-        return {"model": model, "runs": runs, "healthy": self._healthy(ctx)}
+        return {"model": model, "runs": runs, "healthy": views.healthy(self, ctx)}
 
     async def rollback(self, model: str, *, reason: str, actor: str | None = None) -> dict[str, Any]:
         """A person's rollback: allowed in observe mode, while paused, after the flap guard (a human decided);
@@ -906,10 +599,10 @@ class SidecarService:
             if ctx.view.acting:
                 raise ConflictError(f"an action on {model} is already in progress", hint="try again in a moment")
             ctx.view = dataclasses.replace(ctx.view, acting=True)
-            self._record(model, None, "rollback", f"requested by {actor or 'the API'}: {reason}")
-            task = asyncio.create_task(self._rollback(ctx, reason=reason, automatic=False, incident_id=None,
+            self.responder.record(model, None, "rollback", f"requested by {actor or 'the API'}: {reason}")
+            task = asyncio.create_task(self.responder.rollback(ctx, reason=reason, automatic=False, incident_id=None,
                                                       evidence={"requested_by": actor or "api"},
-                                                      actor=actor or _actor()))
+                                                      actor=actor or default_actor()))
             ctx.action = task
             try:
                 taken = await asyncio.shield(task)
@@ -918,7 +611,7 @@ class SidecarService:
         with contextlib.suppress(GoldwatchError):
             self.alerts.change(f"{model}: manual rollback: {taken.description} ({reason})", model=model,
                                details={"actor": actor, "reason": reason})
-            self._deliver.set()
+            self.responder.deliver.set()
         self.scheduler.run_now(model, request=RunRequest(reason="after the manual rollback", full=True))
         return {"model": model, "action": taken.kind, "summary": taken.description,
                 "from_version": taken.from_version, "to_version": taken.to_version, "ok": taken.kind != "none"}
@@ -936,8 +629,8 @@ class SidecarService:
         async with ctx.lock:
             self.journal.set_paused(model, until=until, reason=reason)
             ctx.view = dataclasses.replace(ctx.view, paused_until=until)
-            self._record(model, None, "pause", f"paused for {for_s:g} s: {reason}", detail={"until": until})
-            self._refresh_metrics(ctx)
+            self.responder.record(model, None, "pause", f"paused for {for_s:g} s: {reason}", detail={"until": until})
+            self.refresh_metrics(ctx)
         return {"model": model, "paused_until": until, "reason": reason}
 
     async def resume(self, model: str, *, reason: str = "resumed") -> dict[str, Any]:
@@ -949,65 +642,26 @@ class SidecarService:
             self.journal.set_paused(model, until=None, reason=None)
             self.journal.set_stopped(model, at=None, reason=None)
             ctx.view = dataclasses.replace(ctx.view, paused_until=None, stopped=False, rollbacks=())
-            self._record(model, None, "resume", reason, detail=was)
+            self.responder.record(model, None, "resume", reason, detail=was)
             if FLAP_GUARD_CLASS in ctx.view.incidents:
-                await self._resolve(ctx, Decision("resolve", "resumed by a person", check_class=FLAP_GUARD_CLASS),
-                                    at=self.clock())
+                await self.responder.resolve(
+                    ctx, Decision("resolve", "resumed by a person", check_class=FLAP_GUARD_CLASS), at=self.clock())
             for d in resolutions(ctx.view, kinds=self.kinds):
-                await self._resolve(ctx, d, at=self.clock())
-            self._refresh_metrics(ctx)
+                await self.responder.resolve(ctx, d, at=self.clock())
+            self.refresh_metrics(ctx)
         self.scheduler.run_now(model, request=RunRequest(reason="resumed"))
         return {"model": model, "resumed": True, **was}
 
     # ---- views for the API ----------------------------------------------------------------------------------
-    def _healthy(self, ctx: ModelContext) -> bool:
-        """Every paging check passes (or skips) and no incident above a warning is open."""
-        for kind in ctx.checks:
-            state = ctx.view.kinds.get(kind)
-            if state is not None and state.status in ("fail", "error") and self.kinds.get(kind).pages:
-                return False
-        return not any(row.severity in ("critical", "error")
-                       for row in self.journal.incidents(state="open", model=ctx.name))
-
-    def _kind_status(self, ctx: ModelContext, kind: str) -> dict[str, Any]:
-        state = ctx.view.kind(kind)
-        ev = ctx.latest.get(kind)
-        return {
-            "status": state.status, "summary": ev.summary() if ev else None, "version": ev.version if ev else None,
-            "last_run_at": state.last_run_at, "last_pass_at": state.last_pass_at,
-            "failing_since": state.failing_since, "duration_s": round(ev.duration_s, 6) if ev else None,
-            "next_run_at": self.scheduler.next_run_at(ctx.name, kind),
-            "checks": [check_to_dict(c) for c in ev.checks] if ev else [],
-        }
-
-    def _refresh_metrics(self, ctx: ModelContext) -> None:
+    def refresh_metrics(self, ctx: ModelContext) -> None:
         now = self.clock()
-        self.metrics.set_model(ctx.name, healthy=self._healthy(ctx), incidents_open=len(ctx.view.incidents),
+        self.metrics.set_model(ctx.name, healthy=views.healthy(self, ctx), incidents_open=len(ctx.view.incidents),
                                rollback_ready=ctx.rollback_ready, paused=ctx.view.paused(now),
                                acting=not ctx.view.stopped)
 
     def status(self) -> dict[str, Any]:
         """What the sidecar sees, per model (``GET /v1/status``, ``goldwatch status``)."""
-        now = self.clock()
-        models = []
-        for ctx in self.models.values():
-            view = ctx.view
-            state = self.journal.model_state(ctx.name)
-            models.append({
-                "name": ctx.name, "url": ctx.watch.url, "mode": ctx.watch.mode,
-                "registry": ctx.target.can_rollback, "served_version": view.served_version,
-                "healthy": self._healthy(ctx), "acting": view.acting,
-                "paused": ({"until": view.paused_until, "reason": state.paused_reason} if view.paused(now) else None),
-                "stopped": ({"at": state.stopped_at, "reason": state.stopped_reason} if view.stopped else None),
-                "rollbacks_last_hour": view.recent_rollbacks(now), "rollback_ready": ctx.rollback_ready,
-                "startup": ctx.startup,
-                "checks": {kind: self._kind_status(ctx, kind) for kind in ctx.checks},
-                "incidents": [row.to_dict() for row in self.journal.incidents(state="open", model=ctx.name)],
-                "sources": [dataclasses.asdict(s) | {"silent_s": round(now - s.last_seen, 3)}
-                            for s in view.sources.values()],
-            })
-        return {"goldwatch_version": __version__, "started_at": self.started_at, "now": now, "ready": self.ready,
-                "models": models}
+        return views.status(self)
 
     def incidents(self, *, state: str | None = None, model: str | None = None,
                   limit: int = 200) -> list[dict[str, Any]]:
@@ -1031,13 +685,4 @@ def _stale_kind(d: Decision) -> str:
     return cls if cls.endswith("-stale") else f"{cls}-stale"
 
 
-def _times(row: IncidentRow) -> str:
-    parts = []
-    if row.ttd_s is not None:
-        parts.append(f"TTD {row.ttd_s:.1f} s (since the last passing check)")
-    if row.ttr_s is not None:
-        parts.append(f"TTR {row.ttr_s:.1f} s")
-    if row.within_rto is not None and row.rto_s is not None:
-        parts.append(f"RTO {row.rto_s:g} s {'met' if row.within_rto else 'MISSED'}")
-    return f"; {', '.join(parts)}" if parts else ""
 
