@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from goldwatch._http import client as http_client
 from goldwatch.checks import Check
 from goldwatch.config import GoldenConfig, ServeFilesCheck, ServeGoldenCheck
 from goldwatch.errors import GoldwatchError
@@ -260,9 +261,9 @@ class GoldenCheck:
         ok = False
         try:
             for path, golden in zip(served.golden, sets):
-                if not declared.inputs and not declared.outputs:
-                    # many custom runtimes declare no metadata: the golden set knows what it sends and expects
-                    runtime.signature = golden.signature
+                # the client is kept between runs: each set starts from what the server declares (replay adopts a
+                # golden set's signature where the server publishes none, and says so in a check)
+                runtime.signature = declared
                 report = replay(runtime, golden, batch_size=self.config.batch_size,
                                 min_top1_agreement=self.golden.min_top1_agreement, min_cosine=self.golden.min_cosine,
                                 drift_alpha=self.golden.drift_alpha or None)
@@ -306,8 +307,8 @@ class GoldenCheck:
 class _ServerProbe:
     def __init__(self, target: Target, timeout_s: float) -> None:
         self.base, self.path, self.server_name = split_model_url(target.watch.url)
-        # trust_env=False: a proxy from the environment must not sit between the sidecar and its own pod's server
-        self.client = httpx.Client(base_url=self.base, timeout=timeout_s, trust_env=False)
+        # loopback (the server in the sidecar's own pod) never through a proxy from the environment
+        self.client = http_client(base_url=self.base, timeout=timeout_s)
 
     def get(self, path: str) -> tuple[int | None, Any, str]:
         """(status or None, JSON body or None, what happened in words)."""
