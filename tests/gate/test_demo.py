@@ -32,7 +32,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
                      "time to detect:", "time to recover:", "RTO 60 s: met",
                      "the corruption was detected, rolled back, verified and resolved without a human"):
             assert line in text, line
-        assert (out / "sidecar" / "goldwatch.toml").is_file() and (out / "sidecar" / "sidecar.sqlite").is_file()
+        assert (out / "sidecar" / "goldwatch.toml").is_file()
+        assert (out / "sidecar" / "sidecar.sqlite").is_file()
     assert "1. gate on a good candidate" in text
     assert "2. gate on a CORRUPTED copy: one flipped bit" in text
     assert "as designed -- the good candidate passed and the corrupted copy was stopped" in text

@@ -112,7 +112,8 @@ def test_probes_status_incidents_journal(api: tuple[str, SidecarService]) -> Non
     assert ready.status_code == 200, ready.text
     status = httpx.get(url + "/v1/status").json()
     (model,) = status["models"]
-    assert model["name"] == "fraud" and model["registry"] is False
+    assert model["name"] == "fraud"
+    assert model["registry"] is False
     assert model["checks"]["files"]["status"] == "pass"
     assert model["checks"]["golden"]["status"] == "skip"
     assert model["checks"]["readiness"]["status"] == "fail", "nothing listens at the model's URL"
@@ -126,10 +127,12 @@ def test_probes_status_incidents_journal(api: tuple[str, SidecarService]) -> Non
 def test_state_changing_endpoints_need_the_token(api: tuple[str, SidecarService]) -> None:
     url, _ = api
     missing = _post(url, "/v1/models/fraud/check", token=None)
-    assert missing.status_code == 401 and "missing bearer token" in missing.json()["error"]
+    assert missing.status_code == 401
+    assert "missing bearer token" in missing.json()["error"]
     assert missing.headers["www-authenticate"].startswith("Bearer")
     wrong = _post(url, "/v1/models/fraud/pause", token="not-the-token", json={"reason": "x"})
-    assert wrong.status_code == 401 and wrong.json() == {"error": "wrong bearer token"}
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": "wrong bearer token"}
     basic = _post(url, "/v1/models/fraud/resume", token=None, headers={"Authorization": f"Basic {TOKEN}"})
     assert basic.status_code == 401
     ok = _post(url, "/v1/models/fraud/check", json={"checks": ["files"], "sha256": True})
@@ -195,14 +198,16 @@ def test_chunked_oversized_body_is_refused_without_reading_it_all(api: tuple[str
 def test_pause_resume_and_external_evidence_round_trip(api: tuple[str, SidecarService]) -> None:
     url, service = api
     paused = _post(url, "/v1/models/fraud/pause", json={"reason": "deploying v8", "for_s": 600})
-    assert paused.status_code == 200 and paused.json()["reason"] == "deploying v8"
+    assert paused.status_code == 200
+    assert paused.json()["reason"] == "deploying v8"
     model = httpx.get(url + "/v1/status").json()["models"][0]
     assert model["paused"]["reason"] == "deploying v8"
     report = {"source": "agent:pod-1:99", "kind": "resident", "version": None, "interval_s": 60,
               "checks": [{"name": "resident:fingerprint", "status": "fail", "summary": "tensor 'w' block 0 differs",
                           "details": {"tensor": "w", "block": 0}}]}
     held = _post(url, "/v1/models/fraud/evidence", json=report).json()
-    assert held["status"] == "fail" and [d["action"] for d in held["decisions"]] == ["hold"]
+    assert held["status"] == "fail"
+    assert [d["action"] for d in held["decisions"]] == ["hold"]
     assert _post(url, "/v1/models/fraud/resume", json={}).json()["paused"] is True
     acted = _post(url, "/v1/models/fraud/evidence", json=report).json()
     # no registry: a resident mismatch pages critical and says why it cannot roll back
@@ -210,7 +215,8 @@ def test_pause_resume_and_external_evidence_round_trip(api: tuple[str, SidecarSe
     assert "rollback is off" in acted["decisions"][0]["reason"]
     incidents = httpx.get(url + "/v1/incidents?state=open&model=fraud").json()["incidents"]
     (inc,) = [i for i in incidents if i["check_class"] == "resident"]
-    assert inc["severity"] == "critical" and inc["checks"][0]["details"] == {"tensor": "w", "block": 0}
+    assert inc["severity"] == "critical"
+    assert inc["checks"][0]["details"] == {"tensor": "w", "block": 0}
     good = {**report, "checks": [{"name": "resident:fingerprint", "status": "pass"}]}
     resolved = _post(url, "/v1/models/fraud/evidence", json=good).json()
     assert [(d["action"], d["check_class"]) for d in resolved["decisions"]] == [("resolve", "resident")]
@@ -239,7 +245,8 @@ def test_extension_kind_and_route_are_live(api: tuple[str, SidecarService]) -> N
 def test_metrics_parse_with_prometheus_clients_parser(api: tuple[str, SidecarService]) -> None:
     url, _ = api
     resp = httpx.get(url + "/metrics")
-    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(resp.text)}
     for name in ("goldwatch_check_runs", "goldwatch_check_duration_seconds",
                  "goldwatch_check_last_success_timestamp_seconds", "goldwatch_model_healthy",
@@ -248,10 +255,12 @@ def test_metrics_parse_with_prometheus_clients_parser(api: tuple[str, SidecarSer
         assert name in families, name
     runs = {(s.labels["check"], s.labels["status"]): s.value for s in families["goldwatch_check_runs"].samples
             if s.name == "goldwatch_check_runs_total" and s.labels["model"] == "fraud"}
-    assert runs[("files", "pass")] >= 1 and runs[("readiness", "fail")] >= 1
+    assert runs[("files", "pass")] >= 1
+    assert runs[("readiness", "fail")] >= 1
     assert families["goldwatch_build_info"].samples[0].labels["version"]
     om = httpx.get(url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-    assert om.headers["content-type"].startswith("application/openmetrics-text") and om.text.endswith("# EOF\n")
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
 
 
 def test_the_token_never_appears_in_responses_or_logs(api: tuple[str, SidecarService],

@@ -63,7 +63,8 @@ def test_every_configuration_problem_is_reported_at_once_and_nothing_starts(tmp_
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     nothing = CliRunner().invoke(main, ["--config", str(empty), "serve"])
-    assert nothing.exit_code == 2 and "nothing to watch" in nothing.stderr
+    assert nothing.exit_code == 2
+    assert "nothing to watch" in nothing.stderr
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
@@ -75,7 +76,8 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         config = sidecar_config(tmp_path, port=port, watches=[fast_watch("m", "http://127.0.0.1:1/v2/models/m",
                                                                          serving)])
         result = CliRunner().invoke(main, ["--config", str(config), "serve"])
-    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 @pytest.mark.integration
@@ -111,12 +113,14 @@ def test_verify_first_rolls_back_a_corrupted_model_before_the_server_starts_and_
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        assert resp.status_code == 503 and body["status"] == "failed", body
+        assert resp.status_code == 503, body
+        assert body["status"] == "failed", body
         assert "stuck: served files fail verification" in body["problem"]
         assert "fixable" not in body["problem"]
         assert httpx.get(url + "/livez", timeout=2).status_code == 200, "alive, only not started"
         ready = httpx.get(url + "/readyz", timeout=2)
-        assert ready.status_code == 503 and "stuck" in json.dumps(ready.json())
+        assert ready.status_code == 503
+        assert "stuck" in json.dumps(ready.json())
         with Registry.open(tmp_path / "registry") as reg:
             assert reg.serving_target("fixable")[0] == "1"  # type: ignore[index]
             assert reg.get("fixable", "2").state == "quarantined"

@@ -132,6 +132,7 @@ def test_golden_replay_marks_every_request_as_goldwatchs_own() -> None:
     import json
 
     marks = [(r.headers.get(PROBE_HEADER), json.loads(r.content).get("parameters")) for r in seen]
-    assert all(is_probe_id(h) for h, _ in marks[:2]) and marks[0][0] != marks[1][0], "a fresh id per request"
+    assert all(is_probe_id(h) for h, _ in marks[:2])
+    assert marks[0][0] != marks[1][0], "a fresh id per request"
     assert all(p == {PROBE_PARAMETER: True} for _, p in marks[:2])
     assert marks[2] == (None, None), "users' traffic through the same client is not marked"

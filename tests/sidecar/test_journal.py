@@ -21,11 +21,13 @@ def test_one_open_incident_per_model_and_class_with_ttd_ttr_and_rto(tmp_path: Pa
                             started_at=11.0, detected_at=13.0, rto_s=5.0)
     other = j.open_incident(model="m", check_class="server", kind="readiness", severity="error", summary="down",
                             started_at=None, detected_at=13.0, rto_s=5.0)
-    assert again == a and other != a
+    assert again == a
+    assert other != a
     j.mark_acted(a, at=12.1, action={"kind": "rollback", "from": "3", "to": "2"})
     done = j.resolve_incident(a, at=18.0)
     assert (done.state, done.ttd_s, done.ttr_s, done.within_rto) == ("resolved", 2.0, 6.0, False)
-    assert done.checks[0].details == {"block": 3} and done.summary == "again"
+    assert done.checks[0].details == {"block": 3}
+    assert done.summary == "again"
     reopened = j.open_incident(model="m", check_class="integrity", kind="files", severity="critical",
                                summary="back", started_at=20.0, detected_at=21.0, rto_s=5.0)
     assert reopened not in (a, other), "after a resolve, the same problem is a new incident"

@@ -38,7 +38,8 @@ def test_the_example_pod_matches_the_config_it_references() -> None:
     # a native sidecar, started with the start-up gate, its config from the ConfigMap
     assert sidecar["restartPolicy"] == "Always"
     args = sidecar["args"]
-    assert args[0] == "serve" and "--verify-first" in args
+    assert args[0] == "serve"
+    assert "--verify-first" in args
     config_path = PurePosixPath(args[args.index("--config") + 1])
     assert volumes[_mount(sidecar, "config")["name"]]["configMap"]["name"] == "goldwatch-config"
     assert config_path.parent == PurePosixPath(_mount(sidecar, "config")["mountPath"])
@@ -46,20 +47,23 @@ def test_the_example_pod_matches_the_config_it_references() -> None:
 
     # probes: start-up = files verified, liveness shallow, readiness meaningful, all on the serve port
     port = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
-    assert port["goldwatch"] == config.serve.port and config.serve.host == "0.0.0.0"
+    assert port["goldwatch"] == config.serve.port
+    assert config.serve.host == "0.0.0.0"
     assert sidecar["startupProbe"]["httpGet"]["path"] == "/startupz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert int(annotations["prometheus.io/port"]) == config.serve.port and annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == config.serve.port
+    assert annotations["prometheus.io/path"] == "/metrics"
 
     # secrets come from the Secret, through the variables the config names
     secret = docs[("Secret", "goldwatch-secrets")]
     env = {e["name"]: e for e in sidecar["env"]}
     for variable in (config.serve.token_env, config.alerts.pagerduty.routing_key_env):
         ref = env[variable]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "goldwatch-secrets" and ref["key"] in secret["stringData"]
+        assert ref["name"] == "goldwatch-secrets"
+        assert ref["key"] in secret["stringData"]
     assert "token" not in config_map["data"]["goldwatch.toml"].replace("token_env", "")
 
     # one model volume: read-write for the sidecar (rollback switches the pointer), read-only for the server
@@ -84,4 +88,5 @@ def test_the_example_pod_matches_the_config_it_references() -> None:
     # storm control: a pod being deleted stops its server before the sidecar ever pages
     assert watch.server_down_grace_s > spec["terminationGracePeriodSeconds"]
     for container in (sidecar, server):
-        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+        assert container["resources"]["requests"]
+        assert container["resources"]["limits"]["memory"]

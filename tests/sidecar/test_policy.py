@@ -218,8 +218,11 @@ def test_rollbacks_only_on_proof_within_the_flap_guard_and_never_when_told_not_t
         v = out.view
         for d in out.decisions:
             if d.action == "rollback":
-                assert kind in ("files", "golden") and status == "fail"
-                assert mode == "act" and not paused and not v.stopped
+                assert kind in ("files", "golden")
+                assert status == "fail"
+                assert mode == "act"
+                assert not paused
+                assert not v.stopped
                 assert v.recent_rollbacks(t) < limit
                 v = dataclasses.replace(v, rollbacks=(*v.rollbacks, t), last_action_at=t + 0.5)
             if d.action == "page":

@@ -48,7 +48,9 @@ def test_a_hung_check_times_out_while_other_jobs_stay_on_schedule_and_stop_is_im
     hung = [r for r in runs if r.kind == "hung"]
     assert len(quick) >= 4, "the other job kept running on its 0.1 s schedule while one check hung"
     assert all(r.value == "ok" and not r.timed_out for r in quick)
-    assert len(hung) == 1 and hung[0].timed_out and "still running after 0.3 s" in str(hung[0].error)
+    assert len(hung) == 1
+    assert hung[0].timed_out
+    assert "still running after 0.3 s" in str(hung[0].error)
     assert len(started) == 1, "never two runs of one job in flight: the hung one was not started again"
     assert s.jobs[("a", "hung")].skipped >= 3
     assert stop_s < 5.0, "shutdown does not wait for an abandoned check (it would hang for 30 s)"
@@ -65,7 +67,7 @@ def test_run_now_runs_at_once_merges_requests_and_reports_errors() -> None:
         return "done"
 
     async def main() -> tuple[JobRun, JobRun]:
-        runs, handler = _collector()
+        _runs, handler = _collector()
         s = Scheduler(handler=handler, jitter=0.0, first_spread_s=0.0)  # type: ignore[arg-type]
         s.add(JobSpec("m", "files", interval_s=3600, timeout_s=5), check)
         s.start()
@@ -80,7 +82,8 @@ def test_run_now_runs_at_once_merges_requests_and_reports_errors() -> None:
 
     first, second = asyncio.run(main())
     assert seen[:3] == [None, "now", "boom"]
-    assert first.value == "done" and first.lateness_s == 0.0
+    assert first.value == "done"
+    assert first.lateness_s == 0.0
     assert isinstance(second.error, RuntimeError)
 
 
@@ -108,7 +111,8 @@ def test_a_blocked_model_holds_its_runs_until_the_action_ends() -> None:
 def test_jitter_spreads_due_times_within_the_fraction() -> None:
     s = Scheduler(handler=None, jitter=0.1, rng=random.Random(0))  # type: ignore[arg-type]
     dues = [s._next_due(100.0, 10.0) for _ in range(2000)]
-    assert min(dues) >= 109.0 and max(dues) <= 111.0
+    assert min(dues) >= 109.0
+    assert max(dues) <= 111.0
     assert max(dues) - min(dues) > 1.5, "jitter actually spreads"
 
 

@@ -132,22 +132,29 @@ def test_a_flipped_byte_is_detected_rolled_back_reloaded_verified_and_resolved(w
     _flip(world.serving["flip"])
     inc = _wait("the integrity incident of 'flip' to resolve",
                 lambda: _incident(world.sidecar, "flip", "integrity", "resolved"), world=world)
-    assert inc["severity"] == "critical" and inc["action"]["kind"] == "rollback"
+    assert inc["severity"] == "critical"
+    assert inc["action"]["kind"] == "rollback"
     assert (inc["action"]["from"], inc["action"]["to"]) == ("3", "2")
-    assert inc["checks"][0]["name"] == "integrity:weights.npz" and inc["checks"][0]["status"] == "fail"
+    assert inc["checks"][0]["name"] == "integrity:weights.npz"
+    assert inc["checks"][0]["status"] == "fail"
     assert inc["detected_at"] - flipped_at < 0.5 + 5.0, "within one files interval (0.5 s), loosely"
-    assert 0 < inc["ttr_s"] < 20.0 and inc["within_rto"] is True
+    assert 0 < inc["ttr_s"] < 20.0
+    assert inc["within_rto"] is True
     # MLServer reloaded what the registry serves now, and the golden replay passed on it after the rollback
     np.testing.assert_allclose(_infer(world.server, "flip", x), x @ _weights(world.root, "flip", "2"), rtol=1e-5)
     golden = world.sidecar.status()["models"][MODELS.index("flip")]["checks"]["golden"]
-    assert golden["status"] == "pass" and golden["last_pass_at"] > inc["acted_at"] and golden["version"] == "2"
+    assert golden["status"] == "pass"
+    assert golden["last_pass_at"] > inc["acted_at"]
+    assert golden["version"] == "2"
     assert _serving_version(world.root, "flip") == "2"
     with Registry.open(world.root / "registry") as reg:
         assert reg.get("flip", "3").state == "quarantined"
     # PagerDuty: one incident, triggered (detected, then updated with the rollback) and resolved
     (pd,) = incidents_for(world.pagerduty, "goldwatch/flip/integrity")
     actions = [e["event_action"] for e in pd.events]
-    assert pd.state == "resolved" and actions[0] == "trigger" and actions[-1] == "resolve"
+    assert pd.state == "resolved"
+    assert actions[0] == "trigger"
+    assert actions[-1] == "resolve"
     assert "rolled back flip 3 -> 2" in pd.events[-2]["payload"]["summary"]
     assert world.pagerduty.violations == []
 
@@ -157,19 +164,22 @@ def test_a_silently_wrong_model_is_caught_by_golden_replay_and_healed_by_the_rel
     _infer(world.server, "wrong", x, goldwatch_test_perturb=0.25)  # weights change in memory; files intact
     inc = _wait("the golden incident of 'wrong' to resolve",
                 lambda: _incident(world.sidecar, "wrong", "golden", "resolved"), world=world)
-    assert inc["action"]["kind"] == "rollback" and inc["action"]["to"] == "2"
+    assert inc["action"]["kind"] == "rollback"
+    assert inc["action"]["to"] == "2"
     assert _incident(world.sidecar, "wrong", "integrity") is None, "the files never changed"
     assert any(d["action"] == "confirm" for d in _decisions(world.sidecar, "wrong")), "confirmed before acting"
     np.testing.assert_allclose(_infer(world.server, "wrong", x), x @ _weights(world.root, "wrong", "2"), rtol=1e-5)
     (pd,) = incidents_for(world.pagerduty, "goldwatch/wrong/golden")
-    assert pd.state == "resolved" and pd.events[0]["payload"]["severity"] == "critical"
+    assert pd.state == "resolved"
+    assert pd.events[0]["payload"]["severity"] == "critical"
 
 
 def test_observe_mode_pages_and_never_acts(world: World) -> None:
     _flip(world.serving["observe"])
     inc = _wait("an open integrity incident of 'observe'",
                 lambda: _incident(world.sidecar, "observe", "integrity", "open"), world=world)
-    assert "observe mode" in inc["summary"] and inc["action"] is None
+    assert "observe mode" in inc["summary"]
+    assert inc["action"] is None
     time.sleep(1.5)  # three more files intervals: still no action
     assert _serving_version(world.root, "observe") == "3"
     assert not any(d["action"] in ("rollback", "rolled-back") for d in _decisions(world.sidecar, "observe"))
@@ -206,7 +216,8 @@ def test_version_skew_gets_a_reload_never_a_rollback(world: World) -> None:
                             quarantine_current=False).to_version == "2"
     inc = _wait("the version incident of 'skew' to resolve",
                 lambda: _incident(world.sidecar, "skew", "version", "resolved"), world=world)
-    assert inc["action"]["kind"] == "reload" and inc["severity"] == "error"
+    assert inc["action"]["kind"] == "reload"
+    assert inc["severity"] == "error"
     meta = httpx.get(world.server.model_url("skew"), timeout=10).json()
     assert meta["versions"] == ["2"], "the server was told to load what the registry serves"
     decisions = _decisions(world.sidecar, "skew")
@@ -225,11 +236,14 @@ def test_the_flap_guard_stops_acting_pages_that_it_stopped_and_resume_acts_again
     _flip(world.serving["flap"])  # version 2's served copy goes bad too: a second rollback within the hour
     guard = _wait("the flap-guard incident", lambda: _incident(world.sidecar, "flap", "flap-guard", "open"),
                   world=world)
-    assert guard["severity"] == "critical" and "max_rollbacks_per_hour = 1" in guard["summary"]
+    assert guard["severity"] == "critical"
+    assert "max_rollbacks_per_hour = 1" in guard["summary"]
     model = world.sidecar.status()["models"][MODELS.index("flap")]
-    assert model["stopped"] is not None and model["healthy"] is False
+    assert model["stopped"] is not None
+    assert model["healthy"] is False
     integrity = _incident(world.sidecar, "flap", "integrity", "open")
-    assert integrity is not None and "flap guard" in integrity["summary"]
+    assert integrity is not None
+    assert "flap guard" in integrity["summary"]
     assert _serving_version(world.root, "flap") == "2"
     _wait("the flap-guard page", lambda: incidents_for(world.pagerduty, "goldwatch/flap/flap-guard"))
     assert world.sidecar.post("/v1/models/flap/resume", {"reason": "looked at it"}).status_code == 200
@@ -238,7 +252,8 @@ def test_the_flap_guard_stops_acting_pages_that_it_stopped_and_resume_acts_again
     inc = _wait("the rollback after resume", lambda: [i for i in world.sidecar.incidents(model="flap")
                                                       if i["id"] == second and i["state"] == "resolved"],
                 world=world)[0]
-    assert inc["action"]["to"] == "1" and _serving_version(world.root, "flap") == "1"
+    assert inc["action"]["to"] == "1"
+    assert _serving_version(world.root, "flap") == "1"
 
 
 def test_a_killed_server_pages_an_error_never_rolls_back_and_resolves_when_back(world: World) -> None:
@@ -266,7 +281,8 @@ def test_metrics_and_goldwatch_status_of_the_running_sidecar(world: World) -> No
     assert rollbacks[("flip", "ok")] == 1
     ttr = [s for s in families["goldwatch_time_to_recover_seconds"].samples
            if s.name.endswith("_count") and s.labels["model"] == "flip"]
-    assert ttr and ttr[0].value >= 1
+    assert ttr
+    assert ttr[0].value >= 1
     healthy = {s.labels["model"]: s.value for s in families["goldwatch_model_healthy"].samples}
     assert healthy["flip"] == 1.0
     result = CliRunner().invoke(main, ["status", "--url", world.sidecar.url, "--json"])
@@ -275,7 +291,8 @@ def test_metrics_and_goldwatch_status_of_the_running_sidecar(world: World) -> No
     human = CliRunner().invoke(main, ["status", "--url", world.sidecar.url])
     assert "flip: healthy, serving 2" in human.stdout
     gone = CliRunner().invoke(main, ["status", "--url", f"http://127.0.0.1:{free_ports(1)[0]}"])
-    assert gone.exit_code == 2 and "cannot read the sidecar's status" in gone.stderr
+    assert gone.exit_code == 2
+    assert "cannot read the sidecar's status" in gone.stderr
 
 
 def test_sigkill_during_a_rollback_then_restart_finishes_it_without_losing_or_doubling_the_page(
@@ -299,10 +316,12 @@ def test_sigkill_during_a_rollback_then_restart_finishes_it_without_losing_or_do
     second = start_sidecar(config, url=url, env=env, token=TOKEN, log_path=tmp_path / "second.log")
     try:
         inc = _wait("the crash incident to resolve", lambda: _incident(second, "crash", "integrity", "resolved"))
-        assert inc["action"]["kind"] == "rollback" and inc["action"]["to"] == "2"
+        assert inc["action"]["kind"] == "rollback"
+        assert inc["action"]["to"] == "2"
         assert [i["check_class"] for i in second.incidents(model="crash")] == ["integrity"], "no duplicate"
         recovered = [d for d in second.decisions() if d["action"] == "rollback-recovered"]
-        assert recovered and "the switch to 2 stands" in recovered[0]["reason"]
+        assert recovered
+        assert "the switch to 2 stands" in recovered[0]["reason"]
         x = np.ones((1, 16), np.float32)
         np.testing.assert_allclose(_infer(world.server, "crash", x), x @ _weights(tmp_path, "crash", "2"), rtol=1e-5)
         with Registry.open(tmp_path / "registry") as reg:
