@@ -355,6 +355,36 @@ class StandInOip:
             self.server.server_close()
 
 
+def _serve_stand_in(folder: Path) -> None:
+    """``--serve-stand-in DIR``: serve every ``DIR/*.npy`` as a model until killed (a process of its own, so its
+    threads never share a GIL with the client that times the sidecar)."""
+    weights = {p.stem: np.load(p, allow_pickle=False) for p in sorted(folder.glob("*.npy"))}
+    stand_in = StandInOip(weights)
+    with stand_in.running() as url:
+        (folder / "url.tmp").write_text(url)
+        (folder / "url.tmp").rename(folder / "url")
+        threading.Event().wait()
+
+
+@contextlib.contextmanager
+def _stand_in_process(folder: Path, weights: dict[str, np.ndarray]) -> Iterator[str]:
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, w in weights.items():
+        np.save(folder / f"{name}.npy", w)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_sidecar", "--serve-stand-in", str(folder)])
+    try:
+        _wait(lambda: (folder / "url").exists() or proc.poll() is not None, 60, "the stand-in OIP server")
+        if proc.poll() is not None:
+            raise SystemExit("the stand-in OIP server exited")
+        yield (folder / "url").read_text()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 DEFAULT_INTERVALS = {"files": 30.0, "golden_replay": 60.0, "readiness": 10.0, "version": 30.0,
                      "rollback_readiness": 300.0}
 
@@ -376,8 +406,8 @@ def bench_fleet(tmp: Path, *, run_s: float, speedup: float = 1.0, n_real: int = 
             reg.promote(name, "1", reason="bench")
             weights[name] = w
     metrics_s, livez_s = [], []
-    stand_in = StandInOip({n: weights[n] for n in names[n_real:]})
-    with start_mlserver(repo) as server, stand_in.running() as stand_url, PagerDutyStub() as pagerduty:
+    stand_in = _stand_in_process(tmp / "stand-in", {n: weights[n] for n in names[n_real:]})
+    with start_mlserver(repo) as server, stand_in as stand_url, PagerDutyStub() as pagerduty:
         port = free_ports(1)[0]
         watches = []
         for i, name in enumerate(names):
@@ -413,16 +443,20 @@ def bench_fleet(tmp: Path, *, run_s: float, speedup: float = 1.0, n_real: int = 
 
 # ---- report --------------------------------------------------------------------------------------------------------
 
-def _lateness(sched: dict[str, Any]) -> str:
-    return " / ".join(f"{sched.get(k, float('nan')) * 1000:.1f}" for k in ("lateness_p50_s", "lateness_p99_s",
-                                                                        "lateness_max_s"))
+def _lateness(sched: dict[str, Any], prefix: str = "steady_") -> str:
+    return " / ".join(f"{sched.get(prefix + k, float('nan')) * 1000:.1f}" for k in ("lateness_p50_s",
+                                                                                 "lateness_p99_s", "lateness_max_s"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 MB model, 2 trials, short blocks (development)")
     parser.add_argument("--part", choices=["ttd", "overhead", "fleet"], help="run one part (printed, not recorded)")
+    parser.add_argument("--serve-stand-in", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_stand_in:
+        _serve_stand_in(args.serve_stand_in)
+        return
     quick = args.quick
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gw-bench-sidecar-") as d:
@@ -436,9 +470,9 @@ def main() -> None:
             print("overhead:", b["p99"], b["cpu"], b["rss"], flush=True)
         if args.part in (None, "fleet"):
             c = bench_fleet(tmp / "c", run_s=30.0 if quick else 90.0)
-            print("fleet:", c["schedule"], _q(c["metrics"], 0.99), flush=True)
+            print("fleet:", c["schedule"], _q(c["metrics"], 0.99), _q(c["livez"], 0.99), flush=True)
             stress = bench_fleet(tmp / "s", run_s=20.0 if quick else 40.0, speedup=6.0)
-            print("fleet x6:", stress["schedule"], _q(stress["metrics"], 0.99), flush=True)
+            print("fleet x6:", stress["schedule"], _q(stress["metrics"], 0.99), _q(stress["livez"], 0.99), flush=True)
     if args.part is not None:
         return
     load_after = os.getloadavg()[0]
@@ -510,9 +544,13 @@ def main() -> None:
         f"{stress['speedup']:g} for {stress['run_s']:g} s",
         "",
         table(["", "default intervals", f"intervals / {stress['speedup']:g}", "target", "status (default)"], [
-            ["scheduled runs", sched.get("runs", 0), stress["schedule"].get("runs", 0), "", ""],
+            ["scheduled runs after the first round", sched.get("steady_runs", 0),
+             stress["schedule"].get("steady_runs", 0), "", ""],
             ["lateness p50 / p99 / max (ms)", _lateness(sched), _lateness(stress["schedule"]),
-             f"p99 < {LATENESS_TARGET_S:g} s", met(sched.get("lateness_p99_s", 9) < LATENESS_TARGET_S)],
+             f"p99 < {LATENESS_TARGET_S:g} s", met(sched.get("steady_lateness_p99_s", 9) < LATENESS_TARGET_S)],
+            ["all runs, the first round included (every check of every model at start): p99 / max (ms)",
+             " / ".join(_lateness(sched, "").split(" / ")[1:]),
+             " / ".join(_lateness(stress["schedule"], "").split(" / ")[1:]), "", ""],
             ["runs skipped (previous one still going)", sched.get("skipped", 0), stress["schedule"].get("skipped"),
              "0", ""],
             ["/metrics p50 / p99 (ms)", f"{_q(c['metrics'], 0.5) * 1000:.1f} / {metrics_p99 * 1000:.1f} "

@@ -279,10 +279,9 @@ def test_metrics_and_goldwatch_status_of_the_running_sidecar(world: World) -> No
     rollbacks = {(s.labels["model"], s.labels["outcome"]): s.value for s in families["goldwatch_rollbacks"].samples
                  if s.name == "goldwatch_rollbacks_total"}
     assert rollbacks[("flip", "ok")] == 1
-    ttr = [s for s in families["goldwatch_time_to_recover_seconds"].samples
-           if s.name.endswith("_count") and s.labels["model"] == "flip"]
-    assert ttr
-    assert ttr[0].value >= 1
+    (ttr,) = [s for s in families["goldwatch_time_to_recover_seconds"].samples if s.name.endswith("_count")]
+    assert ttr.value >= 5, "flip, wrong, observe, paused and flap recovered at least once each"
+    assert not any(name.endswith("_created") for name in (s.name for f in families.values() for s in f.samples))
     healthy = {s.labels["model"]: s.value for s in families["goldwatch_model_healthy"].samples}
     assert healthy["flip"] == 1.0
     result = CliRunner().invoke(main, ["status", "--url", world.sidecar.url, "--json"])

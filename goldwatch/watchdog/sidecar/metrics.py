@@ -18,7 +18,7 @@ True
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
 __all__ = ["SidecarMetrics"]
@@ -34,6 +34,8 @@ class SidecarMetrics:
     """Every metric the sidecar exports, in a :class:`~prometheus_client.CollectorRegistry` of its own."""
 
     def __init__(self, *, version: str, registry: CollectorRegistry | None = None) -> None:
+        # no *_created series: they double the exposition of every counter and histogram and tell little here
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runs = Counter("goldwatch_check_runs", "Check runs, by model, kind of check and outcome",
@@ -63,10 +65,11 @@ class SidecarMetrics:
                                  ["model", "outcome"], registry=r)
         self.evidence = Counter("goldwatch_evidence_reports", "Evidence reported from outside the sidecar",
                                 ["model", "kind", "status"], registry=r)
+        # not per model (each incident's own times are in /v1/incidents and its page): fleet-wide distributions
         self.ttd = Histogram("goldwatch_time_to_detect_seconds",
-                             "Incident detected minus started (the last passing check)", ["model"],
+                             "Incident detected minus started (the last passing check)",
                              buckets=INCIDENT_BUCKETS, registry=r)
-        self.ttr = Histogram("goldwatch_time_to_recover_seconds", "Incident recovered minus detected", ["model"],
+        self.ttr = Histogram("goldwatch_time_to_recover_seconds", "Incident recovered minus detected",
                              buckets=INCIDENT_BUCKETS, registry=r)
         self.build = Info("goldwatch_build", "goldwatch's version", registry=r)
         self.build.info({"version": version})

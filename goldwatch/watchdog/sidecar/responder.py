@@ -128,9 +128,9 @@ class Responder:
             return
         done = self.journal.resolve_incident(row.id, at=at)
         if done.ttd_s is not None:
-            self.metrics.ttd.labels(ctx.name).observe(max(0.0, done.ttd_s))
+            self.metrics.ttd.observe(max(0.0, done.ttd_s))
         if done.ttr_s is not None:
-            self.metrics.ttr.labels(ctx.name).observe(max(0.0, done.ttr_s))
+            self.metrics.ttr.observe(max(0.0, done.ttr_s))
         text = f"{ctx.name}: {d.check_class} checks pass again ({d.reason})" + _times(done)
         self.record(ctx.name, done.kind, "resolve", text, detail=done.to_dict())
         try:
@@ -172,8 +172,10 @@ class Responder:
                                           recovered_at=finished if taken.kind != "none" else None,
                                           rto_s=ctx.rto_s),
                             details={"note": taken.description})
-        # what is served now is checked at once, SHA-256 included: the incident resolves when it all passes
-        self.scheduler.run_now(ctx.name, request=RunRequest(reason=f"after the {action}", full=True))
+        # what is served now is checked at once, SHA-256 included: the incident resolves when it all passes (not
+        # rollback readiness: it hashes the next target, competing with the checks that decide recovery)
+        self.scheduler.run_now(ctx.name, [k for k in ctx.checks if k != "rollback_readiness"],
+                               RunRequest(reason=f"after the {action}", full=True))
 
     async def rollback(self, ctx: ModelContext, *, reason: str, automatic: bool, incident_id: int | None,
                         evidence: Mapping[str, Any], reload: bool = True, actor: str | None = None) -> ActionTaken:

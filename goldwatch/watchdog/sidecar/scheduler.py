@@ -122,7 +122,8 @@ class Scheduler:
         self._clock = clock
         self._wall = wall
         self.jobs: dict[tuple[str, str], Job] = {}
-        self.lateness: collections.deque[float] = collections.deque(maxlen=lateness_window)
+        #: (when, lateness) of the last scheduled runs (wall-clock seconds)
+        self.lateness: collections.deque[tuple[float, float]] = collections.deque(maxlen=lateness_window)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._pool = pool or DaemonPool(name="goldwatch-check")
@@ -241,7 +242,7 @@ class Scheduler:
             now = self._clock()
             lateness = 0.0 if requested else max(0.0, now - job.due)
             if not requested:
-                self.lateness.append(lateness)
+                self.lateness.append((self._wall(), lateness))
             try:
                 run = await self.execute(job, request, lateness_s=lateness)
                 try:

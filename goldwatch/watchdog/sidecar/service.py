@@ -104,6 +104,7 @@ class SidecarService:
         self._stop_hooks: list[Callable[[], Awaitable[None]]] = []
         self._golden_cache = GoldenSetCache()
         self.started_at: float | None = None
+        self.ready_at: float | None = None  # when the first round of checks was done
         self.startup_done = not verify_first
         self.startup_problem: str | None = None
         self.stopping = False
@@ -389,6 +390,8 @@ class SidecarService:
     async def _on_run(self, job: Job, run: JobRun) -> None:
         if self.stopping:
             return
+        if self.ready_at is None and all(j.last_run is not None for j in self.scheduler.jobs.values()):
+            self.ready_at = self.clock()
         if run.request is None:
             self.metrics.observe_lateness(run.kind, run.lateness_s)
         await self.consider(self._evidence(run), job=job)
