@@ -81,6 +81,40 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_sigterm_lets_a_rollback_in_progress_finish_and_exits_within_10_s(tmp_path: Path) -> None:
+    """The reload takes 3 s (a command that sleeps); SIGTERM arrives in the middle of it."""
+    serving = served_registry(tmp_path, tmp_path / "repo", "m", releases=2)
+    port = free_ports(1)[0]
+    watch = fast_watch("m", f"http://127.0.0.1:{free_ports(1)[0]}/v2/models/m", serving, reload="command",
+                       reload_command=["sleep", "3"])
+    config = sidecar_config(tmp_path, port=port, watches=[watch])
+    sidecar = start_sidecar(config, url=f"http://127.0.0.1:{port}", token=TOKEN,
+                            env={"GOLDWATCH_PAGERDUTY_ROUTING_KEY": ""})
+    try:
+        served = Path(os.path.realpath(serving / "current" / "weights.npz"))
+        data = bytearray(served.read_bytes())
+        data[-40] ^= 1
+        served.write_bytes(bytes(data))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(d["action"] == "rollback" for d in sidecar.decisions()):
+                break
+            time.sleep(0.05)
+        exit_s = sidecar.terminate()
+    finally:
+        sidecar.kill()
+    assert sidecar.process.returncode == 0, sidecar.log()[-2000:]
+    assert exit_s < 10.0
+    from goldwatch.watchdog.sidecar.journal import Journal
+
+    journal = Journal.open(tmp_path / "sidecar.sqlite")
+    (rollback,) = journal.rollbacks(model="m")
+    assert rollback.finished_at is not None, "the rollback was let finish, not cut off"
+    assert (rollback.from_version, rollback.to_version, rollback.outcome) == ("2", "1", "ok")
+    journal.close()
+
+
+@pytest.mark.integration
 def test_verify_first_rolls_back_a_corrupted_model_before_the_server_starts_and_gates_start_up(
         tmp_path: Path) -> None:
     """No inference server runs yet (a native sidecar starts first): the fixable model is rolled back without a
