@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -105,6 +106,8 @@ class SidecarService:
         self._golden_cache = GoldenSetCache()
         self.started_at: float | None = None
         self.ready_at: float | None = None  # when the first round of checks was done
+        self._handled: set[tuple[str, str]] = set()  # (model, kind) whose first run was decided on
+        self._scheduling = False
         self.startup_done = not verify_first
         self.startup_problem: str | None = None
         self.stopping = False
@@ -276,9 +279,9 @@ class SidecarService:
             self.journal.prune(older_than_s=JOURNAL_RETENTION_S, now=self.clock())
         self._tasks = [asyncio.create_task(self._deliver_alerts()), asyncio.create_task(self._tick())]
         if any("golden" in ctx.checks for ctx in self.models.values()):
-            # a golden replay that fails runs the output-distribution test, whose first use imports scipy (~2 s
-            # on a busy machine): pay that now, in the background, not on the way to a rollback
-            self._tasks.append(asyncio.create_task(_warm("goldwatch.detectors")))
+            # golden replay's output tests import scipy on first use (~1-2 s, much of it holding the GIL): pay that
+            # at start, before the first round, not in the steady state or on the way to a rollback
+            await _warm("goldwatch.detectors")
         if self.verify_first:
             await startup.verify_first(self)
         for ctx in self.models.values():
@@ -287,6 +290,7 @@ class SidecarService:
         # the first round of many models is spread out (about 50 starts a second), not fired all at once
         self.scheduler.first_spread_s = min(10.0, max(1.0, len(self.scheduler.jobs) / 50))
         self.scheduler.start()
+        self._scheduling = True
         for hook in self._start_hooks:
             await hook()
         self.responder.record(None, None, "start", f"watching {', '.join(self.models)}",
@@ -345,21 +349,22 @@ class SidecarService:
 
     @property
     def ready(self) -> bool:
-        """Config loaded (we exist), start-up verification passed, and every scheduled check has run once."""
-        if self.started_at is None or not self.startup_done or self.startup_problem is not None:
+        """Config loaded (we exist), start-up verification passed, and every scheduled check has run once and been
+        decided on."""
+        if not self._scheduling or not self.startup_done or self.startup_problem is not None:
             return False
-        return all(job.last_run is not None for job in self.scheduler.jobs.values())
+        return self._handled >= set(self.scheduler.jobs)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """(ready, the reasons it is not) for ``/readyz``."""
         reasons = []
-        if self.started_at is None:
-            reasons.append("not started")
+        if not self._scheduling:
+            reasons.append("starting: the checks are not scheduled yet")
         if not self.startup_done:
             reasons.append("start-up verification of the served files is not done")
         if self.startup_problem:
             reasons.append(self.startup_problem)
-        waiting = [f"{m}/{k}" for (m, k), job in self.scheduler.jobs.items() if job.last_run is None]
+        waiting = [f"{m}/{k}" for (m, k) in self.scheduler.jobs if (m, k) not in self._handled]
         if waiting:
             reasons.append(f"first round of checks not done: {', '.join(waiting[:10])}"
                            + (f" (+{len(waiting) - 10} more)" if len(waiting) > 10 else ""))
@@ -390,11 +395,19 @@ class SidecarService:
     async def _on_run(self, job: Job, run: JobRun) -> None:
         if self.stopping:
             return
-        if self.ready_at is None and all(j.last_run is not None for j in self.scheduler.jobs.values()):
-            self.ready_at = self.clock()
         if run.request is None:
             self.metrics.observe_lateness(run.kind, run.lateness_s)
-        await self.consider(self._evidence(run), job=job)
+        try:
+            await self.consider(self._evidence(run), job=job)
+        finally:
+            self._handled.add((run.model, run.kind))
+            if self.ready_at is None and self._scheduling and self._handled >= set(self.scheduler.jobs):
+                self.ready_at = self.clock()  # the first round is done: from here on, the steady state
+                # What start-up loaded (libraries, golden sets, manifests) lives as long as the process: keep it out
+                # of the garbage collector's full passes, which would otherwise stall the event loop for hundreds
+                # of milliseconds at a time walking it.
+                gc.collect()
+                gc.freeze()
 
     async def consider(self, ev: Evidence, *, job: Job | None = None) -> list[Decision]:
         """Decide about ``ev`` and carry the decisions out (one piece of evidence per model at a time)."""
