@@ -517,7 +517,7 @@ def main() -> None:
         ]),
         "",
         "TTR's parts (median ms; the rollback re-verifies the target's SHA-256 in `select` and the served copy in "
-        "`verify_after`, and copies 100 MB in `switch`):",
+        f"`verify_after`, and copies {a['size_mb']:.0f} MB in `switch`):",
         "",
         table(["phase", "median ms"], phase_rows),
         "",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -403,11 +402,6 @@ class SidecarService:
             self._handled.add((run.model, run.kind))
             if self.ready_at is None and self._scheduling and self._handled >= set(self.scheduler.jobs):
                 self.ready_at = self.clock()  # the first round is done: from here on, the steady state
-                # What start-up loaded (libraries, golden sets, manifests) lives as long as the process: keep it out
-                # of the garbage collector's full passes, which would otherwise stall the event loop for hundreds
-                # of milliseconds at a time walking it.
-                gc.collect()
-                gc.freeze()
 
     async def consider(self, ev: Evidence, *, job: Job | None = None) -> list[Decision]:
         """Decide about ``ev`` and carry the decisions out (one piece of evidence per model at a time)."""
