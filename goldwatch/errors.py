@@ -14,7 +14,8 @@ Tree::
     │   ├── GoldenSetError              golden set malformed, tampered, or for another model signature
     │   └── RegistryError               unknown model/version, illegal state transition, bad store
     ├── DependencyMissingError          an optional extra (torch, onnx, reports, ...) is not installed
-    ├── ServerUnreachableError          an inference server or alert endpoint cannot be reached / not ready
+    ├── ServerUnreachableError          an inference server, alert endpoint or Dask scheduler cannot be reached
+    ├── ClusterError                    a Dask cluster lost a computation (workers died, tasks failed)
     └── StateError                      on-disk state from a newer schema or otherwise unusable
 
 Every error carries three parts that the CLI prints as one message: *what* is wrong, *where* (file, key path,
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactError",
+    "ClusterError",
     "ConfigError",
     "DataError",
     "DependencyMissingError",
@@ -99,6 +101,13 @@ class ServerUnreachableError(GoldwatchError, ConnectionError):
     """A server (inference server, alert endpoint) could not be reached or is not ready.
 
     Distinct from a wrong model: an unreachable server is never proof of corruption and never triggers a rollback.
+    """
+
+
+class ClusterError(GoldwatchError):
+    """A distributed computation could not finish: workers died, or a task failed on a worker.
+
+    goldwatch never returns a partial answer from a cluster: either every chunk was counted exactly once, or this.
     """
 
 

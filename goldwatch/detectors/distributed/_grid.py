@@ -1,0 +1,236 @@
+"""The broadcast strategy: the reference's distinct values go to every worker, current chunks are only counted.
+
+For a fixed reference and unbounded current data. Each feature's reference is reduced to its sorted distinct
+finite values ``u_1 < ... < u_k`` and cumulative counts ``R_j = #{x <= u_j}``; a current chunk reports, for every
+``u_j``, how many of its values are ``< u_j`` and ``<= u_j``. Those counts add up over chunks (no shuffle, no
+current value leaves its worker), and they are all the KS statistic needs:
+
+* at ``u_j`` the ECDFs are ``R_j / n1`` and ``le_j / n2``;
+* between ``u_{j-1}`` and ``u_j`` the reference ECDF stays ``R_{j-1} / n1`` while the current one climbs to
+  ``lt_j / n2`` at the last current value before ``u_j`` -- the largest gap of that stretch in one direction; in
+  the other direction the largest is at ``u_{j-1}``, already counted.
+
+So the supremum over every pooled observation is the maximum of ``|R_j/n1 - le_j/n2|`` and
+``|R_{j-1}/n1 - lt_j/n2|``, each computed as scipy computes its ECDF differences (count / n in float64): the
+same floats at the same points, hence the same statistic, bit for bit. Histogram distances on fixed edges are
+counts ``<= edge`` the same way.
+
+>>> import numpy as np
+>>> from scipy import stats
+>>> rng = np.random.default_rng(0)
+>>> ref, cur = rng.integers(0, 5, size=(50, 2)).astype(float), rng.integers(0, 6, size=(70, 2)).astype(float)
+>>> grid = ReferenceGrid.from_array(ref)
+>>> c = add_counts(count_chunk(cur[:30], grid.values), count_chunk(cur[30:], grid.values))
+>>> d = ks_statistic_from_counts(grid, c)
+>>> bool(d[1] == stats.ks_2samp(ref[:, 1], cur[:, 1]).statistic)
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from goldwatch.detectors.distributed._inputs import as_block
+from goldwatch.errors import DataError
+
+__all__ = [
+    "ChunkCounts",
+    "ReferenceGrid",
+    "add_counts",
+    "count_chunk",
+    "histogram_chunk",
+    "ks_statistic_from_counts",
+    "rowwise_searchsorted",
+    "sorted_finite_rows",
+]
+
+
+def sorted_finite_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, F) -> ((F, n) rows sorted ascending with every non-finite value as NaN at the end, finite counts)."""
+    finite = np.isfinite(block)
+    rows = np.ascontiguousarray(np.where(finite, block, np.nan).T)
+    rows.sort(axis=1)
+    return rows, np.count_nonzero(finite, axis=0).astype(np.int64)
+
+
+def rowwise_searchsorted(rows: np.ndarray, queries: np.ndarray, *, side: str) -> np.ndarray:
+    """``searchsorted(rows[f], queries[f])`` for every row f: (F, n) sorted rows, (F, q) queries -> (F, q) int64.
+
+    numpy's searchsorted is one-dimensional; each call here is one vectorized pass over a whole row of a chunk,
+    so the loop costs two calls per feature per chunk, not a pass over the data.
+    """
+    out = np.empty(queries.shape, dtype=np.int64)
+    for f in range(rows.shape[0]):
+        out[f] = np.searchsorted(rows[f], queries[f], side=side)  # type: ignore[call-overload]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceGrid:
+    """Sorted distinct finite reference values per feature, padded with +inf to a rectangle.
+
+    ``values``: (F, k_max); ``cum``: (F, k_max) reference values ``<=`` each (padding: the finite count);
+    ``size``: k per feature; ``n_finite`` / ``n_nonfinite``: per feature.
+    """
+
+    values: np.ndarray
+    cum: np.ndarray
+    size: np.ndarray
+    n_finite: np.ndarray
+    n_nonfinite: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+    @classmethod
+    def from_array(cls, reference: np.ndarray) -> ReferenceGrid:
+        rows, n_finite = sorted_finite_rows(reference)
+        n = rows.shape[1]
+        is_end = np.ones(rows.shape, dtype=bool)
+        is_end[:, :-1] = rows[:, 1:] != rows[:, :-1]
+        is_end &= np.isfinite(rows)  # NaN != NaN: the non-finite tail is not a run of distinct values
+        size = np.count_nonzero(is_end, axis=1)
+        k_max = max(int(size.max(initial=0)), 1)
+        values = np.full((rows.shape[0], k_max), np.inf)
+        cum = np.repeat(n_finite[:, None], k_max, axis=1)
+        r, c = np.nonzero(is_end)
+        j = np.cumsum(is_end, axis=1)[r, c] - 1
+        values[r, j] = rows[r, c]
+        cum[r, j] = c + 1
+        return cls(values=values, cum=cum, size=size, n_finite=n_finite, n_nonfinite=n - n_finite)
+
+    def sorted_column_values(self, cols: np.ndarray) -> np.ndarray:
+        """The sorted finite reference values of features ``cols`` that share one finite count, as (n, len(cols))."""
+        n = int(self.n_finite[cols[0]])
+        out = np.empty((n, len(cols)))
+        for i, f in enumerate(cols):  # rebuilt once per feature group for quantile edges: a copy, not a test
+            k = int(self.size[f])
+            out[:, i] = np.repeat(self.values[f, :k], np.diff(self.cum[f, :k], prepend=0))
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkCounts:
+    """Exact counts from current chunks; they add up. ``lt``: (F, k_max) current values ``<`` each grid value
+    (int32 from one chunk, int64 once summed); ``eq_rows``/``eq_cols``/``eq_counts``: the few grid values that
+    current values equal, sparse (continuous data has almost none); ``n_finite`` per feature; ``n_rows`` seen."""
+
+    lt: np.ndarray
+    eq_rows: np.ndarray
+    eq_cols: np.ndarray
+    eq_counts: np.ndarray
+    n_finite: np.ndarray
+    n_rows: int
+
+    @property
+    def le(self) -> np.ndarray:
+        """Current values ``<=`` each grid value."""
+        le = self.lt.astype(np.int64, copy=True)
+        np.add.at(le, (self.eq_rows, self.eq_cols), self.eq_counts)
+        return le
+
+
+def _check_width(block: np.ndarray, n_features: int) -> None:
+    if block.shape[1] != n_features:
+        raise DataError(f"expected {n_features} features (like reference), got a chunk of shape {block.shape}",
+                        where="current", hint="pass the same columns, in the same order, as the reference")
+
+
+def count_chunk(block: Any, grid_values: np.ndarray) -> ChunkCounts:
+    """Count one current chunk against the reference grid (runs on a worker).
+
+    One binary search per grid value (sorted queries: numpy reuses the previous position as a bound); the
+    ``<=`` count is searched again only where the chunk holds the grid value itself.
+    """
+    x = as_block(block)
+    _check_width(x, grid_values.shape[0])
+    rows, n_finite = sorted_finite_rows(x)
+    lt = rowwise_searchsorted(rows, grid_values, side="left")
+    m = rows.shape[1]
+    if m:
+        at = np.take_along_axis(rows, np.minimum(lt, m - 1), axis=1)
+        hit = (lt < m) & (at == grid_values)
+    else:
+        hit = np.zeros(lt.shape, dtype=bool)
+    r, c = np.nonzero(hit)
+    eq = np.empty(r.size, dtype=np.int64)
+    for f in np.unique(r):  # features whose chunk holds some grid values (ties): usually none or few
+        sel = r == f
+        eq[sel] = np.searchsorted(rows[f], grid_values[f, c[sel]], side="right") - lt[f, c[sel]]
+    return ChunkCounts(lt=lt.astype(np.int32 if m < 2**31 else np.int64), eq_rows=r, eq_cols=c, eq_counts=eq,
+                       n_finite=n_finite, n_rows=x.shape[0])
+
+
+def add_counts(*parts: ChunkCounts) -> ChunkCounts:
+    """Sum of chunk counts (the tree reduction's combine)."""
+    first = parts[0]
+    lt = first.lt.astype(np.int64, copy=True)
+    n_finite = first.n_finite.copy()
+    n_rows = first.n_rows
+    for p in parts[1:]:
+        lt += p.lt
+        n_finite += p.n_finite
+        n_rows += p.n_rows
+    rows = np.concatenate([p.eq_rows for p in parts])
+    cols = np.concatenate([p.eq_cols for p in parts])
+    counts = np.concatenate([p.eq_counts for p in parts])
+    if rows.size:  # merge duplicates so the sparse part stays no larger than the grid
+        key = rows.astype(np.int64) * lt.shape[1] + cols
+        uniq, inverse = np.unique(key, return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=counts, minlength=uniq.size).astype(np.int64)
+        rows, cols = uniq // lt.shape[1], uniq % lt.shape[1]
+    return ChunkCounts(lt=lt, eq_rows=rows, eq_cols=cols, eq_counts=counts, n_finite=n_finite, n_rows=n_rows)
+
+
+def ks_statistic_from_counts(grid: ReferenceGrid, counts: ChunkCounts) -> np.ndarray:
+    """The two-sided KS statistic per feature from the grid and the summed current counts (see the module doc)."""
+    n1 = grid.n_finite[:, None]
+    n2 = counts.n_finite[:, None]
+    prev = np.zeros_like(grid.cum)
+    prev[:, 1:] = grid.cum[:, :-1]
+    le = counts.le
+    with np.errstate(invalid="ignore", divide="ignore"):
+        at = np.abs(grid.cum / n1 - le / n2)
+        before = np.abs(prev / n1 - counts.lt / n2)
+    valid = np.arange(grid.values.shape[1])[None, :] < grid.size[:, None]
+    gap = np.where(valid, np.maximum(at, before), 0.0)
+    return np.asarray(gap.max(axis=1), dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistogramCounts:
+    """Current values ``<=`` each interior edge: (F, bins - 1); finite values and rows seen."""
+
+    le: np.ndarray
+    n_finite: np.ndarray
+    n_rows: int
+
+
+def histogram_chunk(block: Any, edges: np.ndarray) -> HistogramCounts:
+    """Count one current chunk against interior bin ``edges`` (bins - 1, F) (runs on a worker)."""
+    x = as_block(block)
+    _check_width(x, edges.shape[1])
+    rows, n_finite = sorted_finite_rows(x)
+    le = rowwise_searchsorted(rows, np.ascontiguousarray(edges.T), side="right")
+    return HistogramCounts(le=le, n_finite=n_finite, n_rows=x.shape[0])
+
+
+def add_histograms(*parts: HistogramCounts) -> HistogramCounts:
+    le, n_finite, n_rows = parts[0].le.copy(), parts[0].n_finite.copy(), parts[0].n_rows
+    for p in parts[1:]:
+        le += p.le
+        n_finite += p.n_finite
+        n_rows += p.n_rows
+    return HistogramCounts(le=le, n_finite=n_finite, n_rows=n_rows)
+
+
+def probabilities(counts_le: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Bin probabilities (F, bins) from counts ``<=`` each interior edge, as
+    :func:`goldwatch.detectors.distances.histograms` computes them (the same integers, the same division)."""
+    n_features = counts_le.shape[0]
+    cum = np.concatenate([np.zeros((n_features, 1), np.int64), counts_le, n[:, None].astype(np.int64)], axis=1)
+    return np.diff(cum, axis=1) / n[:, None]
