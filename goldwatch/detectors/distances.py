@@ -9,8 +9,8 @@ Dask arrays and dataframes are accepted too: the binned distances count current 
 reference's edges on the current Dask client (sums of counts, so the same histograms as in memory);
 Wasserstein runs in feature blocks. Distances have no p-value: a feature drifts when its distance exceeds
 ``threshold``. Defaults, in line with common practice: PSI 0.2 ("significant shift"), Jensen-Shannon
-distance 0.1, Hellinger 0.1, KL 0.1 nats, normed Wasserstein 0.1 reference standard deviations. Empty bins are floored at ``eps`` (1e-4) before logarithms
-so a bin that is empty on one side gives a large, finite contribution.
+distance 0.1, Hellinger 0.1, KL 0.1 nats, normed Wasserstein 0.1 reference standard deviations. Empty bins are
+floored at ``eps`` (1e-4) before logarithms so a bin that is empty on one side gives a large, finite contribution.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

@@ -126,8 +126,8 @@ def exact_square_sum(a: np.ndarray, valid: np.ndarray) -> list[int]:
     """Per row, the exact sum of ``a**2`` over ``valid`` entries as Python ints (int64 ``a`` with |a| < 2^31):
     squares split into high and low 24-bit halves so that no int64 sum can overflow."""
     sq = np.where(valid, a, 0).astype(np.int64) ** 2
-    hi = np.sum(sq >> 24, axis=1, dtype=np.int64)
-    lo = np.sum(sq & ((1 << 24) - 1), axis=1, dtype=np.int64)
+    hi = np.asarray(np.sum(sq >> 24, axis=1, dtype=np.int64))
+    lo = np.asarray(np.sum(sq & ((1 << 24) - 1), axis=1, dtype=np.int64))
     return [(int(hi[f]) << 24) + int(lo[f]) for f in range(sq.shape[0])]
 
 
