@@ -33,7 +33,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from goldwatch.errors import DataError
-from goldwatch.integrity.dtypes import dtype_of
 from goldwatch.integrity.manifest import ArtifactManifest
 from goldwatch.integrity.partial import PartialFingerprint, merge_partials, partial_from_bytes, partial_from_slice
 from goldwatch.integrity.verify import IntegrityReport, Mismatch, _compare_tensor, _manifest_index
@@ -146,8 +145,8 @@ def gather_partials(
 ) -> list[PartialFingerprint] | None:
     """Gather every rank's partials on rank ``dst`` (a collective: every rank of ``group`` calls it).
 
-    ``dst`` is a global rank. Sent as JSON text (16 bytes per MiB of weights plus byte ranges), never the weights. Returns the list on
-    ``dst``, None elsewhere. With the NCCL backend, set the rank's CUDA device first (torch's rule for objects).
+    ``dst`` is a global rank. Sent as JSON text (16 bytes per MiB of weights plus byte ranges), never the
+    weights. Returns the list on ``dst``, None elsewhere. With the NCCL backend, set the rank's CUDA device first (torch's rule for objects).
     """
     import torch.distributed as dist
 

@@ -182,7 +182,8 @@ def read_dcp_metadata(root: Path) -> DcpCheckpoint:
             meta = _MetadataUnpickler(fh).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, ImportError) as exc:
         raise ArtifactError(f"refusing or unable to read the DCP metadata ({type(exc).__name__}: {exc})",
-                            where=where, hint="the file is damaged, or not a torch.distributed.checkpoint .metadata")
+                            where=where, hint="the file is damaged, or not a torch.distributed.checkpoint .metadata",
+                            ) from None
     try:
         state = meta.state_dict_metadata
         storage = meta.storage_data
