@@ -146,7 +146,8 @@ def gather_partials(
     """Gather every rank's partials on rank ``dst`` (a collective: every rank of ``group`` calls it).
 
     ``dst`` is a global rank. Sent as JSON text (16 bytes per MiB of weights plus byte ranges), never the
-    weights. Returns the list on ``dst``, None elsewhere. With the NCCL backend, set the rank's CUDA device first (torch's rule for objects).
+    weights. Returns the list on ``dst``, None elsewhere. With the NCCL backend, set the rank's CUDA device
+    first (torch's rule for objects).
     """
     import torch.distributed as dist
 
