@@ -35,6 +35,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 __all__ = [
     "AlertsConfig",
+    "DaskConfig",
     "DetectorsConfig",
     "GateConfig",
     "GoldenConfig",
@@ -83,6 +84,22 @@ class DetectorsConfig(_Section):
     )
     threshold: float | None = Field(None, gt=0, description="distance detectors: drift above this (default per test)")
     nan_policy: Literal["raise", "omit"] = "raise"
+
+
+class DaskConfig(_Section):
+    """Where distributed work runs (``goldwatch drift --dask``, ``goldwatch fingerprint --dask``).
+
+    ``address``: a scheduler (``tcp://HOST:PORT``) or ``local:N`` (N worker processes on 127.0.0.1, started for
+    the command); ``$GOLDWATCH_DASK`` and the ``--dask`` flag win over it. Unset: in memory.
+    """
+
+    address: str | None = Field(None, pattern=r"^(local:[1-9][0-9]*|\S+)$",
+                                description="tcp://HOST:PORT of a Dask scheduler, or local:N")
+    local_memory_limit: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?[bB]?|[bB])?$",
+                                           description="memory limit per local worker, e.g. '600MB' (default: auto)")
+    connect_timeout_s: float = Field(10.0, gt=0, le=600, description="give up connecting to a scheduler after this")
+    strategy: Literal["auto", "broadcast", "feature-blocks", "ranges"] = Field(
+        "auto", description="drift: how exact counts are gathered (auto picks the cheapest that fits)")
 
 
 class GoldenConfig(_Section):
@@ -193,6 +210,7 @@ class GoldwatchConfig(_Section):
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
+    dask: DaskConfig = DaskConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:
