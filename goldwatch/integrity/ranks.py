@@ -181,6 +181,10 @@ def verify_partials(
         manifest = ArtifactManifest.load(manifest)
     merged = merge_partials(partials)
     index = _manifest_index(manifest, source)
+    by_tensor: dict[str, list[PartialFingerprint]] = {}
+    for p in partials:
+        if not p.replica:
+            by_tensor.setdefault(p.tensor, []).append(p)
     origins = sorted({p.origin for p in partials})
     mismatches: list[Mismatch] = []
     report = IntegrityReport(subject=f"resident shards from {len(origins)} origin(s)", mismatches=mismatches,
@@ -198,7 +202,7 @@ def verify_partials(
         report.tensors_checked += 1
         report.bytes_checked += fp.nbytes
         found = _compare_tensor(None, entry, merged.dtypes[name], merged.shapes[name], fp)
-        mismatches += [dataclasses.replace(m, file="resident") for m in found]
+        mismatches += [_attributed(m, by_tensor.get(name, [])) for m in found]
     for name, replica, primary, blocks in merged.replica_mismatches:
         mismatches.append(Mismatch(
             kind="block", file="resident", tensor=name, block=blocks[0] if blocks else None,
@@ -211,6 +215,17 @@ def verify_partials(
                                            message=f"tensor {name!r} of the manifest is held by no rank"))
     report.duration_s = time.perf_counter() - t0
     return report
+
+
+def _attributed(m: Mismatch, parts: list[PartialFingerprint]) -> Mismatch:
+    """A mismatch of the merged tensor, with the origins that hold the bytes of its block (who to suspect)."""
+    m = dataclasses.replace(m, file="resident")
+    if m.start is None or m.stop is None:
+        return m
+    holders = sorted({p.origin for p in parts if bool(((p.starts < m.stop) & (p.stops > m.start)).any())})
+    if not holders:
+        return m
+    return dataclasses.replace(m, message=f"{m.message}; held by {', '.join(holders)}")
 
 
 def verify_sharded(

@@ -8,6 +8,7 @@ the middle of a computation (exact result), a chunk that keeps killing workers (
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -25,7 +26,7 @@ from goldwatch.errors import ClusterError, DataError, ServerUnreachableError
 
 da = pytest.importorskip("dask.array", reason="dask is an optional extra: pip install 'goldwatch[dask]'")
 dd = pytest.importorskip("dask.dataframe", reason="dask is an optional extra: pip install 'goldwatch[dask]'")
-distributed = pytest.importorskip("distributed", reason="distributed is an optional extra: pip install 'goldwatch[dask]'")
+distributed = pytest.importorskip("distributed", reason="an optional extra: pip install 'goldwatch[dask]'")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -45,7 +46,7 @@ def client():
 def _chunks(n: int, cuts: list[int]) -> tuple[int, ...]:
     """Row chunk sizes from arbitrary cut points (empty chunks dropped)."""
     points = sorted({0, n, *(c % (n + 1) for c in cuts)})
-    return tuple(b - a for a, b in zip(points[:-1], points[1:]) if b > a)
+    return tuple(b - a for a, b in itertools.pairwise(points) if b > a)
 
 
 def _data(seed: int, n1: int, n2: int, n_features: int, ties: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +71,8 @@ def test_ks_equals_scipy_and_in_memory_for_random_chunkings(client, case, strate
                        da.from_array(cur, chunks=(_chunks(n2, cuts2), n_features)), strategy=strategy)
     mem = gd.ks_2samp(ref, cur)
     assert res.strategy == f"dask:{strategy}"
-    assert np.array_equal(res.statistic, mem.statistic) and np.array_equal(res.pvalue, mem.pvalue)
+    assert np.array_equal(res.statistic, mem.statistic)
+    assert np.array_equal(res.pvalue, mem.pvalue)
     for f in range(n_features):
         ref_f = stats.ks_2samp(ref[:, f], cur[:, f])
         assert res.statistic[f] == ref_f.statistic
@@ -86,7 +88,8 @@ def test_cvm_equals_in_memory_for_random_chunkings(client, case, strategy):
                                    da.from_array(cur, chunks=(_chunks(n2, cuts2), n_features)), strategy=strategy)
     mem = gd.cramervonmises_2samp(ref, cur)
     # the exact integer sums equal the in-memory float sums here (they are exact below 2^51 quarter units)
-    assert np.array_equal(res.statistic, mem.statistic) and np.array_equal(res.pvalue, mem.pvalue)
+    assert np.array_equal(res.statistic, mem.statistic)
+    assert np.array_equal(res.pvalue, mem.pvalue)
     scipy_p = [stats.cramervonmises_2samp(ref[:, f], cur[:, f]).pvalue for f in range(n_features)]
     assert np.allclose(res.pvalue, scipy_p, rtol=1e-9, atol=0)
 
@@ -101,9 +104,12 @@ def test_large_grid_path_and_dataframe_names(client):
     res = gd.ks_2samp(ref, frame)
     mem = gd.ks_2samp(ref, cur)
     assert res.feature_names == ["f0", "f1", "f2"] or res.feature_names == mem.feature_names
-    assert np.array_equal(res.statistic, mem.statistic) and np.array_equal(res.pvalue, mem.pvalue)
+    assert np.array_equal(res.statistic, mem.statistic)
+    assert np.array_equal(res.pvalue, mem.pvalue)
     named = gd.detect_drift(frame, frame.map_partitions(lambda p: p + 0.5))
-    assert named.feature_names == ["age", "income", "score"] and named.drifted and named.strategy == "dask:broadcast"
+    assert named.feature_names == ["age", "income", "score"]
+    assert named.drifted
+    assert named.strategy == "dask:broadcast"
 
 
 @settings(max_examples=8)
@@ -146,7 +152,8 @@ def test_histogram_distances_and_wasserstein(client):
                        ("kl", gd.kl_divergence)):
         res, mem = func(dref, dcur, bins=7), func(ref, cur, bins=7)
         assert np.array_equal(res.statistic, mem.statistic), name
-        assert res.drifted.tolist() == mem.drifted.tolist() and res.strategy == "dask:broadcast"
+        assert res.drifted.tolist() == mem.drifted.tolist()
+        assert res.strategy == "dask:broadcast"
     # Wasserstein is a float integral in memory too: the same code per feature block, equal to rounding
     res, mem = gd.wasserstein(dref, dcur, normed=True), gd.wasserstein(ref, cur, normed=True)
     assert np.allclose(res.statistic, mem.statistic, rtol=1e-12, atol=0)
@@ -166,7 +173,8 @@ def test_categorical_columns(client, seed, n_parts):
     mem = gd.chi2_test(ref, cur)
     assert np.array_equal(res.result.statistic, mem.result.statistic)
     assert np.array_equal(res.result.pvalue, mem.result.pvalue)
-    assert res.n_unseen.tolist() == mem.n_unseen.tolist() and res.result.feature_names == ["country", "plan", "seats"]
+    assert res.n_unseen.tolist() == mem.n_unseen.tolist()
+    assert res.result.feature_names == ["country", "plan", "seats"]
     report = gd.detect_drift(dd.from_pandas(ref, npartitions=2), dd.from_pandas(cur, npartitions=3), test="chi2")
     assert report.drifted == gd.detect_drift(ref, cur, test="chi2").drifted
 
@@ -181,7 +189,8 @@ def test_reference_summary_fit_and_test(client, tmp_path):
         res, mem = summary.test(dcur, test=test), in_memory.test(cur, test=test)
         assert np.array_equal(res.statistic, mem.statistic), test
         assert mem.pvalue is None or np.array_equal(res.pvalue, mem.pvalue), test
-        assert res.feature_names == ["a", "b", "c"] and res.strategy.startswith("dask:")
+        assert res.feature_names == ["a", "b", "c"]
+        assert res.strategy.startswith("dask:")
 
 
 def test_parquet_directory_read_partition_by_partition(client, tmp_path):
@@ -196,7 +205,8 @@ def test_parquet_directory_read_partition_by_partition(client, tmp_path):
     assert frame.npartitions == 5
     res = gd.detect_drift(pd.DataFrame(ref, columns=["x", "y"]), frame)
     mem = gd.detect_drift(ref, cur)
-    assert np.array_equal(res.statistic, mem.statistic) and res.feature_names == ["x", "y"]
+    assert np.array_equal(res.statistic, mem.statistic)
+    assert res.feature_names == ["x", "y"]
 
 
 def _integer_block(block_id: tuple[int, int], rows: int, n_features: int, shift: int) -> np.ndarray:
@@ -233,9 +243,9 @@ def test_unreachable_scheduler_is_a_clear_error(free_port):
     from goldwatch.cluster import connect, parse_cluster_spec
 
     spec = parse_cluster_spec(f"127.0.0.1:{free_port}")
-    with pytest.raises(ServerUnreachableError, match=rf"tcp://127.0.0.1:{free_port}.*cannot reach the Dask scheduler"):
-        with connect(spec, timeout_s=1.0):
-            pass
+    expected = rf"tcp://127.0.0.1:{free_port}.*cannot reach the Dask scheduler"
+    with pytest.raises(ServerUnreachableError, match=expected), connect(spec, timeout_s=1.0):
+        pass
 
 
 def _slow_block(block_id=None):
@@ -255,7 +265,8 @@ def test_worker_killed_mid_computation_gives_the_exact_result(client):
         res = gd.ks_2samp(ref, current)
     finally:
         killer.join()
-    assert np.array_equal(res.statistic, expected.statistic) and np.array_equal(res.pvalue, expected.pvalue)
+    assert np.array_equal(res.statistic, expected.statistic)
+    assert np.array_equal(res.pvalue, expected.pvalue)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
 
 
@@ -271,7 +282,7 @@ def test_chunk_that_keeps_killing_workers_is_a_clear_error(client):
     scheduler.allowed_failures = 1
     try:
         current = da.map_blocks(_poison_block, chunks=((10,) * 4, (2,)), dtype=np.float64)
-        with pytest.raises(ClusterError, match="kept killing its workers.*no partial result"):
+        with pytest.raises(ClusterError, match=r"kept killing its workers.*no partial result"):
             gd.ks_2samp(np.zeros((5, 2)), current)
     finally:
         scheduler.allowed_failures = before
