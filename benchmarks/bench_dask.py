@@ -119,10 +119,10 @@ def main() -> None:
         rows.append(["", "scipy loop (anchor)", f"{t_scipy:.2f}", f"{t_scipy / t_mem:.2f}",
                      f"max rel. p diff {worst:.1e}"])
     grid_k = len(np.unique(ref[:, 0]))
-    grid_mib, counts_mib = grid_k * n_features * 8 / 2**20, grid_k * n_features * 4 / 2**20
+    grid_mib, counts_mib = grid_k * n_features * 8 / 2**20, grid_k * n_features / 2**20
     chunk_mib = chunk_rows * n_features * 8 / 2**20
     notes.append(f"Network per KS task (broadcast): the grid once per worker ({grid_k:,} values x {n_features} "
-                 f"features x 8 B = {grid_mib:.0f} MiB), then {counts_mib:.0f} MiB of int32 counts back per chunk of "
+                 f"features x 8 B = {grid_mib:.0f} MiB), then ~{counts_mib:.0f} MiB of one-byte count increments back per chunk of "
                  f"{chunk_rows:,} rows ({chunk_mib:.0f} MiB of data that never moves); sums are combined in a tree "
                  "of fan-in 4.")
 

@@ -115,11 +115,16 @@ class ReferenceGrid:
 
 @dataclasses.dataclass(frozen=True)
 class ChunkCounts:
-    """Exact counts from current chunks; they add up. ``lt``: (F, k_max) current values ``<`` each grid value
-    (int32 from one chunk, int64 once summed); ``eq_rows``/``eq_cols``/``eq_counts``: the few grid values that
-    current values equal, sparse (continuous data has almost none); ``n_finite`` per feature; ``n_rows`` seen."""
+    """Exact counts from current chunks; they add up.
 
-    lt: np.ndarray
+    ``steps``: (F, k_max) how many current values fall in ``[u_{j-1}, u_j)`` -- the increments of the counts
+    ``<`` each grid value, stored in the narrowest unsigned type that holds them (one byte each when the chunk is
+    not much larger than the grid: what a task sends back is a quarter of the int32 counts);
+    ``eq_rows``/``eq_cols``/``eq_counts``: the few grid values that current values equal, sparse (continuous data
+    has almost none); ``n_finite`` per feature; ``n_rows`` seen.
+    """
+
+    steps: np.ndarray
     eq_rows: np.ndarray
     eq_cols: np.ndarray
     eq_counts: np.ndarray
@@ -127,11 +132,25 @@ class ChunkCounts:
     n_rows: int
 
     @property
+    def lt(self) -> np.ndarray:
+        """Current values ``<`` each grid value."""
+        return np.cumsum(self.steps, axis=1, dtype=np.int64)
+
+    @property
     def le(self) -> np.ndarray:
         """Current values ``<=`` each grid value."""
-        le = self.lt.astype(np.int64, copy=True)
+        le = self.lt
         np.add.at(le, (self.eq_rows, self.eq_cols), self.eq_counts)
         return le
+
+
+def _narrow_steps(lt: np.ndarray) -> np.ndarray:
+    steps = np.diff(lt, axis=1, prepend=0)
+    top = int(steps.max(initial=0))
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return steps.astype(dtype)
+    return steps.astype(np.int64)
 
 
 def _check_width(block: np.ndarray, n_features: int) -> None:
@@ -175,29 +194,31 @@ def count_chunk(block: Any, grid_values: np.ndarray) -> ChunkCounts:
     for f in np.unique(r):  # features whose chunk holds some grid values (ties): usually none or few
         sel = r == f
         eq[sel] = np.searchsorted(rows[f], grid_values[f, c[sel]], side="right") - lt[f, c[sel]]
-    return ChunkCounts(lt=lt.astype(np.int32 if m < 2**31 else np.int64), eq_rows=r, eq_cols=c, eq_counts=eq,
-                       n_finite=n_finite, n_rows=x.shape[0])
+    return ChunkCounts(steps=_narrow_steps(lt), eq_rows=r, eq_cols=c, eq_counts=eq, n_finite=n_finite,
+                       n_rows=x.shape[0])
 
 
 def add_counts(*parts: ChunkCounts) -> ChunkCounts:
     """Sum of chunk counts (the tree reduction's combine)."""
     first = parts[0]
-    lt = first.lt.astype(np.int64, copy=True)
+    steps = first.steps.astype(np.int64, copy=True)
     n_finite = first.n_finite.copy()
     n_rows = first.n_rows
     for p in parts[1:]:
-        lt += p.lt
+        steps += p.steps
         n_finite += p.n_finite
         n_rows += p.n_rows
     rows = np.concatenate([p.eq_rows for p in parts])
     cols = np.concatenate([p.eq_cols for p in parts])
     counts = np.concatenate([p.eq_counts for p in parts])
+    width = steps.shape[1]
     if rows.size:  # merge duplicates so the sparse part stays no larger than the grid
-        key = rows.astype(np.int64) * lt.shape[1] + cols
+        key = rows.astype(np.int64) * width + cols
         uniq, inverse = np.unique(key, return_inverse=True)
         counts = np.bincount(inverse.reshape(-1), weights=counts, minlength=uniq.size).astype(np.int64)
-        rows, cols = uniq // lt.shape[1], uniq % lt.shape[1]
-    return ChunkCounts(lt=lt, eq_rows=rows, eq_cols=cols, eq_counts=counts, n_finite=n_finite, n_rows=n_rows)
+        rows, cols = uniq // width, uniq % width
+    return ChunkCounts(steps=_narrow_steps(np.cumsum(steps, axis=1)), eq_rows=rows, eq_cols=cols, eq_counts=counts,
+                       n_finite=n_finite, n_rows=n_rows)
 
 
 def ks_statistic_from_counts(grid: ReferenceGrid, counts: ChunkCounts) -> np.ndarray:
@@ -206,10 +227,11 @@ def ks_statistic_from_counts(grid: ReferenceGrid, counts: ChunkCounts) -> np.nda
     n2 = counts.n_finite[:, None]
     prev = np.zeros_like(grid.cum)
     prev[:, 1:] = grid.cum[:, :-1]
+    lt = counts.lt
     le = counts.le
     with np.errstate(invalid="ignore", divide="ignore"):
         at = np.abs(grid.cum / n1 - le / n2)
-        before = np.abs(prev / n1 - counts.lt / n2)
+        before = np.abs(prev / n1 - lt / n2)
     valid = np.arange(grid.values.shape[1])[None, :] < grid.size[:, None]
     gap = np.where(valid, np.maximum(at, before), 0.0)
     return np.asarray(gap.max(axis=1), dtype=np.float64)
