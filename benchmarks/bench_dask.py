@@ -123,8 +123,8 @@ def main() -> None:
     chunk_mib = chunk_rows * n_features * 8 / 2**20
     notes.append(f"Network per KS task (broadcast): the grid once per worker ({grid_k:,} values x {n_features} "
                  f"features x 8 B = {grid_mib:.0f} MiB), then ~{counts_mib:.0f} MiB of one-byte count increments "
-                 f"back per chunk of {chunk_rows:,} rows ({chunk_mib:.0f} MiB of data that never moves); sums are combined in a tree "
-                 "of fan-in 4.")
+                 f"back per chunk of {chunk_rows:,} rows ({chunk_mib:.0f} MiB of data that never moves); sums are "
+                 "combined in a tree of fan-in 4.")
 
     # ---- out of core: 2 GB of current data, 2 workers capped at 600 MB each
     ooc_rows_per_chunk = 250_000
