@@ -249,17 +249,17 @@ def test_unreachable_scheduler_is_a_clear_error(free_port):
 
 
 def _slow_block(block_id=None):
-    time.sleep(0.4)
+    time.sleep(0.25)
     return np.random.default_rng(block_id[0]).normal(size=(2000, 2))
 
 
 def test_worker_killed_mid_computation_gives_the_exact_result(client):
-    current = da.map_blocks(_slow_block, chunks=((2000,) * 16, (2,)), dtype=np.float64)
+    current = da.map_blocks(_slow_block, chunks=((2000,) * 12, (2,)), dtype=np.float64)
     ref = np.random.default_rng(5).normal(size=(500, 2))
-    expected = gd.ks_2samp(ref, np.concatenate([_slow_block((b, 0)) for b in range(16)]))
+    expected = gd.ks_2samp(ref, np.concatenate([np.random.default_rng(b).normal(size=(2000, 2)) for b in range(12)]))
     pids = client.run(os.getpid)
     victim = sorted(pids.values())[0]
-    killer = threading.Timer(1.0, os.kill, args=(victim, signal.SIGKILL))
+    killer = threading.Timer(0.6, os.kill, args=(victim, signal.SIGKILL))
     killer.start()
     try:
         res = gd.ks_2samp(ref, current)
@@ -282,7 +282,8 @@ def test_chunk_that_keeps_killing_workers_is_a_clear_error(client):
     scheduler.allowed_failures = 1
     try:
         current = da.map_blocks(_poison_block, chunks=((10,) * 4, (2,)), dtype=np.float64)
-        with pytest.raises(ClusterError, match=r"kept killing its workers.*no partial result"):
+        # the scheduler gives the task up (KilledWorker), or loses it with every worker: a clear error either way
+        with pytest.raises(ClusterError, match=r"(kept killing its workers|lost the computation).*no partial result"):
             gd.ks_2samp(np.zeros((5, 2)), current)
     finally:
         scheduler.allowed_failures = before
@@ -298,4 +299,4 @@ def test_strategy_checks():
     with pytest.raises(DataError, match="expected 2 features"):
         gd.ks_2samp(ref, da.zeros((10, 3), chunks=5))
     with pytest.raises(DataError, match="expected numeric"):
-        gd.ks_2samp(ref, da.from_array(np.array([["a", "b"]] * 3, dtype=object)))
+        gd.ks_2samp(ref, da.from_array(np.array([["a", "b"]] * 3, dtype=object), chunks=(2, 2)))

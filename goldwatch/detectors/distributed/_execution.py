@@ -88,6 +88,12 @@ def compute(*graphs: Any, what: str) -> tuple[Any, ...]:
                 hint="a worker ran out of memory or crashed on the same chunk repeatedly; give workers more memory "
                 "(or use smaller chunks) and run again -- no partial result was returned",
             ) from None
+        if kind in ("FutureCancelledError", "CancelledError"):
+            raise ClusterError(
+                f"{what}: the Dask cluster lost the computation -- its workers died or restarted ({str(exc)[:200]})",
+                hint="a worker ran out of memory or crashed; check the workers' logs, give them more memory (or use "
+                "smaller chunks) and run again -- no partial result was returned",
+            ) from None
         if module in ("distributed", "tornado") or isinstance(exc, (OSError, TimeoutError)):
             raise ClusterError(
                 f"{what}: the Dask cluster failed ({kind}: {str(exc)[:300]})",
