@@ -182,6 +182,8 @@ def _current_chunks(op: Operand) -> tuple[Any, ...]:
 
 
 def _check_rows(op: Operand, counted: int) -> None:
+    if counted == 0:
+        raise DataError("expected at least 1 sample, got 0 rows", where=op.name, hint="pass a non-empty window")
     if op.n_rows is not None and counted != op.n_rows:
         raise ClusterError(f"counted {counted} rows of {op.name}, expected {op.n_rows}",
                            hint="a chunk was lost or counted twice; run again -- no partial result was returned")

@@ -68,8 +68,12 @@ class Operand:
 
 
 def _numeric_dtype(dtype: Any) -> bool:
-    kind = getattr(np.dtype(dtype), "kind", "O") if not hasattr(dtype, "categories") else "O"
-    return kind in "iufb"
+    """Numbers or booleans (numpy or pandas' nullable/arrow dtypes); text and categories are not."""
+    import pandas as pd
+
+    if isinstance(dtype, pd.CategoricalDtype):
+        return False
+    return bool(pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
 
 
 def as_operand(data: Any, *, name: str, numeric: bool = True) -> Operand:
