@@ -112,6 +112,9 @@ class GoldenConfig(_Section):
     drift_alpha: float = Field(
         0.01, ge=0, lt=1, description="output-distribution test level per replay (Bonferroni); 0 disables it"
     )
+    drift_min_effect: float = Field(
+        0.01, ge=0, description="output drift counts only beyond this fraction of the output's scale (its std)"
+    )
     batch_size: int = Field(0, ge=0, description="samples per inference call; 0: all at once")
 
 
@@ -144,6 +147,13 @@ class GateConfig(_Section):
     metric_min_relative_change: float = Field(0.0, description="required gain as a fraction of the baseline's")
     drift_p_threshold: float = Field(0.01, gt=0, lt=1, description="output drift vs baseline: significance level")
     drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    drift_min_effect: float = Field(
+        0.01, ge=0, description="output drift vs baseline counts only beyond this fraction of the output's scale "
+        "(the std of the baseline's values): the effect floor, reported in the output's units",
+    )
+    min_baseline_cosine: float = Field(
+        0.99, ge=-1, le=1, description="embeddings: min per-sample cosine similarity of candidate vs baseline"
+    )
     latency_budget_ms_p50: float | None = Field(None, gt=0, description="per-batch p50 budget; none = report only")
     latency_budget_ms_p95: float | None = Field(None, gt=0, description="per-batch p95 budget; none = report only")
     latency_repeats: int = Field(20, ge=1, le=10000, description="timed batches per device")

@@ -54,6 +54,13 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--latency-budget-ms-p50", type=click.FloatRange(0, min_open=True), help="p50 budget per batch.")
 @click.option("--latency-budget-ms-p95", type=click.FloatRange(0, min_open=True), help="p95 budget per batch.")
 @click.option("--latency-repeats", type=click.IntRange(1, 10000), help="Timed batches per device.")
+@click.option("--drift-min-effect", type=click.FloatRange(0), help="Effect floor of output drift, as a fraction of "
+              "the output's scale (its std): smaller shifts are reported, never failed.")
+@click.option("--min-baseline-cosine", type=click.FloatRange(-1, 1),
+              help="Embeddings: min per-sample cosine of candidate vs baseline.")
+@click.option("--output-map", "output_map", multiple=True, metavar="MODEL_OUTPUT=GOLDEN_OUTPUT",
+              help="The model output that answers for a golden output of another name (repeatable; candidate and "
+                   "baseline). A single-output model needs none: it is matched by position.")
 @guarded
 def gate(
     candidate: str, golden: tuple[str, ...], baseline: str | None, baseline_registry: str | None,
@@ -62,6 +69,7 @@ def gate(
     min_top1_agreement: float | None, metric_min_absolute_change: float | None,
     metric_min_relative_change: float | None, drift_p_threshold: float | None,
     latency_budget_ms_p50: float | None, latency_budget_ms_p95: float | None, latency_repeats: int | None,
+    drift_min_effect: float | None, min_baseline_cosine: float | None, output_map: tuple[str, ...],
 ) -> None:
     """Gate a model version before promotion: verify, replay golden sets, compare with the baseline.
 
@@ -76,8 +84,11 @@ def gate(
         config.gate, min_top1_agreement=min_top1_agreement, metric_min_absolute_change=metric_min_absolute_change,
         metric_min_relative_change=metric_min_relative_change, drift_p_threshold=drift_p_threshold,
         latency_budget_ms_p50=latency_budget_ms_p50, latency_budget_ms_p95=latency_budget_ms_p95,
-        latency_repeats=latency_repeats,
+        latency_repeats=latency_repeats, drift_min_effect=drift_min_effect, min_baseline_cosine=min_baseline_cosine,
     )
+    from goldwatch.cli.golden import output_map_option
+
+    outputs = output_map_option(output_map)
     to_stdout = json_path is not None and str(json_path) == "-"
     paths = ReportPaths(junit=junit, markdown=markdown, json=None if to_stdout else json_path, html=html)
     problems = paths.problems()
@@ -102,7 +113,7 @@ def gate(
         verdict = run_gate(
             candidate, list(golden), baseline=baseline, baseline_registry=baseline_registry, registry_root=root,
             manifest=manifest, device=device, thresholds=thresholds, promote=promote, promote_model=model_name,
-            on_compare=collector,
+            on_compare=collector, output_map=outputs,
         )
     evidently_html = drift_report_html(collector) if collector is not None and verdict.error is None else None
     failed = write_reports(verdict, paths, evidently_html=evidently_html)

@@ -9,6 +9,8 @@ implementations. Entry points:
 * Tests: :func:`ks_2samp`, :func:`cramervonmises_2samp`, :func:`anderson_ksamp`, :func:`chi2_test`, distances
   :func:`wasserstein`, :func:`psi`, :func:`jensen_shannon`, :func:`hellinger`, :func:`kl_divergence`, and the
   multivariate :func:`mmd_test`.
+* :func:`paired_output_shift` -- two models' outputs on the same inputs: paired t + KS per column, with an effect
+  floor in the output's own units (the golden replay's and the gate's output drift).
 * :class:`ReferenceSummary` -- fit once on the reference, save without pickle, test many windows.
 * Streaming: :class:`PageHinkley`, :class:`CUSUM`, :class:`ADWIN`, vectorized across streams.
 * :func:`get_detector` / :func:`available_detectors` -- detectors by name, for configuration files.
@@ -33,6 +35,7 @@ from goldwatch.detectors.drift import detect_drift
 from goldwatch.detectors.ks import ks_2samp
 from goldwatch.detectors.mmd import MMDResult, mmd_test
 from goldwatch.detectors.multiple_testing import adjust_pvalues
+from goldwatch.detectors.paired import OutputShift, paired_output_shift
 from goldwatch.detectors.reference import ReferenceSummary
 from goldwatch.detectors.registry import DetectorSpec, available_detectors, get_detector, register_detector
 from goldwatch.detectors.results import DriftReport, TestResult
@@ -45,6 +48,7 @@ __all__ = [
     "DetectorSpec",
     "DriftReport",
     "MMDResult",
+    "OutputShift",
     "PageHinkley",
     "ReferenceSummary",
     "TestResult",
@@ -60,6 +64,7 @@ __all__ = [
     "kl_divergence",
     "ks_2samp",
     "mmd_test",
+    "paired_output_shift",
     "psi",
     "register_detector",
     "wasserstein",

@@ -1,7 +1,9 @@
 """Example models goldwatch generates itself -- seeded, trained in seconds, no downloads.
 
 * ``tabular``: a 4-layer MLP classifier (8 features, 3 classes) trained on synthetic data;
-* ``conv``: a small CNN classifying 16x16 noisy textures into 4 classes.
+* ``conv``: a small CNN classifying 16x16 noisy textures into 4 classes;
+* and, in :mod:`goldwatch.examples.encoder`, a BERT-style 384-d sentence encoder with random weights (not trained:
+  what matters there is its shape, its exports and its near-constant output dimensions).
 
 Each is written as ONNX (``model.onnx``), TorchScript (``model.pt``), a state dict plus factory directory
 (``model/`` with ``goldwatch-model.json``) and, on request, a ``torch.export`` program (``model.pt2``), next to

@@ -1,6 +1,7 @@
 """Factories of the example architectures (``module:function`` targets of ``goldwatch-model.json``).
 
-Both stack two layers of the same shape on purpose: the fault-injection matrix swaps them.
+The tabular and convolutional ones stack two layers of the same shape on purpose: the fault-injection matrix swaps
+them. :func:`sentence_encoder` is a BERT-style transformer with sentence-embedding output.
 
 >>> m = tabular_mlp()
 >>> [tuple(p.shape) for p in m.parameters()][:2]
@@ -13,7 +14,7 @@ from typing import Any
 
 from goldwatch._optional import require
 
-__all__ = ["small_cnn", "tabular_mlp"]
+__all__ = ["sentence_encoder", "small_cnn", "tabular_mlp"]
 
 
 def tabular_mlp(*, n_features: int = 8, hidden: int = 32, n_classes: int = 3) -> Any:
@@ -44,3 +45,17 @@ def small_cnn(*, channels: int = 8, n_classes: int = 4, size: int = 16) -> Any:
         nn.Flatten(),
         nn.Linear(channels * (size // 2) ** 2, n_classes),
     )
+
+
+def sentence_encoder(
+    *, vocab_size: int = 512, hidden: int = 384, layers: int = 1, heads: int = 6, intermediate: int = 512,
+    max_len: int = 32, with_pooler: bool = False,
+) -> Any:
+    """A BERT-style encoder with mean pooling and unit-norm output: ``(input_ids, attention_mask,
+    token_type_ids)`` int64 ``(batch, seq)`` -> ``(batch, hidden)``. ``with_pooler`` adds the CLS pooler (and the
+    ``embeddings.position_ids`` buffer) that published checkpoints carry and mean pooling never uses."""
+    require("torch", purpose="building the example sentence encoder")
+    from goldwatch.examples._encoder import SentenceEncoder
+
+    return SentenceEncoder(vocab_size=vocab_size, hidden=hidden, layers=layers, heads=heads,
+                           intermediate=intermediate, max_len=max_len, with_pooler=with_pooler)

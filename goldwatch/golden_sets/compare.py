@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from goldwatch.checks import Check
+from goldwatch.detectors.paired import DEFAULT_MIN_EFFECT
 from goldwatch.golden_sets._drift import output_drift
 from goldwatch.golden_sets.calibrate import errors, expected_row_scale
 from goldwatch.golden_sets.format import Tolerance, immutable
@@ -237,12 +238,13 @@ def compare_output(
     min_topk_containment: float = 1.0,
     min_cosine: float = 0.9999,
     drift_alpha: float | None = 0.01,
+    drift_min_effect: float = DEFAULT_MIN_EFFECT,
     prefix: str = "golden",
 ) -> list[Check]:
     """All checks of one output. ``actual`` must have ``expected``'s shape (the caller checks and reports)."""
     view = expected_view(expected)
     args = (name, actual, expected, view, tolerance, role, labels, baseline_accuracy, min_top1_agreement,
-            min_topk_containment, min_cosine, drift_alpha, prefix)
+            min_topk_containment, min_cosine, drift_alpha, drift_min_effect, prefix)
     # the healthy case: the replay reproduced the approved answers bit for bit. Every check is then a function of
     # the expected answers and the options alone, so it is computed once per golden set and kept with its view.
     if not (view.all_finite and expected.shape[0] > 0 and _bit_identical(actual, expected)):
@@ -251,7 +253,7 @@ def compare_output(
         return _compare(*args, identical=True)
     key = ("checks", name, prefix, role, tolerance.atol, tolerance.rtol, _denominator(tolerance),
            None if labels is None else id(labels), baseline_accuracy, min_top1_agreement, min_topk_containment,
-           min_cosine, drift_alpha)
+           min_cosine, drift_alpha, drift_min_effect)
     cached = view._self.get(key)
     if cached is None or cached[0] is not labels:
         # the entry holds the (read-only) labels themselves: their id cannot be reused while it lives
@@ -320,6 +322,7 @@ def _compare(
     min_topk_containment: float,
     min_cosine: float,
     drift_alpha: float | None,
+    drift_min_effect: float,
     prefix: str,
     *,
     identical: bool,
@@ -386,7 +389,8 @@ def _compare(
                 )
             )
         else:
-            checks.append(output_drift(f"{base}:distribution", flat_e, answers.f64, alpha=drift_alpha))
+            checks.append(output_drift(f"{base}:distribution", flat_e, answers.f64, alpha=drift_alpha,
+                                       min_effect=drift_min_effect))
     return checks
 
 

@@ -42,7 +42,9 @@ def _read_table(path: Path) -> np.ndarray:
         raise DataError("the table has no rows", where=str(path))
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise DataError(f"non-numeric column(s) {non_numeric[:5]}", where=str(path), hint="keep numeric features only")
+        raise DataError(f"non-numeric column(s) {non_numeric[:5]}", where=str(path),
+                        hint="keep numeric features only; for a text model, pass the texts with --tokenizer DIR "
+                             "(goldwatch[text]) and they are tokenized into its inputs")
     return frame.to_numpy()
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from goldwatch.checks import Check, CheckReport
+from goldwatch.detectors.paired import DEFAULT_MIN_EFFECT
 from goldwatch.errors import GoldenSetError
 from goldwatch.golden_sets.build import ModelLike, run_batches
 from goldwatch.golden_sets.calibrate import errors
@@ -43,12 +44,12 @@ from goldwatch.runtimes.base import (
     Runtime,
     Signature,
     cuda_available,
-    load_model,
     normalize_device,
     shapes_compatible,
 )
+from goldwatch.runtimes.factory import load_model
 
-__all__ = ["ReplayReport", "check_compatible", "replay"]
+__all__ = ["OutputMatch", "ReplayReport", "check_compatible", "match_outputs", "replay"]
 
 
 @dataclasses.dataclass
@@ -98,28 +99,39 @@ _COMPATIBLE: dict[tuple[Any, ...], None] = {}  # (signature, golden layout) pair
 _COMPATIBLE_MAX = 256
 
 
-def check_compatible(golden: GoldenSet, signature: Signature, *, where: str) -> None:
+def check_compatible(golden: GoldenSet, signature: Signature, *, where: str,
+                     outputs: Mapping[str, str] | None = None) -> None:
     """Raise :class:`GoldenSetError` unless ``golden``'s inputs/outputs fit the model's ``signature``.
 
+    ``outputs`` maps golden output names to the model's (see :func:`match_outputs`; default: the same names).
     A pair found compatible is remembered by everything the check reads (the signature and the golden set's input
     and output names, dtypes and shapes), so replaying the same golden set through the same model checks once.
     """
+    mapping = dict(outputs) if outputs is not None else {n: n for n in golden.expected}
     key = (
         signature,
         tuple((k, v.dtype, v.shape) for k, v in golden.inputs.items()),
         tuple((k, v.dtype, v.shape) for k, v in golden.expected.items()),
         tuple(golden.signature.input_names),
+        tuple(sorted(mapping.items())),
     )
     if key in _COMPATIBLE:
         return
-    _check_compatible(golden, signature, where=where)
+    _check_compatible(golden, signature, where=where, outputs=mapping)
     if len(_COMPATIBLE) >= _COMPATIBLE_MAX:
         _COMPATIBLE.clear()
     _COMPATIBLE[key] = None
 
 
-def _check_compatible(golden: GoldenSet, signature: Signature, *, where: str) -> None:
+def _check_compatible(golden: GoldenSet, signature: Signature, *, where: str, outputs: Mapping[str, str]) -> None:
     hint = "replay a golden set built for this model's signature, or rebuild it (goldwatch golden build)"
+    if not signature.inputs:
+        raise GoldenSetError(
+            "the model publishes no input metadata (no input names, dtypes or shapes to check the golden set "
+            "against)", where=where,
+            hint="an OIP server's metadata lists no inputs: goldwatch then sends the golden set's inputs as recorded; "
+                 "for another runtime, give the model a signature",
+        )
     g_in, m_in = sorted(golden.signature.input_names), sorted(signature.input_names)
     if g_in != m_in:
         missing = sorted(set(m_in) - set(g_in))
@@ -145,19 +157,93 @@ def _check_compatible(golden: GoldenSet, signature: Signature, *, where: str) ->
                 where=where,
                 hint=hint,
             )
-    missing_out = [n for n in golden.expected if n not in signature.output_names]
-    if missing_out:
+    missing_out = [n for n in golden.expected if outputs.get(n, n) not in signature.output_names]
+    if missing_out and signature.outputs:
         raise GoldenSetError(
-            f"the model has no output(s) {missing_out} (it returns {signature.output_names})", where=where, hint=hint
+            f"the model has no output(s) {missing_out} (it returns {signature.output_names})", where=where,
+            hint=f"name the model's output for each golden one: --output-map MODEL_OUTPUT=GOLDEN_OUTPUT "
+                 f"(e.g. {signature.output_names[0]}={missing_out[0]}), or rebuild the golden set from this model",
         )
     for name, array in golden.expected.items():
-        spec = signature.output(name)
+        if outputs.get(name, name) not in signature.output_names:
+            continue  # a model that publishes no outputs: the response decides
+        spec = signature.output(outputs.get(name, name))
         if spec.dtype and spec.dtype != array.dtype.name:
             raise GoldenSetError(
                 f"output {name!r}: the model returns {spec.dtype}, the golden set expects {array.dtype.name}",
                 where=where,
                 hint=hint,
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputMatch:
+    """Which model output answers for each golden output. ``by_position``: a single-output model matched to a
+    single-output golden set whose output has another name (TorchScript and ``.pt2`` exports call it ``output``)."""
+
+    mapping: dict[str, str]  # golden name -> model name
+    by_position: bool = False
+
+    def rename(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs under the golden set's names."""
+        return {golden: outputs[model] for golden, model in self.mapping.items() if model in outputs}
+
+    def note(self) -> Check | None:
+        """An informational check saying how outputs were matched, when not by their own names."""
+        renamed = {g: m for g, m in self.mapping.items() if g != m}
+        if not renamed:
+            return None
+        how = "by position (one output each)" if self.by_position else "by --output-map"
+        pairs = ", ".join(f"model {m!r} -> golden {g!r}" for g, m in renamed.items())
+        return Check(name="golden:output_map", status="pass", summary=f"outputs matched {how}: {pairs}",
+                     details={"mapping": renamed, "by_position": self.by_position})
+
+
+def match_outputs(golden_outputs: Sequence[str], model_outputs: Sequence[str],
+                  output_map: Mapping[str, str] | None = None, *, where: str) -> OutputMatch:
+    """Match the golden set's outputs to the model's: ``output_map`` (model name -> golden name) first, then equal
+    names, then -- for one output on each side -- by position. A map naming an output neither side has is an
+    input error; anything left unmatched is reported by :func:`check_compatible`.
+
+    >>> match_outputs(["embedding"], ["output"], where="x").mapping
+    {'embedding': 'output'}
+    >>> match_outputs(["a", "b"], ["b", "x"], {"x": "a"}, where="x").mapping
+    {'a': 'x', 'b': 'b'}
+    """
+    output_map = dict(output_map or {})
+    bad_model = [m for m in output_map if model_outputs and m not in model_outputs]
+    bad_golden = [g for g in output_map.values() if g not in golden_outputs]
+    if bad_model or bad_golden:
+        raise GoldenSetError(
+            "--output-map names "
+            + (f"model output(s) {bad_model} the model does not have (it returns {list(model_outputs)})"
+               if bad_model else "")
+            + ("; " if bad_model and bad_golden else "")
+            + (f"golden output(s) {bad_golden} the golden set does not have (it holds {list(golden_outputs)})"
+               if bad_golden else ""),
+            where=where, hint="write --output-map MODEL_OUTPUT=GOLDEN_OUTPUT",
+        )
+    mapping = {golden: model for model, golden in output_map.items()}
+    for name in golden_outputs:
+        mapping.setdefault(name, name)
+    if (not output_map and len(golden_outputs) == 1 and len(model_outputs) == 1
+            and golden_outputs[0] not in model_outputs):
+        return OutputMatch({golden_outputs[0]: model_outputs[0]}, by_position=True)
+    return OutputMatch({g: mapping[g] for g in golden_outputs})
+
+
+def _adopt_golden_signature(runtime: Runtime, golden: GoldenSet) -> Check | None:
+    """A remote model whose server publishes no input metadata (KServe's default) gets the golden set's inputs as
+    recorded; the check returned says so. Any other runtime keeps its own signature."""
+    adopt = getattr(runtime, "adopt_signature", None)
+    if runtime.signature.inputs or not callable(adopt):
+        return None
+    adopt(golden.signature)
+    return Check(
+        name="golden:signature", status="pass",
+        summary="the server publishes no input metadata for this model: inputs sent as the golden set records "
+                f"them ({', '.join(f'{t.name} {t.dtype}' for t in golden.signature.inputs)})",
+    )
 
 
 def _compare_all(
@@ -178,6 +264,13 @@ def _compare_all(
             labels=golden.labels, baseline_accuracy=baseline, prefix=prefix, **options,
         )
     return checks
+
+
+def _require_outputs(golden: GoldenSet, outputs: Mapping[str, np.ndarray], *, where: str) -> None:
+    missing = [n for n in golden.expected if n not in outputs]
+    if missing:
+        raise GoldenSetError(f"the model answered without output(s) {missing} (it returned {sorted(outputs)})",
+                             where=where, hint="name the model's output with --output-map MODEL_OUTPUT=GOLDEN_OUTPUT")
 
 
 def _cross_checks(
@@ -208,9 +301,14 @@ def replay(
     min_top1_agreement: float = 1.0,
     min_cosine: float = 0.9999,
     drift_alpha: float | None = 0.01,
+    drift_min_effect: float = DEFAULT_MIN_EFFECT,
     golden_digest: str | None = None,
+    output_map: Mapping[str, str] | None = None,
 ) -> ReplayReport:
     """Replay ``golden`` through the model; see the module docstring. A given runtime keeps its own device.
+
+    ``output_map`` names the model output (key) that answers for a golden output (value) when their names differ;
+    a single-output model needs none (it is matched by position, and a ``golden:output_map`` check says so).
 
     ``golden_digest`` pins the golden set (``sha256:<hex>``, printed when it was built): one whose manifest --
     tolerances, answers, inputs -- differs is refused with a :class:`GoldenSetError` before anything runs.
@@ -220,7 +318,8 @@ def replay(
         golden = GoldenSet.load(golden, expected_digest=golden_digest)
     elif golden_digest is not None:
         require_digest(golden.digest, golden_digest, where=str(golden.path or "<in-memory golden set>"))
-    options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha}
+    options = {"min_top1_agreement": min_top1_agreement, "min_cosine": min_cosine, "drift_alpha": drift_alpha,
+               "drift_min_effect": drift_min_effect}
     is_spec = isinstance(model_or_runtime, (str, os.PathLike))
     runtime: Runtime = (
         load_model(model_or_runtime, device=device)
@@ -229,19 +328,26 @@ def replay(
     )
     where = f"{golden.path or 'golden set'} vs {runtime.identity.source}"
     device_outputs: dict[str, dict[str, np.ndarray]] = {}
+    notes: list[Check] = []
     try:
-        check_compatible(golden, runtime.signature, where=where)
+        adopted = _adopt_golden_signature(runtime, golden)
+        notes += [adopted] if adopted is not None else []
+        match = match_outputs(golden.output_names, runtime.signature.output_names, output_map, where=where)
+        check_compatible(golden, runtime.signature, where=where, outputs=match.mapping)
+        note = match.note()
+        notes += [note] if note is not None else []
         t0 = time.perf_counter()
-        outputs = run_batches(runtime, golden.inputs, batch_size=batch_size)
+        outputs = match.rename(run_batches(runtime, golden.inputs, batch_size=batch_size))
         inference_s = time.perf_counter() - t0
-        checks = _compare_all(golden, outputs, prefix="golden", where=where, options=options)
+        _require_outputs(golden, outputs, where=where)
+        checks = notes + _compare_all(golden, outputs, prefix="golden", where=where, options=options)
         device_outputs[runtime.device] = outputs
     finally:
         if is_spec:
             runtime.close()
     if cross_device:
         checks += _cross_device(model_or_runtime, golden, runtime.device, outputs, device_outputs, where, options,
-                                batch_size)
+                                batch_size, match)
     digest = golden.model.digest
     return ReplayReport(
         checks=checks,
@@ -267,6 +373,7 @@ def _cross_device(
     where: str,
     options: dict[str, Any],
     batch_size: int | None,
+    match: OutputMatch,
 ) -> list[Check]:
     other = "cuda" if normalize_device(first) == "cpu" else "cpu"
     name = "golden:cross_device"
@@ -278,7 +385,7 @@ def _cross_device(
         return [Check(name=name, status="skip", summary="no CUDA GPU on this machine: cross-device replay skipped")]
     runtime = load_model(Path(model), device=other)
     try:
-        second = run_batches(runtime, golden.inputs, batch_size=batch_size)
+        second = match.rename(run_batches(runtime, golden.inputs, batch_size=batch_size))
     finally:
         runtime.close()
     device_outputs[other] = second

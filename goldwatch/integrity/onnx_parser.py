@@ -34,14 +34,18 @@ from goldwatch._optional import require
 from goldwatch.errors import ArtifactError
 from goldwatch.integrity.dtypes import canonical_dtype
 
-__all__ = ["OnnxTensor", "external_data_files", "read_onnx_tensors", "resolve_external_path"]
+__all__ = [
+    "OnnxTensor", "external_data_files", "initializer_consumers", "raw_data_offsets", "read_onnx_tensors",
+    "resolve_external_path",
+]
 
 _PACKED_4BIT = {"INT4", "UINT4", "FLOAT4E2M1"}
 
 
 @dataclasses.dataclass(frozen=True)
 class OnnxTensor:
-    """One initializer. ``location`` is the external file (relative, POSIX) or None when embedded."""
+    """One initializer. ``location`` is the external file (relative, POSIX) or None when embedded; ``offset`` is
+    where its bytes start in that external file, or in the ``.onnx`` file itself for embedded raw data."""
 
     name: str
     dtype: str
@@ -143,8 +147,104 @@ def _tensor(init: Any, prefix: str, model_dir: Path, where: str) -> OnnxTensor |
     return OnnxTensor(name, canonical_dtype(type_name), shape, nbytes, None, None, raw)
 
 
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: memoryview, start: int, stop: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, wire type, value start, value stop) of each field of a protobuf message in data[start:stop];
+    for varints and fixed-size values, start is where the value begins."""
+    pos = start
+    while pos < stop:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, end = _varint(data, pos)
+        elif wire == 1:
+            end = pos + 8
+        elif wire == 5:
+            end = pos + 4
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            end = pos + length
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if end > stop:
+            raise ValueError("field runs past its message")
+        yield number, wire, pos, end
+        pos = end
+
+
+def raw_data_offsets(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Where in the file each top-level initializer's ``raw_data`` bytes start (name -> byte offset), read from the
+    protobuf wire format (ModelProto.graph = 7, GraphProto.initializer = 5, TensorProto.name = 8, raw_data = 9),
+    so that a changed embedded weight is reported with its byte range in the ``.onnx`` file. Empty when the file
+    cannot be walked (the tensors are still compared, without file ranges).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.onnx"
+    >>> _ = p.write_bytes(bytes([0x3A, 9, 0x2A, 7, 0x42, 1, 0x77, 0x4A, 2, 0xAB, 0xCD]))
+    >>> raw_data_offsets(p)
+    {'w': 9}
+    """
+    import mmap
+
+    offsets: dict[str, int] = {}
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            data = memoryview(mapped)
+            try:
+                for number, wire, start, stop in _fields(data, 0, len(data)):
+                    if number != 7 or wire != 2:
+                        continue
+                    for g_number, g_wire, g_start, g_stop in _fields(data, start, stop):
+                        if g_number != 5 or g_wire != 2:
+                            continue
+                        name, raw = None, None
+                        for t_number, t_wire, t_start, t_stop in _fields(data, g_start, g_stop):
+                            if t_number == 8 and t_wire == 2:
+                                name = bytes(data[t_start:t_stop]).decode("utf-8", "replace")
+                            elif t_number == 9 and t_wire == 2:
+                                raw = t_start
+                        if name is not None and raw is not None:
+                            offsets[name] = raw
+            finally:
+                data.release()
+    except (OSError, ValueError):
+        return {}
+    return offsets
+
+
+def initializer_consumers(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """initializer name -> the names (or op types) of the top-level nodes that read it: what makes an exporter's
+    ``onnx::MatMul_769`` readable (``/encoder/layer.0/attention/self/query/MatMul``). Empty if unreadable."""
+    onnx = require("onnx", purpose="reading ONNX models")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # the file no longer parses: the mismatch is reported without readable names
+        return {}
+    inits = {init.name for init in model.graph.initializer}
+    used: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in inits:
+                used.setdefault(name, []).append(node.name or node.op_type)
+    return used
+
+
 def read_onnx_tensors(path: str | os.PathLike[str]) -> list[OnnxTensor]:
-    """Parse the ONNX model at ``path`` and return its initializers with external data checked."""
+    """Parse the ONNX model at ``path`` and return its initializers with external data checked; an embedded
+    initializer's ``offset`` is where its raw bytes start in the ``.onnx`` file (None where they are not stored as
+    raw bytes)."""
     onnx = require("onnx", purpose="reading ONNX models")
     path = Path(path)
     try:
@@ -160,6 +260,20 @@ def read_onnx_tensors(path: str | os.PathLike[str]) -> list[OnnxTensor]:
             tensor = _tensor(init, prefix, path.parent, str(path))
             if tensor is not None:
                 tensors.append(tensor)
+    if any(t.location is None and t.nbytes for t in tensors):
+        offsets = raw_data_offsets(path)
+        size = path.stat().st_size
+        located = []
+        with open(path, "rb") as fh:
+            for t in tensors:
+                start = offsets.get(t.name) if t.location is None else None
+                # only where the bytes there are the tensor's own (typed fields, duplicates, subgraphs: no range)
+                if start is not None and start + t.nbytes <= size and t._embedded is not None:
+                    fh.seek(start)
+                    if fh.read(t.nbytes) == t._embedded:
+                        t = dataclasses.replace(t, offset=start)
+                located.append(t)
+        tensors = located
     return tensors
 
 

@@ -43,7 +43,9 @@ from goldwatch.integrity.manifest import (
 
 __all__ = ["IntegrityReport", "Mismatch", "fingerprint_any", "verify_artifact", "verify_tensors"]
 
-MismatchKind = Literal["missing", "unexpected", "size", "digest", "unreadable", "dtype", "shape", "block"]
+MismatchKind = Literal[
+    "missing", "unexpected", "size", "digest", "unreadable", "dtype", "shape", "block", "swapped", "copied",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,55 @@ def _compare_tensor(file: str | None, entry: TensorEntry, dtype: str, shape: tup
     return out
 
 
+def _moved(file: str | None, expected: Iterable[TensorEntry],
+           actual: Mapping[str, TensorFingerprint]) -> tuple[list[Mismatch], set[str]]:
+    """Changed tensors whose bytes are another tensor's approved bytes: pairs that trade places are ``swapped``,
+    one that now holds another's bytes is ``copied``. The per-tensor fingerprints tell it at once, where block
+    mismatches would list every block of both. Returns the mismatches and the tensors they explain."""
+    entries = list(expected)
+    owners: dict[str, list[str]] = {}
+    for e in entries:
+        owners.setdefault(e.fingerprint.summary, []).append(e.name)
+    holds: dict[str, list[str]] = {}
+    for e in entries:
+        now = actual.get(e.name)
+        if now is None or now.summary == e.fingerprint.summary:
+            continue
+        others = [o for o in owners.get(now.summary, []) if o != e.name]
+        if others:
+            holds[e.name] = others
+    prefix = f"{file}: " if file else ""
+    out: list[Mismatch] = []
+    explained: set[str] = set()
+    for name, others in holds.items():
+        if name in explained:
+            continue
+        partner = next((o for o in others if name in holds.get(o, [])), None)
+        if partner is not None:
+            explained |= {name, partner}
+            out.append(Mismatch(kind="swapped", file=file, tensor=name, expected=name, actual=partner,
+                                message=f"{prefix}tensors {name!r} and {partner!r} were swapped (each now holds the "
+                                        "other's approved bytes)"))
+        else:
+            explained.add(name)
+            shown = ", ".join(repr(o) for o in others[:3]) + (" ..." if len(others) > 3 else "")
+            out.append(Mismatch(kind="copied", file=file, tensor=name, actual=others[0],
+                                message=f"{prefix}tensor {name!r} now holds the approved bytes of {shown}"))
+    return out, explained
+
+
+def _readable(mismatches: list[Mismatch], consumers: Mapping[str, list[str]]) -> list[Mismatch]:
+    """Exporter-made tensor names (``onnx::MatMul_769``) followed by the node that reads them."""
+    out = []
+    for m in mismatches:
+        users = consumers.get(m.tensor or "") if m.tensor and "::" in m.tensor else None
+        if users:
+            label = f"{m.tensor!r} (read by {users[0]}{' and others' if len(users) > 1 else ''})"
+            m = dataclasses.replace(m, message=m.message.replace(repr(m.tensor), label, 1))
+        out.append(m)
+    return out
+
+
 def _locate_in_file(root: Path, entry: FileEntry) -> list[Mismatch]:
     """Re-fingerprint the tensors of a changed file and compare them with the manifest's."""
     try:
@@ -152,17 +203,23 @@ def _locate_in_file(root: Path, entry: FileEntry) -> list[Mismatch]:
     except ArtifactError as err:
         # a file that no longer parses is itself evidence of corruption: report it, not an input error
         return [Mismatch(kind="unreadable", file=entry.path, message=f"{entry.path}: no longer readable ({err.what})")]
-    out: list[Mismatch] = []
+    moved, explained = _moved(entry.path, entry.tensors, {n: t.fingerprint for n, t in current.items()})
+    out: list[Mismatch] = list(moved)
     for expected in entry.tensors:
         found = current.pop(expected.name, None)
         if found is None:
             out.append(Mismatch(kind="missing", file=entry.path, tensor=expected.name,
                                 message=f"{entry.path}: tensor {expected.name!r} is missing"))
             continue
-        out += _compare_tensor(entry.path, expected, found.dtype, found.shape, found.fingerprint)
+        fingerprint = None if expected.name in explained else found.fingerprint
+        out += _compare_tensor(entry.path, expected, found.dtype, found.shape, fingerprint)
     for name in current:
         out.append(Mismatch(kind="unexpected", file=entry.path, tensor=name,
                             message=f"{entry.path}: tensor {name!r} is not in the manifest"))
+    if entry.format == "onnx" and any(m.tensor and "::" in m.tensor for m in out):
+        from goldwatch.integrity.onnx_parser import initializer_consumers
+
+        out = _readable(out, initializer_consumers(root / entry.path))
     return out
 
 
@@ -206,13 +263,17 @@ def verify_artifact(
         names = {f.path: (path.name if i == 0 else f.path) for i, f in enumerate(manifest.files)}
         present = {name for name in names.values() if (root / name).is_file()}
     mismatches: list[Mismatch] = []
-    report = IntegrityReport(subject=str(path), mismatches=mismatches, files=[f.path for f in manifest.files])
+    report = IntegrityReport(subject=str(path), mismatches=mismatches, files=[names[f.path] for f in manifest.files])
     changed: set[str] = set()
     for entry in manifest.files:
         actual_name = names[entry.path]
         full = root / actual_name
+        # a single-file manifest's file is reported under the name it has now (the candidate's), not the approved
+        # file's: one corruption is one failure, named after the file that is wrong
+        label = actual_name
+        approved = f" (approved as {entry.path})" if actual_name != entry.path else ""
         if actual_name not in present:
-            mismatches.append(Mismatch(kind="missing", file=entry.path, message=f"{entry.path}: file is missing"))
+            mismatches.append(Mismatch(kind="missing", file=label, message=f"{label}: file is missing{approved}"))
             continue
         size = full.stat().st_size
         digest = file_digest(full, manifest.digest, on_bytes=on_bytes)
@@ -221,12 +282,13 @@ def verify_artifact(
         if size == entry.size and digest == entry.digest:
             continue
         if size != entry.size:
-            mismatches.append(Mismatch(kind="size", file=entry.path, expected=str(entry.size), actual=str(size),
-                                       message=f"{entry.path}: {size} bytes, expected {entry.size}"))
+            mismatches.append(Mismatch(kind="size", file=label, expected=str(entry.size), actual=str(size),
+                                       message=f"{label}: {size} bytes, expected {entry.size}{approved}"))
         mismatches.append(Mismatch(
-            kind="digest", file=entry.path, expected=entry.digest, actual=digest,
-            message=f"{entry.path}: {manifest.digest} digest differs "
-            f"(expected {entry.digest[:6]}..., found {digest[:6]}...)",
+            kind="digest", file=label, expected=entry.digest, actual=digest,
+            message=f"{label}: {manifest.digest} digest differs"
+            + (f" from the approved {entry.path}'s" if actual_name != entry.path else "")
+            + f" (expected {entry.digest[:6]}..., found {digest[:6]}...)",
         ))
         changed.add(entry.path)
     if locate:
@@ -313,17 +375,23 @@ def verify_tensors(
             f"none of the {len(tensors)} tensors is in the manifest (e.g. {next(iter(tensors), '-')!r}; manifest has "
             f"{next(iter(index), '-')!r})", hint="check that the manifest belongs to this model",
         )
+    actuals: dict[str, TensorFingerprint] = {}
     for name, tensor in tensors.items():
         if name not in index:
             if strict:
                 mismatches.append(Mismatch(kind="unexpected", file="resident", tensor=name,
                                            message=f"tensor {name!r} is not in the manifest"))
             continue
+        actuals[name] = fingerprint_any(tensor, backend=backend)
+    moved, explained = _moved(None, (index[n][1] for n in actuals), actuals)
+    mismatches += [dataclasses.replace(m, file="resident") for m in moved]
+    for name, actual in actuals.items():
+        tensor = tensors[name]
         _, entry = index[name]
-        actual = fingerprint_any(tensor, backend=backend)
         report.tensors_checked += 1
         report.bytes_checked += actual.nbytes
-        found = _compare_tensor(None, entry, dtype_of(tensor), tuple(tensor.shape), actual)
+        fingerprint = None if name in explained else actual
+        found = _compare_tensor(None, entry, dtype_of(tensor), tuple(tensor.shape), fingerprint)
         mismatches += [dataclasses.replace(m, file="resident") for m in found]
     if strict:
         for name in index:

@@ -1,8 +1,9 @@
-"""The one small interface every model runtime implements, its signature types, and :func:`load_model`.
+"""The one small interface every model runtime implements, and its signature and identity types.
 
 A runtime takes named numpy arrays and returns named numpy arrays. What is behind it -- ONNX Runtime, a
 TorchScript or ``torch.export`` program, a state dict plus factory, or a remote Open Inference Protocol v2 server --
-is chosen from the model spec and imported only then, so ``import goldwatch`` stays free of torch and onnxruntime.
+lives in its own module (:mod:`.onnx`, :mod:`.torch`, :mod:`.oip`), each importing this one; choosing among them
+from a model spec is :func:`goldwatch.runtimes.factory.load_model`'s job. This module imports no backend.
 
 >>> sig = Signature(inputs=(TensorSpec("x", "float32", (None, 4)),), outputs=(TensorSpec("logits"),))
 >>> sig.check_inputs({"x": np.zeros((2, 4), np.float32)}, where="test")
@@ -17,15 +18,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from goldwatch.errors import ArtifactError, DataError, InvalidInputError
+from goldwatch.errors import DataError, InvalidInputError
 from goldwatch.integrity.digest import file_digest
 
 __all__ = [
@@ -38,15 +38,12 @@ __all__ = [
     "TensorSpec",
     "cuda_available",
     "digest_path",
-    "load_model",
     "normalize_device",
     "run_batches",
 ]
 
 #: A directory holding this file is a "state dict + factory" torch model (see :mod:`goldwatch.runtimes.torch`).
 DESCRIPTOR_NAME = "goldwatch-model.json"
-
-_OIP_URL = re.compile(r"^https?://[^/]+/v2/models/[^/]+(/versions/[^/]+)?/?$")
 
 
 class DeviceUnavailableError(InvalidInputError):
@@ -307,70 +304,3 @@ def digest_path(path: Path) -> str:
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         lines.append(f"{file.relative_to(path).as_posix()}\0{file_digest(file, 'sha256')}\n")
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def load_model(
-    spec: str | os.PathLike[str],
-    *,
-    device: str = "cpu",
-    trusted_factories: Iterable[str] | None = None,
-    **options: Any,
-) -> Runtime:
-    """Load ``spec`` with the runtime its form selects.
-
-    * ``*.onnx`` -- ONNX Runtime (CPU; CUDA execution provider for ``device="cuda"``)
-    * ``*.pt`` / ``*.ts`` -- TorchScript; ``*.pt2`` -- a ``torch.export`` program
-    * a directory with ``goldwatch-model.json`` -- a state dict plus a ``module:function`` factory
-    * ``http(s)://HOST:PORT/v2/models/NAME[/versions/V]`` -- a remote Open Inference Protocol v2 model
-
-    ``options`` go to the runtime's constructor (e.g. ``timeout`` for OIP). ``trusted_factories`` adds module
-    prefixes a directory's factory may come from (see :mod:`goldwatch.runtimes.torch`); a directory naming an
-    untrusted factory is refused before anything is imported.
-    """
-    device = normalize_device(device)
-    text = os.fspath(spec)
-    if text.startswith(("http://", "https://")):
-        if not _OIP_URL.match(text):
-            raise InvalidInputError(
-                f"not an Open Inference Protocol v2 model URL: {text!r}",
-                where="--model",
-                hint="use http://HOST:PORT/v2/models/NAME or .../v2/models/NAME/versions/VERSION",
-            )
-        if device != "cpu":
-            raise DeviceUnavailableError(
-                f"a remote model runs on the server's device, not {device!r}", where=text, hint="use --device cpu"
-            )
-        from goldwatch.runtimes.oip import OipRuntime
-
-        return OipRuntime(text, **options)
-    path = Path(text)
-    if not path.exists():
-        raise ArtifactError("model not found", where=str(path), hint="pass an existing model file, directory or URL")
-    if path.is_dir():
-        if not (path / DESCRIPTOR_NAME).is_file():
-            raise ArtifactError(
-                f"a model directory must contain {DESCRIPTOR_NAME}",
-                where=str(path),
-                hint="point at a .onnx/.pt/.pt2 file, or write the descriptor (see goldwatch.runtimes.torch)",
-            )
-        from goldwatch.runtimes.torch import TorchRuntime
-
-        return TorchRuntime.from_descriptor(path, device=device, trusted_factories=trusted_factories, **options)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from goldwatch.runtimes.onnx import OnnxRuntime
-
-        return OnnxRuntime(path, device=device, **options)
-    if suffix in (".pt", ".ts", ".pth", ".jit"):
-        from goldwatch.runtimes.torch import TorchRuntime
-
-        return TorchRuntime.from_torchscript(path, device=device, **options)
-    if suffix == ".pt2":
-        from goldwatch.runtimes.torch import TorchRuntime
-
-        return TorchRuntime.from_exported(path, device=device, **options)
-    raise ArtifactError(
-        f"unknown model format {suffix or '(no suffix)'!r}",
-        where=str(path),
-        hint="use .onnx, .pt (TorchScript), .pt2 (torch.export), a goldwatch-model.json directory or an OIP URL",
-    )

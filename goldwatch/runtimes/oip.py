@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from goldwatch._http import client as http_client
+from goldwatch._http import one_line
 from goldwatch.errors import ArtifactError, DataError, InvalidInputError, ServerUnreachableError
 from goldwatch.runtimes.base import BatchedRuntime, ModelIdentity, Signature, TensorSpec
 
@@ -82,9 +84,12 @@ class OipRuntime(BatchedRuntime):
         self.device = "cpu"  # as seen from here: the server decides where it runs
         self._base = match["base"]
         self._path = match["path"]
-        self._client = client or httpx.Client(base_url=self._base, timeout=timeout)
+        # loopback (the server next to goldwatch) never goes through the environment's HTTP(S)_PROXY
+        self._client = client or http_client(base_url=self._base, timeout=timeout)
         self._owns_client = client is None
         meta = self._get_json(self._path, what="model metadata")
+        #: False when the server's metadata lists no inputs (KServe's default): see adopt_signature
+        self.publishes_inputs = bool(meta.get("inputs"))
         try:
             self.signature = Signature(
                 inputs=tuple(_spec(m) for m in meta.get("inputs") or ()),
@@ -153,6 +158,14 @@ class OipRuntime(BatchedRuntime):
                     hint="wait for the server to finish loading the model",
                 )
 
+    def adopt_signature(self, signature: Signature) -> None:
+        """Take the inputs (and, if the server lists none, the outputs) of ``signature`` -- e.g. a golden set's --
+        where the server publishes no metadata for them. What the server does publish is kept."""
+        self.signature = Signature(
+            inputs=self.signature.inputs or signature.inputs,
+            outputs=self.signature.outputs or signature.outputs,
+        )
+
     def is_ready(self) -> bool:
         try:
             self.ensure_ready()
@@ -176,7 +189,10 @@ class OipRuntime(BatchedRuntime):
                     "data": array.reshape(-1).tolist(),
                 }
             )
-        return {"inputs": tensors, "outputs": [{"name": n} for n in self.signature.output_names]}
+        body: dict[str, Any] = {"inputs": tensors}
+        if self.signature.outputs:  # none published: ask for nothing in particular, the server sends them all
+            body["outputs"] = [{"name": n} for n in self.signature.output_names]
+        return body
 
     def decode(self, body: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """numpy arrays from an ``/infer`` response, in the signature's output order."""
@@ -191,6 +207,8 @@ class OipRuntime(BatchedRuntime):
                 raise ServerUnreachableError(
                     f"malformed inference response ({exc!r})", where=self.url + "/infer"
                 ) from None
+        if not self.signature.outputs:
+            return got
         missing = [n for n in self.signature.output_names if n not in got]
         if missing:
             raise ServerUnreachableError(
@@ -222,10 +240,13 @@ class OipRuntime(BatchedRuntime):
 
 
 def _error_text(response: httpx.Response) -> str:
+    """The server's error, on one line (a traceback in the body must not break goldwatch's one-line error)."""
     try:
         data = response.json()
-        if isinstance(data, dict) and "error" in data:
-            return str(data["error"])[:300]
+        if isinstance(data, dict):
+            for key in ("error", "detail", "message"):  # MLServer/Triton, FastAPI (KServe), others
+                if key in data:
+                    return one_line(str(data[key]))
     except ValueError:
         pass
-    return response.text[:300] or response.reason_phrase
+    return one_line(response.text) or response.reason_phrase

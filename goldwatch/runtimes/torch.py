@@ -24,6 +24,15 @@ The descriptor::
      "signature": {"inputs": [{"name": "x", "dtype": "float32", "shape": [null, 8]}],
                    "outputs": [{"name": "logits", "dtype": "float32", "shape": [null, 3]}]}}
 
+``weights`` may also name a sharded checkpoint's index (``model.safetensors.index.json``, Hugging Face's
+``weight_map`` of tensor -> shard file; every shard inside the directory). Loading is strict: every key the module
+has must be in the weights and every key in the weights must be used, and a mismatch names every missing and
+unexpected key. A published checkpoint often carries tensors the serving module does not use (``pooler.*``,
+``embeddings.position_ids`` of a mean-pooling sentence encoder); the descriptor says so explicitly with
+``"ignore_keys": ["pooler.*", "embeddings.position_ids"]`` (glob patterns dropped before loading), or relaxes the
+check for unexpected keys altogether with ``"strict": false``. Missing keys are always refused: a parameter left
+at its random initial value would serve wrong answers silently.
+
 TorchScript and export files written by goldwatch carry the same ``signature`` as an extra file named
 ``goldwatch-signature.json``; without it, input names come from ``forward``'s schema and dtypes/shapes are unknown.
 """
@@ -31,12 +40,13 @@ TorchScript and export files written by goldwatch carry the same ``signature`` a
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import importlib
 import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -46,6 +56,7 @@ import numpy as np
 
 from goldwatch._optional import require
 from goldwatch.errors import ArtifactError, ConfigError, InvalidInputError
+from goldwatch.logs import get_logger
 from goldwatch.runtimes.base import (
     DESCRIPTOR_NAME,
     BatchedRuntime,
@@ -57,6 +68,8 @@ from goldwatch.runtimes.base import (
     normalize_device,
 )
 
+log = get_logger(__name__)
+
 __all__ = [
     "BUILTIN_TRUSTED_FACTORIES",
     "DESCRIPTOR_FORMAT",
@@ -64,6 +77,8 @@ __all__ = [
     "TRUSTED_FACTORIES_ENV",
     "TorchRuntime",
     "import_factory",
+    "load_sharded_state_dict",
+    "load_state_dict",
     "trusted_factory_prefixes",
     "trusting_factories",
 ]
@@ -312,8 +327,14 @@ class TorchRuntime(BatchedRuntime):
         weights = (directory / str(desc["weights"])).resolve()
         if directory.resolve() not in weights.parents:
             raise ArtifactError("weights must be a file inside the model directory", where=where)
+        strict, ignore_keys = _strictness(desc, where=where)
         factory = import_factory(ref, where=where, trusted_factories=trusted_factories)
-        state = load_state_dict(weights)
+        state = load_sharded_state_dict(weights) if weights.name.endswith(".index.json") else load_state_dict(weights)
+        dropped = [k for k in state if any(fnmatch.fnmatchcase(k, p) for p in ignore_keys)]
+        if dropped:
+            log.info("%s: %d checkpoint key(s) the module does not use left out, as ignore_keys %s says",
+                     weights, len(dropped), list(ignore_keys))
+            state = {k: v for k, v in state.items() if k not in set(dropped)}
         try:
             module = factory(**kwargs)
         except Exception as exc:  # the factory is trusted code, but the kwargs come from the artifact
@@ -329,14 +350,7 @@ class TorchRuntime(BatchedRuntime):
                 where=where,
                 hint="a factory must build and return the model's torch.nn.Module",
             )
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ArtifactError(
-                f"the weights do not fit the factory's module ({str(exc).splitlines()[0][:300]})",
-                where=str(weights),
-                hint="the descriptor's factory/kwargs must build the architecture the weights were saved from",
-            ) from None
+        _load_weights(module, state, strict=strict, where=str(weights))
         dev = _torch_device(torch, normalize_device(device), where)
         try:
             signature = Signature.from_dict(desc["signature"])
@@ -454,6 +468,109 @@ def _private(array: np.ndarray) -> np.ndarray:
     ``ReLU(inplace=True)`` first) must not change the caller's arrays -- least of all a golden set's inputs, which
     a sidecar replays again and again. Copying costs a memcpy of the inputs, small next to running the model."""
     return np.array(array, order="C", copy=True)
+
+
+def _strictness(desc: Mapping[str, Any], *, where: str) -> tuple[bool, tuple[str, ...]]:
+    """The descriptor's ``strict`` (default true) and ``ignore_keys`` (glob patterns of checkpoint keys to drop)."""
+    strict = desc.get("strict", True)
+    if not isinstance(strict, bool):
+        raise ArtifactError(f"the descriptor's 'strict' must be true or false, got {strict!r}", where=where)
+    ignore = desc.get("ignore_keys", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) and p for p in ignore):
+        raise ArtifactError(
+            f"the descriptor's 'ignore_keys' must be a list of key patterns, got {ignore!r}", where=where,
+            hint='e.g. "ignore_keys": ["pooler.*", "embeddings.position_ids"]',
+        )
+    return strict, tuple(ignore)
+
+
+def _load_weights(module: Any, state: Mapping[str, Any], *, strict: bool, where: str) -> None:
+    """``load_state_dict``, with every missing and unexpected key named in the error (torch's message is cut).
+
+    ``strict=False`` (the descriptor's explicit choice) still refuses missing keys whose parameters would keep
+    their random initial values silently, unless nothing of the module is missing at all: it only lets unexpected
+    keys through. Shape mismatches are always errors.
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}" for k in expected
+              if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {', '.join(missing)}")
+    if unexpected and strict:
+        problems.append(f"{len(unexpected)} unexpected key(s): {', '.join(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es) (weights vs module): {', '.join(shapes)}")
+    if problems:
+        patterns = ", ".join(f'"{p}"' for p in _key_patterns(unexpected))
+        hint = "the descriptor's factory/kwargs must build the architecture the weights were saved from"
+        if unexpected and not missing and not shapes:
+            hint = (f"if the module does not use those tensors, say so in the descriptor: \"ignore_keys\": "
+                    f"[{patterns}] (or \"strict\": false to ignore any unexpected key)")
+        raise ArtifactError("the weights do not fit the factory's module: " + "; ".join(problems), where=where,
+                            hint=hint)
+    if unexpected:
+        log.info("%s: %d unexpected checkpoint key(s) left out (\"strict\": false): %s", where, len(unexpected),
+                 ", ".join(unexpected))
+    try:
+        module.load_state_dict(dict(state), strict=False)
+    except RuntimeError as exc:  # a dtype the module cannot take, for instance
+        raise ArtifactError(f"the weights do not fit the factory's module ({' '.join(str(exc).split())[:500]})",
+                            where=where) from None
+
+
+def _key_patterns(keys: Sequence[str]) -> list[str]:
+    """Unexpected keys summarised as ``ignore_keys`` patterns: a whole top-level module as ``name.*``.
+
+    >>> _key_patterns(["pooler.dense.weight", "pooler.dense.bias", "embeddings.position_ids"])
+    ['pooler.*', 'embeddings.position_ids']
+    """
+    by_top: dict[str, list[str]] = {}
+    for key in keys:
+        by_top.setdefault(key.split(".", 1)[0], []).append(key)
+    out = []
+    for top, members in by_top.items():
+        out += [f"{top}.*"] if len(members) > 1 else members
+    return out
+
+
+def load_sharded_state_dict(index: Path) -> dict[str, Any]:
+    """Load the shards an ``*.index.json`` (Hugging Face's ``weight_map``) names, each inside the index's folder,
+    and check that every tensor comes from the shard the index says."""
+    where = str(index)
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError("weights index not found", where=where) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read the weights index ({exc})", where=where) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
+        raise ArtifactError("the index has no 'weight_map' of tensor name -> shard file", where=where,
+                            hint="write it as save_pretrained does: {\"weight_map\": {\"name\": \"shard\"}}")
+    folder = index.parent.resolve()
+    state: dict[str, Any] = {}
+    for shard in sorted(set(weight_map.values())):
+        path = (folder / shard).resolve()
+        if folder not in path.parents:
+            raise ArtifactError(f"shard {shard!r} is not a file inside the model directory", where=where)
+        tensors = load_state_dict(path)
+        wanted = {k for k, v in weight_map.items() if v == shard}
+        absent = sorted(wanted - set(tensors))
+        if absent:
+            raise ArtifactError(f"shard {shard} lacks tensor(s) the index maps to it: {', '.join(absent)}",
+                                where=str(path), hint="the shards and the index are from different checkpoints")
+        stray = sorted(set(tensors) - wanted)
+        if stray:
+            raise ArtifactError(f"shard {shard} holds tensor(s) the index maps elsewhere or not at all: "
+                                f"{', '.join(stray)}", where=str(path),
+                                hint="the shards and the index are from different checkpoints")
+        state.update(tensors)
+    return state
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:

@@ -26,3 +26,26 @@ def test_golden_help_imports_no_heavy_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_runtime_interface_imports_no_backend() -> None:
+    """base.py defines the interface; the backends import it, and only the factory imports the backends."""
+    import ast
+    from pathlib import Path
+
+    import goldwatch.runtimes.base as base
+
+    imported = set()
+    for node in ast.walk(ast.parse(Path(base.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    backends = {"goldwatch.runtimes.factory", "goldwatch.runtimes.onnx", "goldwatch.runtimes.torch",
+                "goldwatch.runtimes.oip"}
+    assert not imported & backends
+    assert not hasattr(base, "load_model")
+    from goldwatch.runtimes import load_model
+    from goldwatch.runtimes.factory import load_model as factory_load_model
+
+    assert load_model is factory_load_model

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 
+from goldwatch._http import client as http_client
 from goldwatch.errors import ConfigError
 from goldwatch.logs import get_logger, redact
 from goldwatch.watchdog.alerts.events import (
@@ -174,7 +175,7 @@ class _HttpSink:
     def __init__(self, *, secret: str, timeout_s: float, transport: httpx.BaseTransport | None) -> None:
         _guard_secret(secret)
         self._secret = secret
-        self._client = httpx.Client(
+        self._client = http_client(  # a local relay or stand-in on loopback is never reached through a proxy
             timeout=httpx.Timeout(timeout_s), transport=transport, follow_redirects=False,
             headers={"Content-Type": "application/json", "User-Agent": "goldwatch"},
         )

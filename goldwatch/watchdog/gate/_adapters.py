@@ -16,14 +16,13 @@ from typing import Any, Literal
 import numpy as np
 
 from goldwatch.checks import Check
-from goldwatch.errors import ArtifactError, DependencyMissingError
+from goldwatch.errors import ArtifactError
 
 __all__ = [
-    "DriftResult",
     "GoldenView",
     "artifact_checks",
-    "drift_test",
     "load_golden",
+    "output_shift",
     "replay_golden",
 ]
 
@@ -94,48 +93,29 @@ def load_golden(spec: str | os.PathLike[str]) -> GoldenView:
 
 
 def replay_golden(
-    runtime: Any, golden: GoldenView, *, device: str, min_top1_agreement: float, min_cosine: float
-) -> tuple[list[Check], dict[str, np.ndarray]]:
-    """Replay ``golden`` through ``runtime``: (checks, outputs). GoldenSetError when it does not fit the model."""
+    runtime: Any, golden: GoldenView, *, device: str, min_top1_agreement: float, min_cosine: float,
+    output_map: Mapping[str, str] | None = None,
+) -> tuple[list[Check], dict[str, np.ndarray], float]:
+    """Replay ``golden`` through ``runtime``: (checks, outputs under the golden names, inference seconds).
+    GoldenSetError when it does not fit the model."""
     from goldwatch.golden_sets import replay
 
     report = replay(runtime, golden.golden, device=device, min_top1_agreement=min_top1_agreement,
-                    min_cosine=min_cosine)
-    return list(report.checks), {k: np.asarray(v) for k, v in report.outputs.items()}
+                    min_cosine=min_cosine, output_map=output_map)
+    return list(report.checks), {k: np.asarray(v) for k, v in report.outputs.items()}, report.inference_s
 
 
 # -- detectors -----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class DriftResult:
-    drifted: bool
-    statistic: np.ndarray
-    pvalue: np.ndarray  # after the multiple-testing correction
-    feature_drifted: np.ndarray
-    test: str
+def output_shift(
+    reference: np.ndarray, current: np.ndarray, *, alpha: float, correction: Literal["bonferroni", "bh", "none"],
+    min_effect: float,
+) -> Any:
+    """Paired per-column drift of ``current`` vs ``reference`` with an effect floor
+    (:func:`goldwatch.detectors.paired_output_shift`)."""
+    from goldwatch.detectors.paired import paired_output_shift
 
-
-def drift_test(
-    reference: np.ndarray, current: np.ndarray, *, alpha: float, correction: Literal["bonferroni", "bh", "none"]
-) -> DriftResult:
-    """Two-sample KS test per column of (n, n_features) arrays, with multiple-testing correction."""
-    try:
-        from goldwatch.detectors import detect_drift
-    except ImportError as exc:  # the detectors area ships detect_drift; a partial install must not crash the gate
-        raise DependencyMissingError(
-            f"goldwatch.detectors.detect_drift is not available ({exc})", where="drift check",
-            hint="reinstall goldwatch; meanwhile compare without a baseline",
-        ) from None
-    # NaN/Inf are the finite check's business; the drift test looks at the finite values
-    report = detect_drift(reference, current, test="ks", alpha=alpha, correction=correction, nan_policy="omit")
-    pvalue = report.adjusted_pvalue if report.adjusted_pvalue is not None else report.pvalue
-    return DriftResult(
-        drifted=bool(report.drifted),
-        statistic=np.asarray(report.statistic, dtype=np.float64),
-        pvalue=np.full(len(report.statistic), np.nan) if pvalue is None else np.asarray(pvalue, dtype=np.float64),
-        feature_drifted=np.asarray(report.drifted_features, dtype=bool),
-        test=str(report.test),
-    )
+    return paired_output_shift(reference, current, alpha=alpha, correction=correction, min_effect=min_effect)
 
 
 # -- registry ------------------------------------------------------------------------------------------------

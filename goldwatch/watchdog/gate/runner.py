@@ -36,9 +36,6 @@ __all__ = ["GateThresholds", "resolve_devices", "run_gate"]
 
 log = get_logger(__name__)
 
-# Drift tests on more columns than this use evenly spaced columns: a per-pixel KS test on a segmentation map adds
-# cost, not evidence, and the report says how many were tested.
-MAX_DRIFT_FEATURES = 512
 # Bars in one drift chart; the rest are summarised in the note.
 MAX_DRIFT_BARS = 40
 
@@ -52,6 +49,8 @@ class GateThresholds:
     metric_min_relative_change: float = 0.0
     drift_p_threshold: float = 0.01
     drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    drift_min_effect: float = 0.01
+    min_baseline_cosine: float = 0.99
     latency_budget_ms_p50: float | None = None
     latency_budget_ms_p95: float | None = None
     latency_repeats: int = 20
@@ -134,11 +133,30 @@ def _prefixed(checks: Sequence[Check], area: str, tag: str) -> list[Check]:
     return out
 
 
+def _own(output_map: Mapping[str, str] | None, runtime: Any) -> dict[str, str]:
+    """The entries of ``output_map`` that name one of ``runtime``'s outputs (one map serves candidate and
+    baseline, whose output names may differ)."""
+    names = set(runtime.signature.output_names)
+    return {m: g for m, g in (output_map or {}).items() if m in names}
+
+
+def _baseline_outputs(runtime: Any, golden: areas.GoldenView, output_map: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The baseline's answers to the golden inputs, under the golden set's output names."""
+    from goldwatch.golden_sets.replay import match_outputs
+    from goldwatch.runtimes import run_batches
+
+    names = list(golden.expected)
+    match = match_outputs(names, runtime.signature.output_names, output_map, where=f"baseline {runtime!r}")
+    return {k: np.asarray(v) for k, v in match.rename(run_batches(runtime, dict(golden.inputs),
+                                                                  batch_size=None)).items()}
+
+
 def _golden_outputs(run: _Run, runtime: Any, golden: areas.GoldenView, device: str, tag: str,
-                    th: GateThresholds) -> dict[str, np.ndarray]:
-    checks, outputs = areas.replay_golden(
+                    th: GateThresholds, output_map: Mapping[str, str]) -> tuple[dict[str, np.ndarray], float]:
+    """Replay ``golden`` on ``runtime``: its checks and plots go into ``run``; returns (outputs, inference s)."""
+    checks, outputs, inference_s = areas.replay_golden(
         runtime, golden, device=device, min_top1_agreement=th.golden_min_top1_agreement,
-        min_cosine=th.golden_min_cosine,
+        min_cosine=th.golden_min_cosine, output_map=output_map,
     )
     run.checks.extend(_prefixed(checks, "golden", tag))
     for name, actual in outputs.items():
@@ -152,11 +170,29 @@ def _golden_outputs(run: _Run, runtime: Any, golden: areas.GoldenView, device: s
                  + (f"{tol:.3g} (calibrated)" if tol is not None else "not set"),
         ))
     run.checks.append(nonfinite_check(outputs, name=f"finite:{tag}"))
-    return outputs
+    return outputs, inference_s
 
 
-def _latency(run: _Run, runtime: Any, inputs: Mapping[str, np.ndarray], tag: str, th: GateThresholds) -> None:
+def _latency(run: _Run, runtime: Any, inputs: Mapping[str, np.ndarray], tag: str, th: GateThresholds,
+             replay_s: float) -> None:
+    """Time ``latency_repeats`` batches against the budgets -- only when a budget is set: timing costs a multiple of
+    the replay and, with nothing to hold it against, proves nothing. Without one, the replay's own time is
+    reported (a skip that says how to turn the measurement on)."""
     batch = int(next(iter(inputs.values())).shape[0]) if inputs else 0
+    if th.latency_budget_ms_p50 is None and th.latency_budget_ms_p95 is None:
+        replay_ms = replay_s * 1000.0
+        run.checks.append(Check(
+            name=f"latency:{tag}", status="skip",
+            summary=f"no latency budget set: not timed (the replay of {batch} samples took {replay_ms:.3g} ms once); "
+                    f"set [gate] latency_budget_ms_p95 or --latency-budget-ms-p95 to time {th.latency_repeats} "
+                    "batches against it",
+            measured={"replay_ms": replay_ms, "batch_size": batch, "repeats": 1},
+        ))
+        run.bars.append(BarPlot(
+            title=f"latency · {tag}", group="latency", labels=["replay, 1 run"], values=[replay_ms],
+            flagged=[False], y_label="ms", note="no budget set: the golden replay's own time, not a measurement",
+        ))
+        return
     stats = measure_latency(lambda: runtime.run(inputs), batch_size=batch, repeats=th.latency_repeats)
     budgets = {"p50_ms": th.latency_budget_ms_p50, "p95_ms": th.latency_budget_ms_p95}
     over = [k for k, b in budgets.items() if b is not None and getattr(stats, k) > b]
@@ -183,9 +219,14 @@ def _latency(run: _Run, runtime: Any, inputs: Mapping[str, np.ndarray], tag: str
 
 def _agreement(
     run: _Run, candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], *, tag: str,
-    min_agreement: float, group: str, what: str,
+    min_agreement: float, group: str, what: str, roles: Mapping[str, str] | None = None,
+    th: GateThresholds | None = None,
 ) -> None:
+    """Candidate vs ``what``, by each output's role in the golden set: top-1 agreement for class scores; cosine
+    and nearest-neighbour agreement for embeddings (when ``th`` is given: the baseline comparison); for any other
+    output only the largest difference, reported."""
     labels, values, flagged = [], [], []
+    roles = roles or {}
     for name, ref in reference.items():
         cand = candidate.get(name)
         check_name = f"{group}:{tag}:{name}:top1_agreement"
@@ -196,11 +237,16 @@ def _agreement(
                         f"{ref.shape}", details={"candidate_outputs": sorted(candidate)},
             ))
             continue
-        if not is_class_scores(ref):
+        role = roles.get(name) or ("scores" if is_class_scores(ref) else "tensor")
+        if role == "embedding" and th is not None and ref.ndim >= 2 and ref.shape[0] >= 1:
+            _embedding_agreement(run, name, cand, ref, tag=tag, group=group, what=what, th=th)
+            continue
+        if role != "scores" or not is_class_scores(ref):
             diff = float(np.max(np.abs(cand.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
             run.checks.append(Check(
                 name=check_name, status="skip",
-                summary=f"output {name!r} is not class scores (shape {ref.shape}); max |diff| vs {what} {diff:.3g}",
+                summary=f"output {name!r} is not class scores (role {role}, shape {ref.shape}): no top-1 to compare; "
+                        f"max |diff| vs {what} {diff:.3g}",
                 measured={"max_abs_diff": diff},
             ))
             continue
@@ -216,6 +262,65 @@ def _agreement(
             flagged=flagged, y_label="agreement", limit=min_agreement, y_max=1.0,
             note=f"fraction of golden inputs where candidate and {what} pick the same class",
         ))
+
+
+#: neighbour rankings whose top-2 similarity margin is below this (in cosine units) are near-ties: reported,
+#: not held against the candidate (a harmless numeric change may order them either way)
+NEIGHBOR_TIE_MARGIN = 1e-4
+#: samples taken into the nearest-neighbour comparison (n^2 similarities): evenly spaced beyond this
+MAX_NEIGHBOR_SAMPLES = 2048
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(x.shape[0], -1).astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", flat, flat))
+    return flat / np.where(norms == 0, 1.0, norms)[:, None]
+
+
+def _nearest_neighbors(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each row's most similar other row, margin of its similarity over the runner-up)."""
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    top2 = np.argpartition(-sims, 1, axis=1)[:, :2]
+    rows = np.arange(len(unit))[:, None]
+    best_two = sims[rows, top2]
+    first = np.where(best_two[:, 0] >= best_two[:, 1], top2[:, 0], top2[:, 1])
+    return first, np.abs(best_two[:, 0] - best_two[:, 1])
+
+
+def _embedding_agreement(run: _Run, name: str, cand: np.ndarray, ref: np.ndarray, *, tag: str, group: str,
+                         what: str, th: GateThresholds) -> None:
+    """Embeddings vs the baseline: per-sample cosine similarity, and whether each golden input keeps its nearest
+    neighbour among the others (what a retrieval system built on the embeddings would notice)."""
+    c, r = _unit_rows(cand), _unit_rows(ref)
+    cos = np.einsum("ij,ij->i", c, r)
+    worst = int(np.argmin(cos))
+    check = Check.from_comparison(f"{group}:{tag}:{name}:cosine", measured=float(cos[worst]),
+                                  threshold=th.min_baseline_cosine, higher_is_worse=False,
+                                  unit="min per-sample cosine")
+    run.checks.append(dataclasses.replace(
+        check, summary=f"cosine similarity with {what}: min {cos[worst]:.7g} (sample {worst}), mean "
+                       f"{cos.mean():.7g}; limit >= {th.min_baseline_cosine:g}",
+        measured={**check.measured, "mean": float(cos.mean()), "worst_sample": worst},
+    ))
+    n = len(c)
+    if n < 3:
+        return
+    pick = np.arange(n) if n <= MAX_NEIGHBOR_SAMPLES else np.unique(
+        np.linspace(0, n - 1, MAX_NEIGHBOR_SAMPLES).astype(np.int64))
+    cand_nn, _ = _nearest_neighbors(c[pick])
+    ref_nn, margin = _nearest_neighbors(r[pick])
+    decided = margin >= NEIGHBOR_TIE_MARGIN
+    kept = int(np.count_nonzero(decided))
+    same = int(np.count_nonzero((cand_nn == ref_nn) & decided))
+    agree = same / kept if kept else 1.0
+    check = Check.from_comparison(f"{group}:{tag}:{name}:neighbor_agreement", measured=agree,
+                                  threshold=th.min_top1_agreement, higher_is_worse=False, unit="fraction")
+    run.checks.append(dataclasses.replace(
+        check, summary=f"nearest neighbour among the golden inputs kept in {same} of {kept} samples "
+                       f"({agree:.4g}; {len(pick) - kept} near-ties left out); limit >= {th.min_top1_agreement:g}",
+        measured={**check.measured, "samples": kept, "near_ties": len(pick) - kept},
+    ))
 
 
 def _baseline_histograms(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray],
@@ -254,46 +359,54 @@ def _metrics(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.nd
 
 def _drift(run: _Run, cand: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray], tag: str,
            th: GateThresholds) -> None:
+    """Per output: did any column move vs the baseline beyond the effect floor? Candidate and baseline answer the
+    same golden inputs, so the test is paired (see :mod:`goldwatch.detectors.paired`); the check says how far each
+    flagged column moved, in the output's units."""
     for name, ref in base.items():
         cur = cand.get(name)
         if cur is None or cur.shape != ref.shape or ref.ndim == 0 or not np.issubdtype(ref.dtype, np.number):
             continue
-        ref2 = ref.reshape(ref.shape[0], -1).astype(np.float64)
-        cur2 = cur.reshape(cur.shape[0], -1).astype(np.float64)
-        if not (np.isfinite(cur2).all() and np.isfinite(ref2).all()):
+        if not (np.isfinite(cur).all() and np.isfinite(ref).all()):
             run.checks.append(Check(
                 name=f"drift:{tag}:{name}", status="skip",
                 summary=f"output {name!r} holds NaN/Inf: the finite check reports it; drift not tested",
             ))
             continue
-        total = ref2.shape[1]
-        cols = np.arange(total)
-        if total > MAX_DRIFT_FEATURES:
-            cols = np.unique(np.linspace(0, total - 1, MAX_DRIFT_FEATURES).astype(int))
-            ref2, cur2 = ref2[:, cols], cur2[:, cols]
-        result = areas.drift_test(ref2, cur2, alpha=th.drift_p_threshold, correction=th.drift_correction)
-        n_drift = int(result.feature_drifted.sum())
-        tested = f"{len(cols)} of {total}" if len(cols) < total else f"{total}"
-        min_p = float(np.nanmin(result.pvalue)) if result.pvalue.size else float("nan")
+        if ref.shape[0] < 2:
+            run.checks.append(Check(name=f"drift:{tag}:{name}", status="skip",
+                                    summary=f"output {name!r}: one sample, nothing to compare distributions on"))
+            continue
+        shift = areas.output_shift(ref, cur, alpha=th.drift_p_threshold, correction=th.drift_correction,
+                                   min_effect=th.drift_min_effect)
+        cols = shift.columns
         run.checks.append(Check(
-            name=f"drift:{tag}:{name}", status="fail" if result.drifted else "pass",
-            summary=f"output {name!r}: {n_drift} of {tested} columns drifted vs baseline ({result.test}, "
-                    f"alpha {th.drift_p_threshold:g}, {th.drift_correction}; min adjusted p {min_p:.3g})",
-            measured={"drifted_columns": n_drift, "tested_columns": len(cols), "min_adjusted_pvalue": min_p,
-                      "max_statistic": float(np.nanmax(result.statistic)) if result.statistic.size else None},
-            threshold={"alpha": th.drift_p_threshold, "correction": th.drift_correction},
-            details={"drifted_columns": cols[result.feature_drifted].tolist()[:100]},
+            name=f"drift:{tag}:{name}", status="fail" if shift.n_drifted else "pass",
+            summary=f"output {name!r} vs baseline: {shift.describe()}",
+            measured={"drifted_columns": shift.n_drifted, "tested_columns": len(cols),
+                      "min_adjusted_pvalue": shift.min_adjusted_pvalue,
+                      "max_effect": float(shift.effect.max()) if shift.effect.size else 0.0,
+                      "negligible_columns": int(np.count_nonzero(shift.negligible))},
+            threshold={"alpha": th.drift_p_threshold, "correction": th.drift_correction,
+                       "min_effect": th.drift_min_effect, "effect_floor": shift.effect_floor,
+                       "output_scale": shift.scale},
+            details={"drifted_columns": [s["column"] for s in shift.shifts(shift.drifted)],
+                     "shifts": shift.shifts(shift.drifted),
+                     "negligible_shifts": shift.shifts(shift.negligible, limit=20),
+                     "method": "paired t-test and two-sample KS (asymptotic) per column, the smaller p doubled, "
+                               f"{th.drift_correction} across columns; drift = significant and Wasserstein-1 "
+                               "shift > effect floor"},
         ))
-        order = np.argsort(-np.nan_to_num(result.statistic, nan=-1.0), kind="stable")[:MAX_DRIFT_BARS]
+        order = np.argsort(-shift.effect, kind="stable")[:MAX_DRIFT_BARS]
         order = np.sort(order)
-        note = f"{result.test} statistic per output column; red: drifted after {th.drift_correction} correction"
+        note = (f"shift per output column (Wasserstein-1, output units); the line is the effect floor "
+                f"{shift.effect_floor:.3g}; red: significant ({th.drift_correction}) and beyond the floor")
         if len(order) < len(cols):
             note += f" (showing the {len(order)} largest of {len(cols)})"
         run.bars.append(BarPlot(
             title=f"drift vs baseline · {tag} · {name}", group="drift",
-            labels=[str(int(cols[i])) for i in order], values=[float(result.statistic[i]) for i in order],
-            flagged=[bool(result.feature_drifted[i]) for i in order], y_label="KS statistic", y_max=1.0,
-            note=note,
+            labels=[str(int(cols[i])) for i in order], values=[float(shift.effect[i]) for i in order],
+            flagged=[bool(shift.drifted[i]) for i in order], y_label="shift (output units)",
+            limit=shift.effect_floor, note=note,
         ))
 
 
@@ -303,7 +416,7 @@ def _device_agreement(run: _Run, outputs: Mapping[str, Mapping[str, np.ndarray]]
     if cpu is None or cuda is None:
         return
     _agreement(run, cuda, cpu, tag=golden.name, min_agreement=th.min_device_top1_agreement, group="device",
-               what="CPU")
+               what="CPU", roles=golden.golden.roles)
     for name, ref in cpu.items():
         if name not in cuda or cuda[name].shape != ref.shape:
             continue
@@ -319,6 +432,38 @@ def _device_agreement(run: _Run, outputs: Mapping[str, Mapping[str, np.ndarray]]
             title=f"{golden.name} · {name} · |cuda − cpu|", note="element-wise CPU/CUDA difference; "
             "tolerance: the golden set's calibrated one",
         ))
+
+
+def _provenance(golden: areas.GoldenView, runtime: Any, checks: Sequence[Check]) -> list[Check]:
+    """Say so when ``golden`` was built from another model than the candidate.
+
+    A golden set belongs to the version it was built from: it holds that version's exact answers. A retrained
+    candidate is held to its *own* golden set (built from it on the same frozen inputs) and compared with the old
+    version through ``--baseline``; replaying the old version's set fails it on answers it was never meant to
+    reproduce. With the digests of both known and different, this check fails along with the golden checks and
+    names the workflow, or passes when the candidate reproduces the answers anyway (a re-export, the same weights
+    in another format).
+    """
+    recorded, current = golden.golden.model.digest, runtime.identity.digest
+    if not recorded or not current or recorded == current:
+        return []
+    prefix = f"golden:{golden.name}:"
+    failed = [c.name for c in checks if c.name.startswith(prefix) and c.status == "fail"]
+    built_from = f"{golden.golden.model.source} ({recorded[:19]}...)"
+    if failed:
+        summary = (
+            f"golden set {golden.name!r} was built from another model, {built_from}, not this candidate "
+            f"({current[:19]}...): its answers are that model's. A golden set belongs to the version it was built "
+            f"from: build the candidate's own on the same inputs (goldwatch golden build --model CANDIDATE --inputs "
+            f"{golden.path}/inputs.npz --out DIR) and compare the two versions with --baseline"
+        )
+    else:
+        summary = (f"golden set {golden.name!r} was built from another file, {built_from}; the candidate "
+                   f"({current[:19]}...) reproduces its answers within tolerance")
+    return [Check(name=f"{prefix}built_from", status="fail" if failed else "pass", summary=summary,
+                  measured={"golden_model_digest": recorded, "candidate_digest": current,
+                            "failed_golden_checks": len(failed)},
+                  details={"golden_model": golden.golden.model.to_dict()})]
 
 
 def _unique_names(goldens: list[areas.GoldenView]) -> list[areas.GoldenView]:
@@ -352,6 +497,7 @@ def run_gate(
     actor: str = "goldwatch gate",
     latency: bool = True,
     on_compare: Callable[[str, Mapping[str, np.ndarray], Mapping[str, np.ndarray]], None] | None = None,
+    output_map: Mapping[str, str] | None = None,
 ) -> GateVerdict:
     """Run every gate check on ``candidate`` and return the verdict (never raises a goldwatch error).
 
@@ -361,6 +507,8 @@ def run_gate(
     baseline's registry name) and promote it to known-good with the verdict as evidence. ``latency``: time
     batches (turn off for quick library use). ``on_compare(golden, candidate_outputs, baseline_outputs)`` is
     called for each golden set compared with the baseline (e.g. to build an Evidently report from them).
+    ``output_map`` (model output -> golden output) names outputs whose names differ between the golden set and the
+    candidate or baseline; a single-output model is matched by position without it.
     """
     from goldwatch.runtimes import load_model
     from goldwatch.runtimes.base import DeviceUnavailableError
@@ -441,15 +589,18 @@ def run_gate(
             outputs: dict[str, dict[str, np.ndarray]] = {}
             for dev in devices:
                 tag = f"{g.name}:{dev}"
-                outputs[dev] = _golden_outputs(run, cand_rts[dev], g, dev, tag, th)
+                outputs[dev], replay_s = _golden_outputs(run, cand_rts[dev], g, dev, tag, th,
+                                                         _own(output_map, cand_rts[dev]))
                 if latency:
-                    run.guarded_check(f"latency:{tag}", _latency, run, cand_rts[dev], g.inputs, tag, th)
+                    run.guarded_check(f"latency:{tag}", _latency, run, cand_rts[dev], g.inputs, tag, th, replay_s)
+            run.checks.extend(_provenance(g, cand_rts[devices[0]], run.checks))
             _device_agreement(run, outputs, g, th)
             if base_rt is not None:
                 cand_out = outputs["cpu"] if "cpu" in outputs else outputs[devices[0]]
-                base_out = {k: np.asarray(v) for k, v in base_rt.run(dict(g.inputs)).items()}
+                base_out = _baseline_outputs(base_rt, g, _own(output_map, base_rt))
                 run.guarded_check(f"baseline:{g.name}", _agreement, run, cand_out, base_out, tag=g.name,
-                                  min_agreement=th.min_top1_agreement, group="baseline", what="baseline")
+                                  min_agreement=th.min_top1_agreement, group="baseline", what="baseline",
+                                  roles=g.golden.roles, th=th)
                 run.guarded_check(f"baseline:{g.name}:metric", _metrics, run, cand_out, base_out, g, th)
                 _baseline_histograms(run, cand_out, base_out, g)
                 run.guarded_check(f"drift:{g.name}", _drift, run, cand_out, base_out, g.name, th)

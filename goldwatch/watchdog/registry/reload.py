@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from goldwatch._http import one_line
 from goldwatch.errors import ConfigError, ServerUnreachableError
 from goldwatch.logs import get_logger
 
@@ -47,11 +48,11 @@ class Reloader(Protocol):
     def wait_ready(self, *, timeout_s: float) -> None: ...
 
 
-def _client(timeout_s: float) -> httpx.Client:
-    import httpx
+def _client(timeout_s: float, *urls: str | None) -> httpx.Client:
+    from goldwatch._http import client
 
-    # trust_env=False: a proxy from the environment must not intercept calls to a server on localhost.
-    return httpx.Client(timeout=timeout_s, trust_env=False)
+    # a proxy from the environment must never intercept calls to a server on loopback; remote ones may use it
+    return client(timeout=timeout_s, urls=[u for u in urls if u])
 
 
 def _poll_ready(client: httpx.Client, url: str, *, timeout_s: float, what: str) -> None:
@@ -81,7 +82,7 @@ class OipReloader:
     def __init__(self, base_url: str, *, model_name: str, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
-        self._client = _client(timeout_s)
+        self._client = _client(timeout_s, self.base_url)
 
     def reload(self, *, model: str, version: str | None, path: Path) -> None:
         import httpx
@@ -93,7 +94,7 @@ class OipReloader:
             raise ServerUnreachableError(f"cannot reach the server ({exc})", where=url,
                                          hint="is the inference server running?") from None
         if resp.status_code != 200:
-            raise ServerUnreachableError(f"load answered HTTP {resp.status_code}: {resp.text[:300]}", where=url,
+            raise ServerUnreachableError(f"load answered HTTP {resp.status_code}: {one_line(resp.text)}", where=url,
                                          hint="check the server's log for why it could not load the model")
 
     def wait_ready(self, *, timeout_s: float) -> None:
@@ -111,7 +112,7 @@ class HttpHookReloader:
                  headers: dict[str, str] | None = None) -> None:
         self.url = url
         self.ready_url = ready_url
-        self._client = _client(timeout_s)
+        self._client = _client(timeout_s, url, ready_url)
         self._headers = dict(headers or {})
 
     def reload(self, *, model: str, version: str | None, path: Path) -> None:
