@@ -300,3 +300,14 @@ def test_strategy_checks():
         gd.ks_2samp(ref, da.zeros((10, 3), chunks=5))
     with pytest.raises(DataError, match="expected numeric"):
         gd.ks_2samp(ref, da.from_array(np.array([["a", "b"]] * 3, dtype=object), chunks=(2, 2)))
+
+
+def test_chunks_are_never_modified():
+    import dask
+
+    x = np.random.default_rng(2).normal(size=(100, 1))
+    before = x.copy()
+    with dask.config.set(scheduler="synchronous"):  # chunks are views of x itself
+        for strategy in ("broadcast", "ranges", "feature-blocks"):
+            gdd.ks_2samp(x[:40], da.from_array(x, chunks=30), strategy=strategy)
+    assert np.array_equal(x, before)
