@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from goldwatch.errors import ConfigError
 
@@ -93,13 +93,21 @@ class DaskConfig(_Section):
     the command); ``$GOLDWATCH_DASK`` and the ``--dask`` flag win over it. Unset: in memory.
     """
 
-    address: str | None = Field(None, pattern=r"^(local:[1-9][0-9]*|\S+)$",
-                                description="tcp://HOST:PORT of a Dask scheduler, or local:N")
+    address: str | None = Field(None, pattern=r"^\S+$", description="tcp://HOST:PORT of a Dask scheduler, or local:N")
     local_memory_limit: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?[bB]?|[bB])?$",
                                            description="memory limit per local worker, e.g. '600MB' (default: auto)")
     connect_timeout_s: float = Field(10.0, gt=0, le=600, description="give up connecting to a scheduler after this")
     strategy: Literal["auto", "broadcast", "feature-blocks", "ranges"] = Field(
         "auto", description="drift: how exact counts are gathered (auto picks the cheapest that fits)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("local:"):
+            count = value.removeprefix("local:")
+            if not (count.isdigit() and int(count) >= 1):
+                raise ValueError("expected local:N with N >= 1 worker processes, e.g. local:2")
+        return value
 
 
 class GoldenConfig(_Section):

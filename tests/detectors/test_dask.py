@@ -311,3 +311,45 @@ def test_chunks_are_never_modified():
         for strategy in ("broadcast", "ranges", "feature-blocks"):
             gdd.ks_2samp(x[:40], da.from_array(x, chunks=30), strategy=strategy)
     assert np.array_equal(x, before)
+
+
+def test_cli_drift_on_the_cluster_named_in_the_config(client, tmp_path, monkeypatch):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from goldwatch.cli import main
+
+    ref, cur = _data(13, 500, 3000, 2, ties=False)
+    cur[:, 1] += 0.5
+    pd.DataFrame(ref, columns=["a", "b"]).to_parquet(tmp_path / "ref.parquet")
+    (tmp_path / "window").mkdir()
+    for i, part in enumerate(np.array_split(cur, 3)):
+        pd.DataFrame(part, columns=["a", "b"]).to_parquet(tmp_path / "window" / f"p{i}.parquet")
+    config = tmp_path / "goldwatch.toml"
+    config.write_text(f'[dask]\naddress = "{client.scheduler.address}"\n')
+    monkeypatch.delenv("GOLDWATCH_DASK", raising=False)
+    out = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
+                                    str(tmp_path / "window" / "*.parquet")])
+    assert out.exit_code == 1, out.output
+    assert "drift:ks:b" in out.output
+    assert f"[dask:broadcast on {client.scheduler.address}]" in out.output
+    out = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
+                                    str(tmp_path / "window"), "--test", "cvm", "--json"])
+    assert out.exit_code == 1, out.output
+    assert '"strategy": "dask:feature-blocks"' in out.output
+    monkeypatch.setenv("GOLDWATCH_DASK", "local:zero")  # the environment wins over the config, and is checked
+    out = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
+                                    str(tmp_path / "window")])
+    assert out.exit_code == 2
+    assert "$GOLDWATCH_DASK: expected 'local:N' with N >= 1 workers" in out.output
+
+
+def test_cluster_spec_precedence(monkeypatch):
+    from goldwatch.cluster import ClusterSpec, resolve_cluster_spec
+
+    monkeypatch.delenv("GOLDWATCH_DASK", raising=False)
+    assert resolve_cluster_spec(None, None) is None
+    assert resolve_cluster_spec(None, "sched:8786") == ClusterSpec(address="tcp://sched:8786")
+    monkeypatch.setenv("GOLDWATCH_DASK", "local:3")
+    assert resolve_cluster_spec(None, "sched:8786") == ClusterSpec(local_workers=3)
+    assert resolve_cluster_spec("tls://x:1", "sched:8786") == ClusterSpec(address="tls://x:1")

@@ -162,9 +162,9 @@ def to_local(op: Operand) -> np.ndarray:
 
 def _share(obj: Any) -> Any:
     """Ship ``obj`` to every worker once (a scattered future), or a single graph node without a cluster."""
-    from goldwatch.cluster import current_client
+    from goldwatch.detectors.distributed._execution import active_client
 
-    client = current_client()
+    client = active_client()
     if client is not None:
         return client.scatter(obj, broadcast=True, hash=False)
     import dask

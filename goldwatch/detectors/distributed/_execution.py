@@ -14,7 +14,7 @@ from typing import Any
 
 from goldwatch.errors import ClusterError, GoldwatchError
 
-__all__ = ["ClusterInfo", "cluster_info", "compute", "tree_sum"]
+__all__ = ["ClusterInfo", "active_client", "cluster_info", "compute", "tree_sum"]
 
 # without a cluster (dask's local threads) the "worker" is this process; assume a modest share of it
 _DEFAULT_MEMORY = 2 << 30
@@ -32,11 +32,23 @@ class ClusterInfo:
         return f"{self.scheduler} ({self.n_workers} worker(s), {self.worker_memory / 2**20:.0f} MiB each)"
 
 
-def cluster_info() -> ClusterInfo:
-    """The current distributed client's workers, or dask's local scheduler when there is no client."""
+def active_client() -> Any | None:
+    """The distributed client ``dask.compute`` will use now, or None (no client, or another scheduler configured,
+    e.g. ``dask.config.set(scheduler="synchronous")`` while a client exists)."""
     from goldwatch.cluster import current_client
 
     client = current_client()
+    if client is None:
+        return None
+    from dask.base import get_scheduler
+
+    scheduler = get_scheduler()
+    return client if getattr(scheduler, "__self__", None) is client else None
+
+
+def cluster_info() -> ClusterInfo:
+    """The current distributed client's workers, or dask's local scheduler when there is no client."""
+    client = active_client()
     if client is None:
         import os
 
