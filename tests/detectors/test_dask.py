@@ -353,3 +353,17 @@ def test_cluster_spec_precedence(monkeypatch):
     monkeypatch.setenv("GOLDWATCH_DASK", "local:3")
     assert resolve_cluster_spec(None, "sched:8786") == ClusterSpec(local_workers=3)
     assert resolve_cluster_spec("tls://x:1", "sched:8786") == ClusterSpec(address="tls://x:1")
+
+
+def test_summary_fitted_with_nan_omitted(client):
+    ref, cur = _data(17, 400, 700, 2, ties=True)
+    ref[::9, 0] = np.nan
+    cur[::13, 1] = np.nan
+    summary = gd.ReferenceSummary.fit(ref, nan_policy="omit")
+    for test in ("ks", "psi", "cvm"):
+        res = summary.test(da.from_array(cur, chunks=(250, 2)), test=test, nan_policy="omit")
+        mem = summary.test(cur, test=test, nan_policy="omit")
+        assert np.array_equal(res.statistic, mem.statistic), test
+        assert mem.pvalue is None or np.array_equal(res.pvalue, mem.pvalue), test
+        assert np.array_equal(res.n_dropped_reference, mem.n_dropped_reference), test
+        assert np.array_equal(res.n_dropped_current, mem.n_dropped_current), test

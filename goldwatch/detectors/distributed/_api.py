@@ -520,8 +520,9 @@ def summary_test(
         limit = spec.default_threshold
     result = _result(spec.name, g, list(summary.feature_names), stat, pvalue, alpha=alpha, threshold=limit,
                      method=used)
+    # the reference's NaN (a summary fitted with nan_policy="omit") are reported as dropped, as in memory
     return finish_report(result, alpha=alpha, correction=correction, min_effect=floor,  # type: ignore[arg-type]
-                         n_dropped_reference=np.zeros(summary.n_features, dtype=np.int64),
+                         n_dropped_reference=np.asarray(g.dropped_ref, dtype=np.int64),
                          n_dropped_current=g.dropped_cur)
 
 
