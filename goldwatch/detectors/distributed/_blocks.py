@@ -57,6 +57,10 @@ def block_statistics(test: str, reference: Any, current: Any) -> BlockResult:
             from goldwatch.detectors.cvm import _statistic_u
 
             stat[cols] = _statistic_u(sorted_rows(a), sorted_rows(b))
+        elif test == "wasserstein_raw":
+            from goldwatch.detectors.distances import wasserstein
+
+            stat[cols] = wasserstein(a, b, normed=False).statistic
         else:
             from goldwatch.detectors.registry import get_detector
 
@@ -65,6 +69,6 @@ def block_statistics(test: str, reference: Any, current: Any) -> BlockResult:
             if pvalue is not None and part.pvalue is not None:
                 pvalue[cols] = part.pvalue
             method = part.method
-    if pvalue is not None and test in ("wasserstein", "psi", "js", "hellinger", "kl"):
+    if pvalue is not None and test in ("wasserstein", "wasserstein_raw", "psi", "js", "hellinger", "kl"):
         pvalue = None
     return BlockResult(statistic=stat, pvalue=pvalue, n_ref=n_ref, n_cur=n_cur, method=method)
