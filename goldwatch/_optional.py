@@ -26,6 +26,7 @@ _EXTRA_FOR = {
     "mlflow": "mlflow",
     "dask": "dask",
     "distributed": "dask",
+    "psycopg": "postgres",
 }
 
 
