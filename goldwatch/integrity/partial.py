@@ -283,10 +283,12 @@ def partial_from_slice(
     global_shape: Sequence[int],
     origin: str = "",
     replica: bool = False,
+    dtype: str | None = None,
 ) -> PartialFingerprint:
     """The partial of a block of a tensor: ``local`` (numpy array, or torch tensor on any device) holds the
     elements ``[offsets, offsets + local.shape)`` of a tensor of ``global_shape`` -- a tensor-parallel slice, a
     DTensor's local shard, a DCP chunk. Computed where ``local`` lives (a CUDA tensor is never copied to the host).
+    ``dtype`` names the element type when ``local`` is a raw view of it (e.g. bfloat16 bytes viewed as uint16).
     """
     shape = tuple(int(d) for d in global_shape)
     sizes = tuple(int(s) for s in local.shape)
@@ -300,7 +302,8 @@ def partial_from_slice(
         else:
             _add_runs_numpy(sums, _host_bytes(local), run_starts, run)
     starts, stops = _coalesce(run_starts, run)
-    return _finish(name, sums, starts, stops, dtype=dtype_of(local), shape=shape, origin=origin, replica=replica)
+    return _finish(name, sums, starts, stops, dtype=dtype or dtype_of(local), shape=shape, origin=origin,
+                   replica=replica)
 
 
 def partial_from_bytes(

@@ -215,35 +215,75 @@ def read_dcp_metadata(root: Path) -> DcpCheckpoint:
     return DcpCheckpoint(tensors=tensors, chunks=tuple(chunks))
 
 
-def _chunk_tensor(data: np.ndarray, chunk: DcpChunk, dtype: str, where: str) -> Any:
-    """The chunk's elements: a ``torch.save`` record (weights_only) or raw row-major bytes."""
+_RAW_VIEW: dict[int, np.dtype[Any]] = {1: np.dtype(np.uint8), 2: np.dtype("<u2"), 4: np.dtype("<u4"),
+                                       8: np.dtype("<u8")}
+
+
+def _itemsize(dtype: str, where: str, tensor: str) -> int:
     import torch
 
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise ArtifactError(f"tensor {tensor!r}: unknown dtype {dtype!r}", where=where)
+    return int(torch.empty(0, dtype=torch_dtype).element_size())
+
+
+def _raw_chunk(raw: np.ndarray, chunk: DcpChunk, dtype: str, where: str) -> np.ndarray:
+    """Raw row-major bytes of a chunk as a same-width unsigned view (no copy; bf16 and float8 have no numpy type)."""
+    itemsize = _itemsize(dtype, where, chunk.tensor)
+    if len(raw) != math.prod(chunk.sizes) * itemsize or itemsize not in _RAW_VIEW:
+        raise ArtifactError(f"tensor {chunk.tensor!r}: raw chunk of {len(raw)} bytes, expected "
+                            f"{math.prod(chunk.sizes) * itemsize}", where=where, hint="the file is damaged")
+    return raw.view(_RAW_VIEW[itemsize]).reshape(chunk.sizes)
+
+
+def _chunk_data(data: np.ndarray, chunk: DcpChunk, dtype: str, where: str,
+                safetensors: dict[str, Any] | None) -> Any:
+    """The chunk's elements: from the file's safetensors header (DCP's safetensors format, where the storage
+    offsets are not byte offsets), a ``torch.save`` record (weights_only), or raw row-major bytes."""
+    import torch
+
+    if safetensors is not None:
+        rec, saved = safetensors["tensors"].get(chunk.tensor), safetensors["offsets"].get(chunk.tensor)
+        if rec is None or tuple(rec.shape) != chunk.sizes or (saved is not None and tuple(saved) != chunk.offsets):
+            raise ArtifactError(f"tensor {chunk.tensor!r}: the file holds no chunk at offsets {list(chunk.offsets)} "
+                                f"of shape {list(chunk.sizes)}", where=where,
+                                hint="the file and the metadata do not belong together")
+        return _raw_chunk(data[rec.start : rec.stop], chunk, dtype, where)
     raw = data[chunk.start : chunk.start + chunk.length]
     if len(raw) != chunk.length:
         raise ArtifactError(f"tensor {chunk.tensor!r}: chunk bytes [{chunk.start}, {chunk.start + chunk.length}) "
                             f"are beyond the end of the file", where=where, hint="the file is truncated")
-    if bytes(raw[:4]) == b"PK\x03\x04":
-        try:
-            tensor = torch.load(io.BytesIO(raw.tobytes()), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a damaged zip
-            raise ArtifactError(f"tensor {chunk.tensor!r}: chunk is not a readable tensor record "
-                                f"({type(exc).__name__}: {str(exc)[:200]})", where=where,
-                                hint="the file is damaged") from None
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != chunk.sizes:
-            raise ArtifactError(f"tensor {chunk.tensor!r}: chunk holds shape "
-                                f"{list(getattr(tensor, 'shape', []))}, metadata says {list(chunk.sizes)}",
-                                where=where, hint="the file and the metadata do not belong together")
-        return tensor
-    torch_dtype = getattr(torch, dtype, None)
-    if not isinstance(torch_dtype, torch.dtype):
-        raise ArtifactError(f"tensor {chunk.tensor!r}: unknown dtype {dtype!r}", where=where)
-    itemsize = torch.empty(0, dtype=torch_dtype).element_size()
-    if chunk.length != math.prod(chunk.sizes) * itemsize:
-        raise ArtifactError(f"tensor {chunk.tensor!r}: raw chunk of {chunk.length} bytes, expected "
-                            f"{math.prod(chunk.sizes) * itemsize}", where=where)
-    return torch.frombuffer(bytearray(raw.tobytes()), dtype=torch_dtype).reshape(chunk.sizes) if chunk.length else \
-        torch.empty(chunk.sizes, dtype=torch_dtype)
+    if bytes(raw[:4]) != b"PK\x03\x04":
+        return _raw_chunk(raw, chunk, dtype, where)
+    try:
+        tensor = torch.load(io.BytesIO(raw.tobytes()), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip
+        raise ArtifactError(f"tensor {chunk.tensor!r}: chunk is not a readable tensor record "
+                            f"({type(exc).__name__}: {str(exc)[:200]})", where=where,
+                            hint="the file is damaged") from None
+    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != chunk.sizes:
+        raise ArtifactError(f"tensor {chunk.tensor!r}: chunk holds shape {list(getattr(tensor, 'shape', []))}, "
+                            f"metadata says {list(chunk.sizes)}", where=where,
+                            hint="the file and the metadata do not belong together")
+    return tensor
+
+
+def _safetensors_layout(path: Path) -> dict[str, Any] | None:
+    """A DCP file written in safetensors format: its tensors by name and DCP's saved offsets; None otherwise."""
+    from goldwatch.integrity.safetensors_parser import read_safetensors_header
+
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    info = read_safetensors_header(path)
+    try:
+        sharding = json.loads(info.metadata.get("DCP_SHARDING_INFO", "{}"))
+        offsets = {k: v.get("saved_offsets") for k, v in sharding.items()}
+    except (ValueError, AttributeError):
+        raise ArtifactError("DCP_SHARDING_INFO is not a JSON object of saved offsets", where=str(path)) from None
+    return {"tensors": {t.name: t for t in info.tensors}, "offsets": offsets}
 
 
 def dcp_file_partials(root: str | os.PathLike[str], file: str, chunks: list[DcpChunk],
@@ -255,6 +295,7 @@ def dcp_file_partials(root: str | os.PathLike[str], file: str, chunks: list[DcpC
         size = path.stat().st_size
         with path.open("rb") as fh:
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        layout = _safetensors_layout(path) if size else None
     except OSError as exc:
         raise ArtifactError(f"cannot read the chunk file ({exc.strerror})", where=where,
                             hint="the checkpoint is incomplete") from None
@@ -262,9 +303,9 @@ def dcp_file_partials(root: str | os.PathLike[str], file: str, chunks: list[DcpC
     out = []
     for chunk in chunks:
         dtype, shape = tensors[chunk.tensor]
-        local = _chunk_tensor(data, chunk, dtype, where)
+        local = _chunk_data(data, chunk, dtype, where, layout)
         out.append(partial_from_slice(chunk.tensor, local, offsets=chunk.offsets, global_shape=shape,
-                                      origin=f"{file} @ {chunk.start}"))
+                                      origin=f"{file} @ {chunk.start}", dtype=dtype))
     return out
 
 

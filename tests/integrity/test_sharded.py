@@ -255,13 +255,16 @@ def test_inconsistent_index_is_refused(tmp_path, change, message):
         build_manifest(tmp_path / "hf")
 
 
-def test_dcp_directory_equals_the_single_host_manifest(tmp_path, single_host):
+@pytest.mark.parametrize("serialization", ["torch_save", "safetensors"])
+def test_dcp_directory_equals_the_single_host_manifest(tmp_path, single_host, serialization):
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.filesystem import FileSystemWriter, SerializationFormat
 
     state, whole = single_host
+    writer = FileSystemWriter(tmp_path / "dcp", serialization_format=SerializationFormat(serialization))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dcp.save(dict(state), checkpoint_id=tmp_path / "dcp", no_dist=True)
+        dcp.save(dict(state), storage_writer=writer, no_dist=True)
     manifest = build_manifest(tmp_path / "dcp")
     assert {t.name: t.fingerprint for _, t in manifest.tensors()} == whole
     assert manifest.sharding is not None
