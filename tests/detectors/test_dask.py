@@ -316,6 +316,10 @@ def test_chunks_are_never_modified():
 
 
 def test_cli_drift_on_the_cluster_named_in_the_config(client, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
     import pandas as pd
     from click.testing import CliRunner
 
@@ -329,21 +333,26 @@ def test_cli_drift_on_the_cluster_named_in_the_config(client, tmp_path, monkeypa
         pd.DataFrame(part, columns=["a", "b"]).to_parquet(tmp_path / "window" / f"p{i}.parquet")
     config = tmp_path / "goldwatch.toml"
     config.write_text(f'[dask]\naddress = "{client.scheduler.address}"\n')
-    monkeypatch.delenv("GOLDWATCH_DASK", raising=False)
-    out = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
-                                    str(tmp_path / "window" / "*.parquet")])
-    assert out.exit_code == 1, out.output
-    assert "drift:ks:b" in out.output
-    assert f"[dask:broadcast on {client.scheduler.address}]" in out.output
-    out = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
-                                    str(tmp_path / "window"), "--test", "cvm", "--json"])
-    assert out.exit_code == 1, out.output
-    assert '"strategy": "dask:feature-blocks"' in out.output
-    monkeypatch.setenv("GOLDWATCH_DASK", "local:zero")  # the environment wins over the config, and is checked
-    out = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
+    # the command line as a user runs it: its own process and its own client of the cluster
+    goldwatch_bin = str(Path(sys.executable).with_name("goldwatch"))
+    env = {k: v for k, v in os.environ.items() if k != "GOLDWATCH_DASK"}
+    out = subprocess.run([goldwatch_bin, "--config", str(config), "drift", str(tmp_path / "ref.parquet"),
+                          str(tmp_path / "window" / "*.parquet")], capture_output=True, text=True, env=env,
+                         timeout=120, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "drift:ks:b" in out.stdout
+    assert f"[dask:broadcast on {client.scheduler.address}]" in out.stdout
+    env["GOLDWATCH_DASK"] = client.scheduler.address  # the environment wins over the config
+    out = subprocess.run([goldwatch_bin, "drift", str(tmp_path / "ref.parquet"), str(tmp_path / "window"),
+                          "--test", "cvm", "--json"], capture_output=True, text=True, env=env, cwd=tmp_path / "window",
+                         timeout=120, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert '"strategy": "dask:feature-blocks"' in out.stdout
+    monkeypatch.setenv("GOLDWATCH_DASK", "local:zero")  # checked before anything connects
+    bad = CliRunner().invoke(main, ["--config", str(config), "drift", str(tmp_path / "ref.parquet"),
                                     str(tmp_path / "window")])
-    assert out.exit_code == 2
-    assert "$GOLDWATCH_DASK: expected 'local:N' with N >= 1 workers" in out.output
+    assert bad.exit_code == 2
+    assert "$GOLDWATCH_DASK: expected 'local:N' with N >= 1 workers" in bad.output
 
 
 def test_cluster_spec_precedence(monkeypatch):

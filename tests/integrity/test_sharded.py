@@ -7,6 +7,8 @@ import itertools
 import json
 import math
 import pickle
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goldwatch.errors import ArtifactError
-from goldwatch.integrity import build_manifest, verify_artifact, verify_tensors
+from goldwatch.integrity import ArtifactManifest, build_manifest, verify_artifact, verify_tensors
 from goldwatch.integrity.fingerprint_numpy import fingerprint_array
 from goldwatch.integrity.partial import (
     PartialFingerprint,
@@ -306,14 +308,14 @@ def test_directory_fingerprinted_per_file_on_a_dask_cluster(tmp_path, single_hos
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         with client.get_executor() as executor:
             on_cluster = build_manifest(tmp_path / "hf", executor=executor)
-        from click.testing import CliRunner
-
-        from goldwatch.cli import main
-
-        out = CliRunner().invoke(main, ["fingerprint", str(tmp_path / "hf"), "-o", str(tmp_path / "m.json"),
-                                        "--dask", cluster.scheduler_address])
-    assert out.exit_code == 0, out.output
-    assert "do not merge across shards" in out.output
+        # the command line, as a user runs it: its own process, its own client of the same scheduler
+        goldwatch_bin = Path(sys.executable).with_name("goldwatch")
+        out = subprocess.run([str(goldwatch_bin), "fingerprint", str(tmp_path / "hf"), "-o", str(tmp_path / "m.json"),
+                              "--dask", cluster.scheduler_address],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "do not merge across shards" in out.stdout
+    assert ArtifactManifest.load(tmp_path / "m.json").files == on_cluster.files
     local = build_manifest(tmp_path / "hf")
     assert on_cluster.files == local.files
     assert {t.name: t.fingerprint for _, t in local.tensors()} == whole
