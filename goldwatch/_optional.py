@@ -24,6 +24,9 @@ _EXTRA_FOR = {
     "mlserver": "demo",
     "pyarrow": "parquet",
     "mlflow": "mlflow",
+    "dask": "dask",
+    "distributed": "dask",
+    "psycopg": "postgres",
 }
 
 

@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from goldwatch.errors import ConfigError
+from goldwatch.logs import mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,7 +35,9 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "AgentConfig",
     "AlertsConfig",
+    "DaskConfig",
     "DetectorsConfig",
     "GateConfig",
     "GoldenConfig",
@@ -90,6 +93,30 @@ class DetectorsConfig(_Section):
     nan_policy: Literal["raise", "omit"] = "raise"
 
 
+class DaskConfig(_Section):
+    """Where distributed work runs (``goldwatch drift --dask``, ``goldwatch fingerprint --dask``).
+
+    ``address``: a scheduler (``tcp://HOST:PORT``) or ``local:N`` (N worker processes on 127.0.0.1, started for
+    the command); ``$GOLDWATCH_DASK`` and the ``--dask`` flag win over it. Unset: in memory.
+    """
+
+    address: str | None = Field(None, pattern=r"^\S+$", description="tcp://HOST:PORT of a Dask scheduler, or local:N")
+    local_memory_limit: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?[bB]?|[bB])?$",
+                                           description="memory limit per local worker, e.g. '600MB' (default: auto)")
+    connect_timeout_s: float = Field(10.0, gt=0, le=600, description="give up connecting to a scheduler after this")
+    strategy: Literal["auto", "broadcast", "feature-blocks", "ranges"] = Field(
+        "auto", description="drift: how exact counts are gathered (auto picks the cheapest that fits)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("local:"):
+            count = value.removeprefix("local:")
+            if not (count.isdigit() and int(count) >= 1):
+                raise ValueError("expected local:N with N >= 1 worker processes, e.g. local:2")
+        return value
+
+
 class GoldenConfig(_Section):
     """Defaults for golden-set capture and replay."""
 
@@ -123,6 +150,35 @@ class RegistryConfig(_Section):
     reload_command: list[str] | None = None
     fallback_model: Path | None = None
     ready_timeout_s: float = Field(30.0, gt=0)
+    # The database: SQLite at <root>/registry.db unless a URL says otherwise (a fleet: postgresql://...).
+    database_url: str | None = Field(
+        None, description="e.g. postgresql://goldwatch@db.internal:5432/registry (no password: see below)"
+    )
+    database_url_env: str = Field(
+        "GOLDWATCH_DATABASE_URL", description="env var holding the whole URL (it may carry the password); wins"
+    )
+    database_password_env: str | None = Field(None, description="env var holding the database password")
+    database_password_file: Path | None = Field(None, description="file holding the database password")
+    host: str | None = Field(
+        None, description="this host's name in a fleet registry (default: $GOLDWATCH_HOST, else the hostname)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                has_password = urlsplit(value).password is not None or "password=" in value.lower()
+            except ValueError:
+                has_password = False
+            if has_password:
+                raise ValueError(
+                    "the URL carries a password; secrets never live in the config file: put it in "
+                    "database_password_env / database_password_file, or the whole URL in database_url_env"
+                )
+        return value
 
 
 class GateConfig(_Section):
@@ -317,6 +373,28 @@ class ServeConfig(_Section):
             raise ValueError(f"watched model names must be unique, repeated: {', '.join(duplicates)}")
         return self
 
+class AgentConfig(_Section):
+    """The in-process agent (goldwatch.watchdog.agent) and the MLServer runtime that hosts it."""
+
+    interval_s: float = Field(60.0, gt=0, description="a full pass over the resident weights starts this often")
+    duty_cycle: float = Field(
+        0.01, gt=0, le=1, description="share of one core (CPU) or of the GPU's time the agent uses while a pass runs"
+    )
+    slice_mib: int = Field(4, ge=1, le=1024, description="CPU: MiB fingerprinted between two pauses")
+    gpu_slice_mib: int = Field(256, ge=1, le=65536, description="CUDA: MiB fingerprinted between two pauses")
+    attest: Literal["auto", "never"] = Field(
+        "auto", description="'never': refuse tensors that cannot be compared with the file instead of pinning them"
+    )
+    exclude: list[str] = Field([], description="fnmatch patterns of resident tensors left unchecked (e.g. caches)")
+    sidecar_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
+    )
+    token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
+    token_file: Path | None = None
+    report_timeout_s: float = Field(5.0, gt=0, le=60)
+    report_retries: int = Field(3, ge=0, le=10)
+    probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
+
 
 class GoldwatchConfig(_Section):
     """The whole ``goldwatch.toml``."""
@@ -329,6 +407,8 @@ class GoldwatchConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
     serve: ServeConfig = ServeConfig()
+    agent: AgentConfig = AgentConfig()
+    dask: DaskConfig = DaskConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -376,7 +456,7 @@ def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchCo
                 msg = msg.removeprefix("Value error, ")
             if err["type"] != "extra_forbidden" and err["type"] != "missing" and "input" in err \
                     and not isinstance(err["input"], Mapping):  # a whole table is no help; its key path is
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {mask_url(repr(err['input']))})"
             problems.append(f"{_format_loc(err['loc'])}: {msg}")
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ConfigError(

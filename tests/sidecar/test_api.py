@@ -271,3 +271,20 @@ def test_the_token_never_appears_in_responses_or_logs(api: tuple[str, SidecarSer
         bodies.append(_post(url, "/v1/models/fraud/pause", token="x" + TOKEN, json={"reason": "x"}).text)
     assert not any(TOKEN in b for b in bodies)
     assert TOKEN not in caplog.text
+
+
+def test_the_in_process_agents_own_report_is_accepted_as_is(api: tuple[str, SidecarService]) -> None:
+    """The contract both sides build to: the agent's Evidence.to_json() (goldwatch.watchdog.agent) posted as it is."""
+    from goldwatch.checks import Check
+    from goldwatch.watchdog.agent.results import Evidence as AgentEvidence
+
+    url, _ = api
+    report = AgentEvidence(model="fraud", source="agent:pod-9:31337", version=None, interval_s=30.0, checks=(
+        Check(name="resident:fingerprint", status="pass", summary="every block matches",
+              measured={"mismatched_blocks": 0, "pass": 1}, threshold={"mismatched_blocks": 0},
+              details={"tensors": 3}),))
+    resp = _post(url, "/v1/models/fraud/evidence", json=report.to_json())
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "pass"
+    sources = {s["source"] for s in httpx.get(url + "/v1/status").json()["models"][0]["sources"]}
+    assert "agent:pod-9:31337" in sources
