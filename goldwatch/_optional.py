@@ -23,9 +23,11 @@ _EXTRA_FOR = {
     "uvicorn": "serve",
     "httptools": "serve",
     "orjson": "serve",
-    "mlserver": "dev",
+    "mlserver": "demo",
     "pyarrow": "parquet",
     "mlflow": "mlflow",
+    "dask": "dask",
+    "distributed": "dask",
     "psycopg": "postgres",
 }
 

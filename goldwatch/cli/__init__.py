@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "demo": "goldwatch.cli.demo:demo",
     "registry": "goldwatch.cli.registry:registry",
     "alert": "goldwatch.cli.alert:alert",
+    "serve": "goldwatch.cli.serve:serve",
+    "status": "goldwatch.cli.serve:status",
 }
 
 
