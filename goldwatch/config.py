@@ -317,6 +317,8 @@ class LiveDriftConfig(_Section):
     pair_ttl_s: float = Field(30.0, gt=0, description="a request or response unpaired this long is an orphan")
     max_pending_pairs: int = Field(20000, ge=1, description="unpaired halves kept at most (oldest leave first)")
     history: int = Field(50, ge=1, le=10000, description="closed windows kept for the API and the HTML page")
+    aliases: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        [], description="other names payload loggers give the model (Ce-Inferenceservicename, Ce-Modelid)")
 
     @model_validator(mode="after")
     def _consistent(self) -> LiveDriftConfig:
@@ -338,8 +340,6 @@ class LiveDriftModelConfig(LiveDriftConfig):
     """``[[live_drift.models]]``: one model, by the name it is watched under (``[[serve.watch]] name``)."""
 
     name: str = Field(pattern=_NAME_PATTERN, description="the model's name in metrics, incidents and the API")
-    aliases: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
-        [], description="other names payload loggers give it (Ce-Inferenceservicename, Ce-Modelid)")
 
 
 class LiveDriftSection(_Section):
@@ -354,6 +354,9 @@ class LiveDriftSection(_Section):
     switch_interval_ms: float | None = Field(
         None, gt=0, le=100, description="the interpreter's thread switch interval while live drift runs (Python's "
         "default is 5 ms; 1 ms lets the sink answer between the worker's steps at thousands of events/s)")
+    sink_port: int | None = Field(
+        None, ge=0, le=65535, description="in goldwatch serve: also take the payload logger's events on this port "
+        "(SinkServer, httptools: ~3x the rate of the API port's route); none: the API port only")
     models: list[LiveDriftModelConfig] = []
 
     @model_validator(mode="after")
@@ -437,6 +440,9 @@ class ServeWatchConfig(_Section):
     readiness: ServeCheckConfig = ServeCheckConfig(interval_s=10.0, timeout_s=5.0)
     rollback_readiness: ServeCheckConfig = ServeCheckConfig(interval_s=300.0, timeout_s=600.0)
     version: ServeCheckConfig = ServeCheckConfig(interval_s=30.0, timeout_s=5.0)
+    drift: LiveDriftConfig | None = Field(
+        None, description="live-traffic drift of this model ([serve.watch.drift]; process-wide settings under "
+        "[live_drift]); drift pages a warning, data quality an error, never a rollback")
 
     @model_validator(mode="after")
     def _one_source_of_truth(self) -> ServeWatchConfig:

@@ -92,6 +92,16 @@ def test_oip_v2_flat_and_nested_data_bytes_and_version() -> None:
     assert frame.categorical.tolist() == [["1", "cat"], ["0", "dog"]]
 
 
+def test_missing_values_as_null_and_as_the_bare_words_python_servers_write() -> None:
+    """Strict JSON has no NaN: Go and orjson write null; Python's json module writes NaN / Infinity."""
+    for raw in (b'{"inputs": [{"name": "x", "shape": [4], "datatype": "FP64", "data": [1.5, null, 2.5, null]}]}',
+                b'{"inputs": [{"name": "x", "shape": [4], "datatype": "FP64", "data": [1.5, NaN, 2.5, Infinity]}]}'):
+        array = decode_body(raw).tensors["x"].array
+        assert array[[0, 2]].tolist() == [1.5, 2.5]
+        assert np.isnan(array[1])
+        assert not np.isfinite(array[3])
+
+
 def test_oip_v1_rows_objects_and_columns() -> None:
     rows = decode_body(b'{"instances": [[1, 2, "a"], [3, null, "b"]]}')  # mixed rows: each column on its own
     assert rows.format == "v1"

@@ -18,9 +18,10 @@ The flow, one module per step (a pure core; the HTTP routes and the worker threa
 * :mod:`.service` -- :class:`LiveDrift`, the models of one process, its worker thread and checkpoints
   (:mod:`.state`); :mod:`.metrics` (Prometheus), :mod:`.html` (the page), :mod:`.routes` (starlette).
 
-The sidecar mounts :func:`.routes.live_drift_routes`, registers the evidence kinds ``drift`` (warning, never a
-rollback) and ``data_quality`` (error), submits :meth:`.results.WindowResult.drift_checks` and
-:meth:`~.results.WindowResult.quality_checks` from ``on_result``, and keeps the checkpoints in its journal
+In ``goldwatch serve``, :class:`.sidecar.LiveDriftExtension` mounts :func:`.routes.live_drift_routes`, registers
+the evidence kinds ``drift`` (warning, never a rollback) and ``data_quality`` (error), submits
+:meth:`.results.WindowResult.drift_checks` and :meth:`~.results.WindowResult.quality_checks` from ``on_result``,
+follows the version the sidecar's registry serves, and keeps the checkpoints in its journal
 (:class:`.state.JournalCheckpoints`). Importing this package imports neither starlette nor uvicorn.
 """
 

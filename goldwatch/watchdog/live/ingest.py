@@ -53,10 +53,11 @@ class BoundedQueue(Generic[T]):
         self.accepted = 0
         self.high_water_bytes = 0
 
-    def put(self, item: T, nbytes: int) -> bool:
-        """Enqueue ``item`` (``nbytes`` of memory), or drop it and count it when either bound would be passed."""
+    def put(self, item: T, nbytes: int, *, force: bool = False) -> bool:
+        """Enqueue ``item`` (``nbytes`` of memory), or drop it and count it when either bound would be passed.
+        ``force``: a control message (a version switch) that must not be lost; it goes in whatever the bounds."""
         with self._lock:
-            if len(self._items) >= self.max_items or self._bytes + nbytes > self.max_bytes:
+            if not force and (len(self._items) >= self.max_items or self._bytes + nbytes > self.max_bytes):
                 self.dropped += 1
                 self.dropped_bytes += nbytes
                 return False

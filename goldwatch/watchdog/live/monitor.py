@@ -96,6 +96,9 @@ class ModelMonitor:
                                  required=config.consecutive)
         self.version: str | None = None
         self.version_pinned = False  # set by set_version (the sidecar / registry): responses do not change it
+        #: False: only :meth:`set_version` names the version (the sidecar, whose registry may name versions
+        #: otherwise than the server's ``model_version``); versions in bodies and in observe() are ignored
+        self.body_versions = True
         self.last_window: ClosedWindow | None = None
         self.last_result: WindowResult | None = None
         self._probe_keys: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -163,7 +166,7 @@ class ModelMonitor:
 
     def set_version(self, version: str | None) -> None:
         """The served version, from whoever knows it (the sidecar, the registry): the reference follows it."""
-        self.queue.put(("version", version), 64)
+        self.queue.put(("version", version), 64, force=True)  # never dropped: it decides the reference
 
     # -- consumer ------------------------------------------------------------------------------------------
 
@@ -270,10 +273,13 @@ class ModelMonitor:
         pair by pair."""
         results: list[WindowResult] = []
         i = 0
+        def version_of(pair: tuple[Tensors, Tensors]) -> str | None:
+            return (pair[1].version or pair[0].version) if self.body_versions else None
+
         while i < len(pairs):
-            version = pairs[i][1].version or pairs[i][0].version
+            version = version_of(pairs[i])
             j = i + 1
-            while j < len(pairs) and (pairs[j][1].version or pairs[j][0].version) == version:
+            while j < len(pairs) and version_of(pairs[j]) == version:
                 j += 1
             run = pairs[i:j]
             i = j
@@ -336,7 +342,8 @@ class ModelMonitor:
             self._set_schema(inferred)
         assert self.schema is not None
         assert self.window is not None
-        version = (outputs.version if outputs is not None else None) or (inputs.version if inputs else None)
+        version = ((outputs.version if outputs is not None else None) or (inputs.version if inputs else None)
+                   if self.body_versions else None)
         if version is not None and version != self.version:
             if self.version_pinned:
                 self.counters.add("other_version")

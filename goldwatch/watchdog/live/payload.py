@@ -33,6 +33,7 @@ goldwatch.watchdog.live.payload.PayloadError: malformed_json: ...
 from __future__ import annotations
 
 import dataclasses
+import json as _json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,12 +70,15 @@ try:  # orjson parses an OIP body ~15x faster than the standard library; it is o
     import orjson as _orjson
 
     def loads(data: bytes | str) -> Any:
-        """Parse JSON (orjson when installed)."""
-        return _orjson.loads(data)
+        """Parse JSON (orjson when installed). Python servers write NaN/Infinity as bare words, which strict JSON
+        (orjson) refuses: such a body is read by the standard library, which takes them."""
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            return _json.loads(data)
 
     _JSON_ERRORS: tuple[type[Exception], ...] = (_orjson.JSONDecodeError, ValueError, TypeError)
 except ImportError:  # pragma: no cover - exercised without the serve extra
-    import json as _json
 
     def loads(data: bytes | str) -> Any:
         """Parse JSON (orjson when installed)."""

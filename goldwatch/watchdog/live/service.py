@@ -112,17 +112,20 @@ class LiveDrift:
     @classmethod
     def from_config(cls, section: LiveDriftSection, *, registry: Any = None, store: CheckpointStore | None = None,
                     on_result: Callable[[WindowResult], None] | None = None,
-                    clock: Callable[[], float] = time.time, base_dir: Path | None = None) -> LiveDrift:
-        """One monitor per enabled ``[[live_drift.models]]`` entry (paths relative to ``base_dir``)."""
+                    clock: Callable[[], float] = time.time, base_dir: Path | None = None,
+                    registry_models: Mapping[str, str] | None = None) -> LiveDrift:
+        """One monitor per enabled ``[[live_drift.models]]`` entry (paths relative to ``base_dir``).
+        ``registry_models``: a model's name in the registry where it differs (``reference_registry``)."""
         monitors: dict[str, ModelMonitor] = {}
         aliases: dict[str, str] = {}
         for cfg in section.models:
             if not cfg.enabled:
                 continue
             cfg = _resolved(cfg, base_dir)
-            schema = _configured_schema(cfg, registry=registry, model=cfg.name)
+            in_registry = (registry_models or {}).get(cfg.name, cfg.name)
+            schema = _configured_schema(cfg, registry=registry, model=in_registry)
             monitor = ModelMonitor(cfg.name, cfg, references=None, schema=schema, clock=clock)
-            monitor.references = ReferenceStore(_resolver(cfg, monitor, registry=registry))
+            monitor.references = ReferenceStore(_resolver(cfg, monitor, registry=registry, model=in_registry))
             monitors[cfg.name] = monitor
             aliases.update({a: cfg.name for a in cfg.aliases})
         return cls(monitors, aliases=aliases, store=store, on_result=on_result, clock=clock,
@@ -352,7 +355,8 @@ def _registry_golden(registry: Any, model: str, version: str | None) -> list[Any
     return _load_golden(list(mv.golden))
 
 
-def _resolver(cfg: LiveDriftConfig, monitor: ModelMonitor, *, registry: Any) -> Callable[[str | None], LiveReference]:
+def _resolver(cfg: LiveDriftConfig, monitor: ModelMonitor, *, registry: Any, model: str
+              ) -> Callable[[str | None], LiveReference]:
     def resolve(version: str | None) -> LiveReference:
         schema = monitor.schema
         if schema is None:
@@ -366,7 +370,7 @@ def _resolver(cfg: LiveDriftConfig, monitor: ModelMonitor, *, registry: Any) -> 
         if cfg.reference_registry:
             if registry is None:
                 raise ConfigError("reference_registry needs a registry", where=f"live_drift.models: {monitor.name}")
-            return reference_from_golden(_registry_golden(registry, monitor.name, version), schema, version=version)
+            return reference_from_golden(_registry_golden(registry, model, version), schema, version=version)
         raise DataError(f"no reference for version {version!r}", where=f"live_drift.models: {monitor.name}",
                         hint="set reference, reference_versions, reference_golden or reference_registry")
 

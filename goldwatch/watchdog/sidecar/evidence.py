@@ -14,10 +14,14 @@ kind                          incident class   severity    on failure
 ``readiness``                 server           error       page after a grace period; never a rollback
 ``version``                   version          error       page, and tell the server to reload
 ``rollback_readiness``        rollback-ready   warning     reported (status, metrics), never paged
+``drift`` (live drift)        drift            warning     page; never a rollback
+``data_quality`` (live drift) data-quality     error       page; never a rollback
 ============================  ===============  ==========  ==========================================
 
-A new kind (live drift: warning, ``consecutive`` windows, never a rollback) is one more row registered with
-:meth:`EvidenceKinds.register`; nothing in the policy changes.
+A new kind is one more row registered with :meth:`EvidenceKinds.register`; nothing in the policy changes. The
+last two are live drift's (:mod:`goldwatch.watchdog.live.sidecar`), registered when a watched model has a
+``[serve.watch.drift]`` table; its K-windows-in-a-row rule is applied before it reports, so they page on the
+first failing report.
 
 >>> kinds = EvidenceKinds.builtin()
 >>> kinds.get("files").may_rollback, kinds.get("readiness").may_rollback, kinds.get("resident").external

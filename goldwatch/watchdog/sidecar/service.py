@@ -138,6 +138,12 @@ class SidecarService:
                 loaded.append(load_extension(spec))
             except GoldwatchError as exc:
                 problems.append(str(exc))
+        if _wants_live_drift(config) and not any(e.name == "live-drift" for e in [*loaded, *extensions]):
+            # [serve.watch.drift] / [[live_drift.models]]: live-traffic drift, set up like any extension
+            from goldwatch.watchdog.live.sidecar import LiveDriftExtension, sidecar_models
+
+            problems += sidecar_models(config)[1]
+            loaded.append(LiveDriftExtension())
         if problems:
             for _watch, target in targets:
                 target.close()
@@ -681,6 +687,12 @@ class SidecarService:
 
     def decisions(self, *, after: int = 0, model: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         return [to_jsonable(row) for row in self.journal.decisions(after=after, model=model, limit=limit)]
+
+
+def _wants_live_drift(config: GoldwatchConfig) -> bool:
+    """A ``[serve.watch.drift]`` table or ``[[live_drift.models]]``: the live-drift extension is set up."""
+    return any(w.drift is not None and w.drift.enabled for w in config.serve.watch) or any(
+        m.enabled for m in config.live_drift.models)
 
 
 async def _warm(module: str) -> None:
