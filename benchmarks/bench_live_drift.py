@@ -272,6 +272,110 @@ def ingest_case(mode: str, pairs: int, reference_rows: int) -> list[object]:
     return row
 
 
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def sidecar_ingest_case(pairs: int, reference_rows: int) -> list[object]:
+    """The real ``goldwatch serve``: a registry-served 64 MiB model whose files are digested every 2 s (its other
+    checks find no inference server: readiness and version error, cheaply), and ``[serve.watch.drift]`` with the
+    sink on ``[live_drift] sink_port``, ``decode_processes = 1``, ``switch_interval_ms = 1``."""
+    from goldwatch.runtimes.mlserver_testing import free_ports, write_npz_model_dir
+    from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+    from goldwatch.watchdog.sidecar.process import start_sidecar
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        serving = write_npz_model_dir(tmp / "repo", "fraud")
+        src = tmp / "src"
+        src.mkdir()
+        np.savez(src / "weights.npz", w=np.random.default_rng(0).standard_normal(8 << 20))  # 64 MiB
+        reg = Registry.open(tmp / "registry")
+        try:
+            reg.attach("fraud", Serving(make_pointer("current-link", serving)))
+            reg.promote("fraud", reg.add("fraud", src, version="1").version, reason="bench")
+        finally:
+            reg.close()
+        rng = np.random.default_rng(0)
+        ref = rng.normal(size=(reference_rows, F))
+        np.savez(tmp / "ref.npz", **{f"f{i}": ref[:, i] for i in range(F)}, p1=rng.random(reference_rows))
+        port, sink_port, dead = free_ports(3)
+        cols = "".join(f'[[serve.watch.drift.inputs]]\nname = "f{i}"\ntensor = "input-0"\nindex = {i}\n'
+                       for i in range(F))
+        config = tmp / "goldwatch.toml"
+        config.write_text(
+            f'[registry]\nroot = "{tmp / "registry"}"\n[alerts]\noutbox_path = "{tmp / "alerts.sqlite"}"\n'
+            f'[live_drift]\nsink_port = {sink_port}\ndecode_processes = 1\nswitch_interval_ms = 1.0\n'
+            f'[serve]\nport = {port}\njournal = "{tmp / "sidecar.sqlite"}"\n'
+            f'[[serve.watch]]\nname = "fraud"\nurl = "http://127.0.0.1:{dead}/v2/models/fraud"\n'
+            f'serving_dir = "{serving}"\nreload = "none"\n'
+            f'[serve.watch.files]\ninterval_s = 2.0\nsha256_interval_s = 0.0\n'
+            f'[serve.watch.golden_replay]\nenabled = false\n'
+            f'[serve.watch.drift]\nreference = "{tmp / "ref.npz"}"\nmax_queue_events = 50000\n'
+            f'max_queue_bytes = {512 << 20}\n{cols}'
+            f'[[serve.watch.drift.outputs]]\nname = "p1"\ntensor = "output-0"\nindex = 1\n')
+        sidecar = start_sidecar(config, url=f"http://127.0.0.1:{port}", token="bench-token",
+                                env={"GOLDWATCH_PAGERDUTY_ROUTING_KEY": ""}, log_path=tmp / "sidecar.log")
+        try:
+            pid = sidecar.process.pid
+
+            def cpu() -> dict[str, float]:
+                return {"server": _proc_cpu_s(pid),
+                        "decode": sum(_proc_cpu_s(c) for c in _children(pid) if c != pid)}
+
+            # the reference is loaded when the served version is first known; the first window would pay it
+            deadline = time.monotonic() + 60
+            while sidecar.get("/v1/models/fraud/drift")["version"] != "1" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            before = cpu()
+            env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_live_drift", "--client", str(sink_port),
+                                  "--pairs", str(pairs)], env=env, capture_output=True, text=True, check=True)
+            lines = out.stdout.strip().splitlines()
+            sent = json.loads(lines[-1])
+            t0 = float(json.loads(lines[-2])["started"])
+            while True:
+                snap = sidecar.get("/v1/models/fraud/drift")
+                ingest = snap["ingest"]
+                handled = ingest["events"] + ingest["sampled_out"] + ingest["dropped_queue_full"]
+                if (handled >= 2 * pairs and ingest["queue_events"] == 0) or time.time() - t0 > 600:
+                    break
+                time.sleep(0.05)
+            processed = time.time() - t0
+            after = cpu()
+            import httpx
+
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30, trust_env=False).text
+            runs = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                       if line.startswith('goldwatch_check_runs_total{check="files"'))
+        finally:
+            sidecar.terminate()
+            sidecar.kill()
+    main_us = (after["server"] - before["server"]) / pairs * 1e6
+    decode_us = (after["decode"] - before["decode"]) / pairs * 1e6
+    client_us = sent["cpu_s"] / pairs * 1e6
+    capacity = min(1e6 / main_us, 2e6 / (main_us + decode_us + client_us))
+    row: list[object] = ["goldwatch serve (sink_port + pool)", f"{pairs:,}", f"{pairs / sent['seconds']:,.0f}",
+                         f"{pairs / processed:,.0f}", f"{ingest['pairs'] / pairs:.0%}",
+                         f"{main_us:.0f} + {decode_us:.0f}", f"{capacity:,.0f}", snap["state"]["windows"],
+                         ingest["dropped_queue_full"], sent["non_200"], f"files every 2 s ({runs:.0f} runs in all)"]
+    print(" | ".join(str(c) for c in row), flush=True)
+    return row
+
+
 # -- the window case ------------------------------------------------------------------------------------------
 
 
@@ -447,6 +551,7 @@ def main() -> None:
           "idle capacity | windows | dropped | non-200 | other checks")
     ingest_rows = [ingest_case(mode, pairs, 100_000)
                    for mode in ("routes", "middleware", "sink-server", "sink-server+pool")]
+    ingest_rows.append(sidecar_ingest_case(pairs, 100_000))
     print("window | min ms | median ms | max ms | scipy loop s | vs scipy | max rel p diff")
     repeats = 5 if args.quick else 15
     window_row, med, sp = window_case(repeats, n_ref=100_000, n_cur=10_000, features=100)

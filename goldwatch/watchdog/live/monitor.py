@@ -170,12 +170,13 @@ class ModelMonitor:
 
     # -- consumer ------------------------------------------------------------------------------------------
 
-    def process(self, now: float | None = None) -> list[WindowResult]:
-        """Work through the queue, expire orphans, close due windows; the results of the windows closed."""
+    def process(self, now: float | None = None, *, limit: int | None = None) -> list[WindowResult]:
+        """Work through the queue (at most ``limit`` items: rounds stay short, so the sample rate follows a burst
+        within one round), expire orphans, close due windows; the results of the windows closed."""
         with self._lock:
             started = time.monotonic()
             results: list[WindowResult] = []
-            items = self.queue.drain()
+            items = self.queue.drain(limit)
             decoded = self._decode_batch(items)
             pairs: list[tuple[Tensors, Tensors]] = []  # completed pairs, added to the window together
             for i, item in enumerate(items):

@@ -68,6 +68,9 @@ __all__ = ["LiveDrift", "SinkOutcome", "UnknownModelError"]
 
 log = logging.getLogger("goldwatch.live")
 
+#: queued items one model's round takes at most in the worker (~0.1-0.3 s of work at the sample rate's limit)
+ROUND_ITEMS = 2048
+
 
 class UnknownModelError(GoldwatchError):
     """An event or request for a model this process does not watch."""
@@ -185,12 +188,13 @@ class LiveDrift:
 
     # -- consumer --------------------------------------------------------------------------------------------
 
-    def process(self, now: float | None = None) -> list[WindowResult]:
-        """One round over every model; hands each closed window to ``on_result``."""
+    def process(self, now: float | None = None, *, limit: int | None = None) -> list[WindowResult]:
+        """One round over every model (at most ``limit`` queued items of each); hands each closed window to
+        ``on_result``."""
         with self._round_lock:
             results: list[WindowResult] = []
             for monitor in self.monitors.values():
-                results += monitor.process(now)
+                results += monitor.process(now, limit=limit)
             self._publish(results)
             t = self.clock() if now is None else now
             if results or t - self._last_checkpoint >= self.checkpoint_interval_s:
@@ -234,11 +238,14 @@ class LiveDrift:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
+        backlog = False
+        while not self._stop.wait(0.0 if backlog else self.tick_s):
             try:
-                self.process()
+                self.process(limit=ROUND_ITEMS)
             except Exception:  # keep the worker alive; the next round retries
                 log.exception("live drift: a processing round failed")
+            # a full round leaves a backlog: the next starts at once (after the sample rate was adjusted)
+            backlog = any(len(m.queue) for m in self.monitors.values())
 
     def stop(self, *, flush: bool = False) -> list[WindowResult]:
         """Stop the worker; process what is queued (``flush``: also close the windows being filled), checkpoint."""
