@@ -106,6 +106,9 @@ class DecodePool:
         self.processes = int(processes)
         self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_watch_parent, initargs=(os.getpid(),))
+        # start the processes now (spawning imports numpy: ~1 s), not under the first burst of events
+        for _ in range(self.processes):
+            self._pool.submit(decode_many, [])
 
     def decode(self, items: Sequence[tuple[bytes | Mapping[str, Any], str]]) -> list[Tensors | PayloadError]:
         n = len(items)

@@ -84,7 +84,12 @@ class InferenceEvent:
     content_type: str = "application/json"
     time_text: str | None = None
     model: str | None = None
-    extensions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        """The attributes beyond the CloudEvents core ones (built when asked: the hot path never needs them)."""
+        return {k: str(v) for k, v in self.attributes.items() if k not in _CORE}
 
     @property
     def time(self) -> float | None:
@@ -127,7 +132,9 @@ def parse_time(value: str) -> float:
     return float(seconds)
 
 
-def _event(attrs: Mapping[str, Any], body: bytes | Mapping[str, Any], content_type: str) -> InferenceEvent:
+def read_attributes(attrs: Mapping[str, Any]) -> tuple[str, Kind, str, str, str | None]:
+    """Check an event's CloudEvents attributes; (protocol, kind, event id, pairing key, model named or None).
+    Raises :class:`EventError` (``not_cloudevent``, ``unknown_type``)."""
     missing = [a for a in _REQUIRED if not attrs.get(a)]
     if missing:
         raise EventError("not_cloudevent", f"missing CloudEvents attribute(s) {', '.join(missing)}")
@@ -143,12 +150,22 @@ def _event(attrs: Mapping[str, Any], body: bytes | Mapping[str, Any], content_ty
     key = event_id
     if protocol == "seldon":
         key = str(attrs.get("requestid") or event_id)
+    model = attrs.get("inferenceservicename") or attrs.get("modelid") or None
+    return protocol, kind, event_id, key, None if model is None else str(model)
+
+
+def make_event(attrs: Mapping[str, Any], read: tuple[str, Kind, str, str, str | None],
+               body: bytes | Mapping[str, Any], content_type: str) -> InferenceEvent:
+    """The event of attributes already read by :func:`read_attributes`."""
+    protocol, kind, event_id, key, model = read
     when = attrs.get("time")
-    extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE}
-    model = extensions.get("inferenceservicename") or extensions.get("modelid") or None
     return InferenceEvent(kind=kind, key=key, event_id=event_id, protocol=protocol, source=str(attrs["source"]),
                           body=body, content_type=content_type, time_text=None if when is None else str(when),
-                          model=model, extensions=extensions)
+                          model=model, attributes=attrs)
+
+
+def _event(attrs: Mapping[str, Any], body: bytes | Mapping[str, Any], content_type: str) -> InferenceEvent:
+    return make_event(attrs, read_attributes(attrs), body, content_type)
 
 
 def from_binary(headers: Mapping[str, str], body: bytes) -> InferenceEvent:

@@ -147,9 +147,9 @@ class Sampler:
     def keep(self, key: str) -> bool:
         return self._threshold > (1 << 32) - 1 or zlib.crc32(key.encode()) < self._threshold
 
-    def adjust(self, *, arrived: int, processed: int, busy_s: float, elapsed_s: float) -> None:
+    def adjust(self, *, arrived: int, processed: int, busy_s: float, elapsed_s: float, backlog: int = 0) -> None:
         """One consumer round: ``arrived`` events since the last one (kept or not), ``processed`` of them handled in
-        ``busy_s`` seconds of work, ``elapsed_s`` since the last round."""
+        ``busy_s`` seconds of work, ``elapsed_s`` since the last round, ``backlog`` events still queued after it."""
         if elapsed_s <= 0:
             return
         a = self.smoothing
@@ -160,8 +160,11 @@ class Sampler:
         if self._capacity <= 0 or self._arrival <= 0:
             return
         target = min(1.0, max(self.min_rate, 0.8 * self._capacity / self._arrival))
-        # come back up gently, go down at once
-        self.rate = target if target < self.rate else min(target, self.rate * 1.5)
+        drain_s = backlog / self._capacity  # the work already queued: keep it under half a second
+        if drain_s > 0.5:
+            target = max(self.min_rate, target * 0.5 / drain_s)
+        # go down at once; come back up gently (at most x1.5 a quarter second, however short the rounds)
+        self.rate = target if target < self.rate else min(target, self.rate * 1.5 ** min(1.0, elapsed_s / 0.25))
         self._threshold = int(self.rate * (1 << 32))
 
 

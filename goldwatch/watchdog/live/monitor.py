@@ -40,8 +40,9 @@ import numpy as np
 
 from goldwatch.config import LiveDriftConfig
 from goldwatch.errors import DataError, GoldwatchError
+from goldwatch.probe import is_probe_id
 from goldwatch.watchdog.live.assess import PartAssessment, TestSettings, assess_part
-from goldwatch.watchdog.live.events import InferenceEvent
+from goldwatch.watchdog.live.events import InferenceEvent, Kind, make_event
 from goldwatch.watchdog.live.ingest import BoundedQueue, IngestCounters, Pairer, Sampler
 from goldwatch.watchdog.live.payload import ExtractPlan, PayloadError, Tensor, Tensors, decode_body, extract
 from goldwatch.watchdog.live.policy import next_state
@@ -141,13 +142,29 @@ class ModelMonitor:
     def submit_event(self, event: InferenceEvent) -> bool:
         """Queue one logged request or response; False when the queue was full (the event is dropped, counted).
         goldwatch's own probe requests (their ``Ce-Id``) are left out here, before any work."""
+        if not self._admit(event.key, event.event_id):
+            return True
+        return self._queue_event(event)
+
+    def submit_read(self, attrs: dict[str, Any], read: tuple[str, Kind, str, str, str | None], body: bytes,
+                    content_type: str) -> bool:
+        """:meth:`submit_event` for attributes read by :func:`~.events.read_attributes`: the event is built only
+        when it is kept."""
+        if not self._admit(read[3], read[2]):
+            return True
+        return self._queue_event(make_event(attrs, read, body, content_type))
+
+    def _admit(self, key: str, event_id: str) -> bool:
         self._arrived += 1
-        if event.probe:
+        if is_probe_id(key) or is_probe_id(event_id):
             self.counters.add("probes")
-            return True
-        if not self.sampler.keep(event.key):
+            return False
+        if not self.sampler.keep(key):
             self.counters.add("sampled_out")
-            return True
+            return False
+        return True
+
+    def _queue_event(self, event: InferenceEvent) -> bool:
         body = event.body
         size = len(body) if isinstance(body, (bytes, bytearray)) else 4096
         if not self.queue.put(("event", event), size + 256):
@@ -205,7 +222,7 @@ class ModelMonitor:
                 ended = time.monotonic()
                 arrived, self._arrived = self._arrived, 0
                 self.sampler.adjust(arrived=arrived, processed=len(items), busy_s=ended - started,
-                                    elapsed_s=ended - self._last_round)
+                                    elapsed_s=ended - self._last_round, backlog=len(self.queue))
                 self._last_round = ended
             return results
 
@@ -375,7 +392,21 @@ class ModelMonitor:
             results.append(self._close(now, "version"))
         self.version = version
         self._reset_trend()
+        self._warm_reference()
         return results
+
+    def _warm_reference(self) -> None:
+        """Load the served version's reference and fit its grids now, in this round, rather than in the first
+        window's (which would hold the queue for the load: a burst behind it thins the sample for seconds)."""
+        if self.schema is None or self.references is None:
+            return
+        try:
+            reference = self.references.get(self.version)
+        except (GoldwatchError, OSError):  # reported by the window that needs it
+            return
+        for part in (reference.inputs, reference.outputs):
+            if part is not None:
+                part.warm()
 
     def _close(self, now: float, reason: str) -> WindowResult:
         assert self.window is not None

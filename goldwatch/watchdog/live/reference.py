@@ -125,6 +125,13 @@ class PartReference:
             return self.summary.sorted_values
         return np.ascontiguousarray(self.summary.sorted_values[:, self.clean_columns])
 
+    def warm(self) -> None:
+        """Do now what the first window would: the clean columns' sorted copy, the KS grid, the category table."""
+        if self.summary is not None and self.clean_columns.size:
+            _ = self.grid
+        if self.categorical_names:
+            _ = self.category_table
+
     @cached_property
     def grid(self) -> ReferenceGrid:
         """The KS grid of :attr:`clean_sorted`, fitted once (on first use) per reference."""

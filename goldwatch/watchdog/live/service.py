@@ -51,7 +51,7 @@ from typing import Any
 
 from goldwatch.config import LiveDriftConfig, LiveDriftSection
 from goldwatch.errors import ConfigError, DataError, GoldwatchError
-from goldwatch.watchdog.live.events import STRUCTURED, EventError, from_binary, from_structured
+from goldwatch.watchdog.live.events import STRUCTURED, EventError, from_structured, read_attributes
 from goldwatch.watchdog.live.ingest import IngestCounters
 from goldwatch.watchdog.live.monitor import ModelMonitor
 from goldwatch.watchdog.live.reference import (
@@ -151,32 +151,55 @@ class LiveDrift:
         if len(body) > self.max_body_bytes:
             self.counters.bad("too_large")
             return SinkOutcome(413, f"body of {len(body)} bytes exceeds {self.max_body_bytes}")
-        try:
-            if headers.get("content-type", "").startswith(STRUCTURED):
+        content_type = headers.get("content-type", "")
+        if content_type.startswith(STRUCTURED):
+            try:
                 event = from_structured(body)
-            elif "ce-type" in headers or "ce-id" in headers:
-                event = from_binary(headers, body)
-            else:
-                self.counters.bad("not_cloudevent")
-                return SinkOutcome(400, "not a CloudEvent: no ce-* headers and not application/cloudevents+json")
+            except EventError as exc:
+                return self._refused(exc)
+            found = self._monitor_for(model or event.model)
+            if isinstance(found, SinkOutcome):
+                return found
+            found.submit_event(event)  # a full queue drops and counts: the sender still gets its 200
+            return SinkOutcome(200, model=found.name)
+        if "ce-type" in headers or "ce-id" in headers:
+            attrs = {name[3:]: value for name, value in headers.items() if name.startswith("ce-")}
+            return self.sink_attributes(attrs, body, content_type=content_type or "application/json", model=model)
+        self.counters.bad("not_cloudevent")
+        return SinkOutcome(400, "not a CloudEvent: no ce-* headers and not application/cloudevents+json")
+
+    def sink_attributes(self, attrs: dict[str, Any], body: bytes, *, content_type: str = "application/json",
+                        model: str | None = None) -> SinkOutcome:
+        """A binary-mode event whose ``ce-*`` headers are already ``attrs`` (names without ``ce-``): the same
+        answers as :meth:`sink`, with the body size already checked. A pair the sample leaves out (or a probe)
+        is counted before the event is even built."""
+        try:
+            read = read_attributes(attrs)
         except EventError as exc:
-            self.counters.bad(exc.reason)
-            if exc.reason == "unknown_type":  # another event type on a shared sink: not ours, not an error
-                return SinkOutcome(200)
-            return SinkOutcome(400, str(exc))
-        name = model or event.model
+            return self._refused(exc)
+        found = self._monitor_for(model or read[4])
+        if isinstance(found, SinkOutcome):
+            return found
+        found.submit_read(attrs, read, body, content_type)
+        return SinkOutcome(200, model=found.name)
+
+    def _refused(self, exc: EventError) -> SinkOutcome:
+        self.counters.bad(exc.reason)
+        if exc.reason == "unknown_type":  # another event type on a shared sink: not ours, not an error
+            return SinkOutcome(200)
+        return SinkOutcome(400, str(exc))
+
+    def _monitor_for(self, name: str | None) -> ModelMonitor | SinkOutcome:
         if name is None and len(self.monitors) == 1:
             name = next(iter(self.monitors))
         if name is None:
             self.counters.add("unknown_model")
             return SinkOutcome(404, "the event names no model (Ce-Inferenceservicename) and the path none")
         try:
-            monitor = self.monitor(name)
+            return self.monitor(name)
         except UnknownModelError as exc:
             self.counters.add("unknown_model")
             return SinkOutcome(404, str(exc))
-        monitor.submit_event(event)  # a full queue drops and counts: the sender still gets its 200
-        return SinkOutcome(200, model=monitor.name)
 
     def observe(self, model: str, inputs: Any = None, outputs: Any = None, *, version: str | None = None) -> bool:
         """Rows observed in-process (see :meth:`ModelMonitor.submit_rows`); False when the queue was full."""
@@ -238,6 +261,7 @@ class LiveDrift:
         self._thread.start()
 
     def _run(self) -> None:
+        _warm_imports()
         backlog = False
         while not self._stop.wait(0.0 if backlog else self.tick_s):
             try:
@@ -308,6 +332,17 @@ class LiveDrift:
         from goldwatch.watchdog.live.html import render_page
 
         return render_page(self.monitor(model))
+
+
+def _warm_imports() -> None:
+    """What the first window imports (scipy's distributions: ~1-2 s, much of it holding the GIL), paid before the
+    first round rather than in it, where a burst of events would queue behind it."""
+    try:
+        import scipy.stats  # noqa: F401
+
+        from goldwatch.detectors import ks  # noqa: F401
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        pass
 
 
 def _resolved(cfg: LiveDriftConfig, base: Path | None) -> Any:

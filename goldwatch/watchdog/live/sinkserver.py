@@ -4,10 +4,11 @@ Every logged inference is two HTTP requests to the sink. Through an ASGI server 
 ~90 us of Python in the host process (benchmarks/RESULTS.md: uvicorn + starlette), the same GIL the drift worker
 needs; :class:`SinkServer` answers the same requests for ~30 us: an asyncio protocol on the host's event loop
 (no thread of its own) that feeds bytes to ``httptools`` (the parser uvicorn uses) and hands each complete
-request to :meth:`LiveDrift.sink <goldwatch.watchdog.live.service.LiveDrift.sink>`. It serves only
-``POST /v1/cloudevents`` and ``POST /v1/models/{model}/cloudevents`` -- keep-alive, pipelining and chunked bodies
-included -- and answers anything else with one JSON line (404, 405, 400 for a malformed request, 413 past the body
-limit) before closing a connection it cannot trust.
+request's ``ce-*`` attributes and body to :meth:`LiveDrift.sink_attributes
+<goldwatch.watchdog.live.service.LiveDrift.sink_attributes>`. It serves only ``POST /v1/cloudevents`` and ``POST
+/v1/models/{model}/cloudevents`` -- keep-alive, pipelining and chunked bodies included -- and answers anything else
+with one JSON line (404, 405, 400 for a malformed request, 413 past the body limit) before closing a connection it
+cannot trust.
 
 >>> import asyncio
 >>> from goldwatch.config import LiveDriftModelConfig, LiveDriftSection
@@ -35,6 +36,7 @@ import json
 from typing import Any
 
 from goldwatch._optional import require
+from goldwatch.watchdog.live.events import STRUCTURED
 from goldwatch.watchdog.live.service import LiveDrift
 
 __all__ = ["SinkServer"]
@@ -65,7 +67,7 @@ class _Protocol(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.url = b""
-        self.headers: dict[str, str] = {}
+        self.raw: list[tuple[bytes, bytes]] = []  # the headers as they came (read once, when complete)
         self.body: list[bytes] = []
         self.size = 0
         self.too_large = False
@@ -95,9 +97,7 @@ class _Protocol(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name.startswith(b"ce-") or name == b"content-type":
-            self.headers[name.decode("latin-1")] = value.decode("latin-1")
+        self.raw.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -132,7 +132,21 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(_answer(405, "send the events with POST", close=False))
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        outcome = self.live.sink(self.headers, body, model=model)
+        attrs: dict[str, str] = {}
+        content_type = ""
+        for name, value in self.raw:
+            low = name.lower()
+            if low[:3] == b"ce-":
+                attrs[low[3:].decode("latin-1")] = value.decode("latin-1")
+            elif low == b"content-type":
+                content_type = value.decode("latin-1")
+        if attrs and not content_type.startswith(STRUCTURED):  # binary mode: the hot path
+            outcome = self.live.sink_attributes(attrs, body, content_type=content_type or "application/json",
+                                                model=model)
+        else:
+            headers = {f"ce-{k}": v for k, v in attrs.items()} | ({"content-type": content_type} if content_type
+                                                                     else {})
+            outcome = self.live.sink(headers, body, model=model)
         keep = self.parser.should_keep_alive()
         self.transport.write(_answer(outcome.status, outcome.message, close=not keep))
         if not keep:
