@@ -20,9 +20,9 @@ Sharded weights (a rank holds a slice of a manifest tensor) plug in through ``re
 :class:`ResidentTensor` and the manifest that returns the :class:`Expectation` of exactly the bytes that rank holds,
 or None to fall back to name matching. A resolver can take that fingerprint from the verified file -- the file
 tensor sliced as the rank's shard is, made contiguous, fingerprinted -- and the agent then checks the shard block by
-block like any other tensor. (Checking ranks against the manifest's whole-tensor blocks without reading the file is
-the other route: each rank's resident partial fingerprint, gathered and merged across ranks by the integrity
-package's rank-level partial/merge API; that needs a step across ranks which one process's agent does not take.)
+block like any other tensor. ``DTensor`` parameters take the other route, without reading the file: each rank's
+partial fingerprints, gathered and merged across ranks at every pass (:mod:`goldwatch.watchdog.agent.sharded`); the
+agent passes them here as ``covered_elsewhere``.
 """
 
 from __future__ import annotations
