@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from goldwatch.config import parse_config
 from goldwatch.runtimes.mlserver_testing import free_ports
-from goldwatch.watchdog.sidecar.runner import bind, serve_forever
 from goldwatch.watchdog.sidecar.service import SidecarService
-from tests.sidecar.support import served_registry, toml
+from tests.sidecar.support import running, served_registry, toml
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -61,25 +59,8 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[str, SidecarService]]:
         service = SidecarService(config, sinks=[])
     finally:
         del os.environ[ENV]
-    sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve_forever(service, sock, stop=stop),),
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    yield url, service
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(20)
-    assert not thread.is_alive()
+    with running(service) as url:
+        yield url, service
 
 
 def _post(url: str, body: dict[str, Any], *, path: str = "/v1/models/fraud/evidence") -> tuple[httpx.Response, float]:

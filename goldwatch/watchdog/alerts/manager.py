@@ -393,6 +393,25 @@ class AlertManager:
             reason = "resolved" if incident else ("forced" if force else "not open")
         return AlertOutcome("resolve", key, bool(ids), reason, ids, incident)
 
+    def passing(self, model: str, check_class: str) -> bool:
+        """(model, check class) passes now: True when its open incident now waits ``resolve_after_s`` before the
+        resolve is sent (:meth:`resolves_due` says when); False when there is nothing to wait for (no
+        ``resolve_after_s``, no open incident, or it has passed long enough): resolve now. A trigger meanwhile
+        keeps the incident open, and the wait starts again at the next pass."""
+        if self.resolve_after_s <= 0:
+            return False
+        now = self._clock()
+        with self.outbox.transaction():
+            since = self.book.mark_passing(key=dedup_key(model, check_class), now=now)
+        return since is not None and now - since < self.resolve_after_s
+
+    def resolves_due(self) -> list[Incident]:
+        """Open incidents whose checks have passed for ``resolve_after_s``: resolve each now."""
+        if self.resolve_after_s <= 0:
+            return []
+        with self.outbox.transaction():
+            return self.book.pending_resolves(now=self._clock(), resolve_after_s=self.resolve_after_s)
+
     def acknowledge(self, model: str, check_class: str) -> AlertOutcome:
         """Acknowledge the incident of (model, check class) (e.g. someone is on it); the book is unchanged."""
         key = dedup_key(model, check_class)

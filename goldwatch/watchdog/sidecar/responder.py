@@ -141,14 +141,37 @@ class Responder:
         text = f"{ctx.name}: {d.check_class} checks pass again ({d.reason})" + _times(done)
         self.record(ctx.name, done.kind, "resolve", text, detail=done.to_dict())
         try:
+            if self.alerts.passing(ctx.name, d.check_class):
+                # alerts.resolve_after_s: the page stays open until the checks have passed that long (a flapping
+                # check keeps one incident); the tick sends the resolve then (send_resolves_due)
+                self.record(ctx.name, done.kind, "hold", f"the resolve waits until {d.check_class} has passed for "
+                            f"{self.alerts.resolve_after_s:g} s (alerts.resolve_after_s)")
+                return
+        except GoldwatchError as exc:
+            self.record(ctx.name, None, "alert-error", f"the resolve could not be held: {exc}")
+        await self.send_resolve(ctx, d.check_class, summary=text)
+
+    async def send_resolve(self, ctx: ModelContext, check_class: str, *, summary: str) -> None:
+        """The page's resolve: through the fleet's book on a shared registry (sent by the last pod that recovers)."""
+        try:
             if self.fleet is not None and self.fleet.shared:
-                await in_thread(self.fleet.resolve, self.alerts, ctx.name, d.check_class, summary=text,
+                await in_thread(self.fleet.resolve, self.alerts, ctx.name, check_class, summary=summary,
                                 name=f"goldwatch:{ctx.name}:resolve")
             else:
-                self.alerts.resolve(ctx.name, d.check_class, summary=text)
+                self.alerts.resolve(ctx.name, check_class, summary=summary)
         except GoldwatchError as exc:
             self.record(ctx.name, None, "alert-error", f"the resolve could not be queued: {exc}")
         self.deliver.set()
+
+    async def send_resolves_due(self, models: Mapping[str, ModelContext]) -> None:
+        """Resolves held for ``alerts.resolve_after_s`` whose checks have passed that long: send them now."""
+        for incident in self.alerts.resolves_due():
+            ctx = models.get(incident.model)
+            if ctx is None or incident.check_class in ctx.view.incidents:
+                continue  # not watched here, or failing again (its next page keeps the incident open)
+            await self.send_resolve(ctx, incident.check_class, summary=(
+                f"{ctx.name}: {incident.check_class} checks have passed for {self.alerts.resolve_after_s:g} s "
+                "(alerts.resolve_after_s)"))
 
     async def act(self, ctx: ModelContext, action: str, ev: Evidence) -> None:
         kind = self.kinds.get(ev.kind)

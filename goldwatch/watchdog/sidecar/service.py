@@ -614,6 +614,10 @@ class SidecarService:
                 self._flush_state()
             except sqlite3.Error as exc:  # a full disk must not stop the checks; the next tick tries again
                 log.error("cannot save the checks' state to the journal: %s", exc)
+            try:
+                await self.responder.send_resolves_due(self.models)
+            except (GoldwatchError, sqlite3.Error) as exc:
+                log.error("cannot send the resolves held for alerts.resolve_after_s: %s", exc)
             now = self.clock()
             for ctx in self.models.values():
                 assert ctx.lock is not None
