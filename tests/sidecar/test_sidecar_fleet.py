@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -62,7 +63,8 @@ def _open_incident(pod: SidecarProcess) -> dict[str, Any] | None:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def fleet(tmp_path: Path, postgres_server: Any, postgres_url: str,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     shared = tmp_path / "shared"  # the volume every pod mounts: the artifact store
     monkeypatch.setenv("GOLDWATCH_DATABASE_URL", postgres_url)
     with Registry.open(shared, host="ci") as reg:
@@ -94,11 +96,20 @@ def fleet(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) ->
                               "version": {"enabled": False}, "rollback_readiness": {"enabled": False}}]},
             }))
             env = {**sidecar_env(pagerduty.url), "GOLDWATCH_HOST": pod, "GOLDWATCH_DATABASE_URL": postgres_url}
+            if pod == "pod-c":  # the URL in the config without its password, the password in a secret file
+                bare = postgres_url.replace(f":{quote(postgres_server.password, safe='')}@", "@")
+                assert postgres_server.password not in bare
+                (local / "db-password").write_text(postgres_server.password + "\n")
+                text = config.read_text().replace("[registry]\n", f'[registry]\ndatabase_url = "{bare}"\n'
+                                                  f'database_password_file = "{local / "db-password"}"\n', 1)
+                config.write_text(text)
+                env.update(GOLDWATCH_DATABASE_URL="", PGPASSFILE=str(local / "no-pgpass"), PGPASSWORD="")
             pods[pod] = start_sidecar(config, url=f"http://127.0.0.1:{port}", env=env, token=TOKEN, wait=False)
             stack.callback(pods[pod].terminate)
         for pod in PODS:
             pods[pod].wait_ready(timeout=90)
-        yield {"pods": pods, "serving": serving, "pagerduty": pagerduty, "shared": shared}
+        yield {"pods": pods, "serving": serving, "pagerduty": pagerduty, "shared": shared,
+               "password": postgres_server.password}
 
 
 def _show(shared: Path) -> dict[str, Any]:
@@ -167,3 +178,23 @@ def test_a_fleet_pages_once_and_resolves_when_the_last_pod_recovers(fleet: dict[
     triggers = [r for r in pagerduty.accepted if r.body.get("event_action") == "trigger"]
     resolves = [r for r in pagerduty.accepted if r.body.get("event_action") == "resolve"]
     assert (len(triggers), len(resolves)) == (2, 2)  # one of each per incident, for three pods
+    assert not any(fleet["password"] in p.log() for p in pods.values())  # the database password: never logged
+
+
+def test_a_fleet_sidecar_keeps_its_journal_and_outbox_off_the_shared_volume(tmp_path: Path, postgres_url: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from goldwatch.config import parse_config
+    from goldwatch.errors import ConfigError
+    from goldwatch.watchdog.sidecar.service import SidecarService
+
+    monkeypatch.setenv("GOLDWATCH_DATABASE_URL", postgres_url)
+    config = parse_config(toml({
+        "registry": {"root": tmp_path / "shared"},
+        "serve": {"watch": [{"name": "fraud", "url": "http://127.0.0.1:1/v2/models/fraud",
+                             "serving_dir": tmp_path / "models" / "fraud"}]},
+    }))
+    with pytest.raises(ConfigError) as err:
+        SidecarService(config, sinks=[])
+    text = str(err.value)
+    assert "serve.journal and alerts.outbox_path" in text
+    assert "pod-local path" in text
