@@ -167,3 +167,25 @@ def test_hosts_racing_to_open_the_same_incident_open_it_once(tmp_path: Path, dat
     finally:
         for reg in regs:
             reg.close()
+
+
+def test_a_busy_incident_row_fails_fast_instead_of_holding_the_page(tmp_path: Path, database_backend: str) -> None:
+    if database_backend != "postgresql":
+        pytest.skip("row locks and lock timeouts: PostgreSQL")
+    from goldwatch.errors import ConcurrentChangeError
+
+    a = Registry.open(tmp_path / "reg", host="pod-a")
+    b = Registry.open(tmp_path / "reg", host="pod-b")
+    try:
+        _trigger(a, now=time.time())
+        a.incidents.timeout_s = 0.3
+        with b.db.transaction():  # another host holds the incident's row (a stalled transaction)
+            b.db.execute("SELECT * FROM fleet_incidents WHERE dedup_key = ? FOR UPDATE", (KEY,))
+            t0 = time.monotonic()
+            with pytest.raises(ConcurrentChangeError):
+                _trigger(a, now=time.time())
+            assert time.monotonic() - t0 < 5.0
+        assert _trigger(a, now=time.time()).reason == "resend"  # the row is free again; nothing was half-done
+    finally:
+        a.close()
+        b.close()

@@ -123,8 +123,17 @@ class FleetIncidents:
     Not thread-safe (one :class:`~goldwatch.watchdog.registry.storage.Database` connection): callers serialise.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, timeout_s: float = 5.0) -> None:
         self.db = db
+        self.timeout_s = timeout_s
+
+    def _bounded(self) -> None:
+        """A page must not wait on a busy database: inside a transaction, a lock or a statement that takes longer
+        than ``timeout_s`` fails it (ConcurrentChangeError / DatabaseUnavailableError), and the caller pages alone."""
+        if self.db.dialect == "postgresql":
+            ms = max(1, int(self.timeout_s * 1000))
+            self.db.execute(f"SET LOCAL lock_timeout = {ms}")  # another host holds the row
+            self.db.execute(f"SET LOCAL statement_timeout = {2 * ms}")  # the server itself is slow
 
     @property
     def host(self) -> str:
@@ -188,6 +197,7 @@ class FleetIncidents:
                 now: float, renotify_s: float, ttl_s: float) -> FleetDecision:
         """This host sees the problem of ``key``: join its participants; decide whether this host sends the page."""
         with self.db.transaction():
+            self._bounded()
             row = self._locked(key, model, check_class)
             self.db.execute("INSERT INTO fleet_participants (dedup_key, host, joined_at) VALUES (?, ?, ?) "
                             "ON CONFLICT (dedup_key, host) DO NOTHING", (key, self.host, now))
@@ -220,6 +230,7 @@ class FleetIncidents:
         """This host no longer sees the problem of ``key``: leave; the resolve is this host's to send only when no
         live participant is left."""
         with self.db.transaction():
+            self._bounded()
             row = self._row(key, lock=True)
             self.db.execute("DELETE FROM fleet_participants WHERE dedup_key = ? AND host = ?", (key, self.host))
             if row is None or row.state != "open":
@@ -238,6 +249,7 @@ class FleetIncidents:
     def confirm(self, key: str, *, number: int) -> None:
         """This host queued the event it was told to send (in its durable outbox): nobody needs to send it again."""
         with self.db.transaction():
+            self._bounded()
             self.db.execute("UPDATE fleet_incidents SET pending = NULL WHERE dedup_key = ? AND pending = ? "
                             "AND number = ?", (key, self.host, number))
 
@@ -254,6 +266,7 @@ class FleetIncidents:
             "AND (state = 'open' OR pending IS NOT NULL)", tuple(models))
         for (key,) in candidates:
             with self.db.transaction():
+                self._bounded()
                 row = self._row(key, lock=True)
                 if row is None:
                     continue
