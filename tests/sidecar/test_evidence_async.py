@@ -76,13 +76,14 @@ def _journal(url: str) -> list[dict[str, Any]]:
 
 def test_a_report_is_answered_at_once_while_the_rollback_it_caused_runs(sidecar: tuple[str, SidecarService]) -> None:
     url, _service = sidecar
-    passed, took = _post(url, _report("pass", bytes_per_s=2.5e9, duty_cycle=0.01, bytes_checked=4096,
+    passed, _ = _post(url, _report("pass", bytes_per_s=2.5e9, duty_cycle=0.01, bytes_checked=4096,
                                       mismatched_blocks=0, wall_s=0.2))
     assert passed.status_code == 202, passed.text
-    failed, took = _post(url, _report("fail", mismatched_blocks=1))
+    failed, _ = _post(url, _report("fail", mismatched_blocks=1))
     assert failed.status_code == 202, failed.text
-    assert took < 1.0, f"the failing report waited {took:.2f} s"
     assert failed.json()["status"] == "fail"
+    # answered before the rollback it causes has finished (its reload alone takes RELOAD_S)
+    assert not any(d["action"] == "rolled-back" for d in _journal(url))
     # journaled before the answer: the failure is on record whatever happens next
     assert any(d["action"] == "evidence" and d["detail"]["failed"][0]["details"]["tensor"] == "w"
                for d in _journal(url))
@@ -92,10 +93,10 @@ def test_a_report_is_answered_at_once_while_the_rollback_it_caused_runs(sidecar:
         time.sleep(0.02)
     # the rollback (its reload takes RELOAD_S) is running: more reports are answered just as fast
     during = [_post(url, _report("fail", mismatched_blocks=1)) for _ in range(3)]
+    # all answered while it still runs: none waited for it
     assert not any(d["action"] == "rolled-back" for d in _journal(url)), "the rollback should still be running"
-    for resp, took in during:
+    for resp, _ in during:
         assert resp.status_code == 202, resp.text
-        assert took < 1.0, f"a report during the rollback waited {took:.2f} s"
     deadline = time.monotonic() + 30
     while not any(d["action"] == "rolled-back" for d in _journal(url)):
         assert time.monotonic() < deadline, _journal(url)
@@ -151,11 +152,10 @@ def test_a_full_queue_answers_429_for_the_reporter_to_retry(sidecar: tuple[str, 
 
     asyncio.run_coroutine_threadsafe(hold_and_fill(), loop).result(5)
     try:
-        resp, took = _post(url, _report("pass"))
+        resp, _ = _post(url, _report("pass"))  # answered while the model's lock is held: it waited for nothing
         assert resp.status_code == 429, resp.text
         assert resp.headers["retry-after"] == "2"
         assert "waiting to be decided on" in resp.json()["error"]
-        assert took < 1.0
     finally:
         loop.call_soon_threadsafe(ctx.lock.release)
     deadline = time.monotonic() + 20
