@@ -157,11 +157,14 @@ class ShardedWatch:
         partials: list[PartialFingerprint] = []
         local_bytes = 0
         for manifest_name, (_name, value) in self.entries.items():
-            t_start = time.thread_time()
-            partials += shard_partials({manifest_name: value}, rank=self.rank)
-            spent = time.thread_time() - t_start
-            busy += spent
             local = value.to_local()
+            # busy time: the thread's CPU time for a CPU shard; for a CUDA shard the elapsed time, which ends with
+            # the copy of its block sums to the host (a synchronisation), so it covers the kernels
+            clock = time.perf_counter if local.device.type == "cuda" else time.thread_time
+            t_start = clock()
+            partials += shard_partials({manifest_name: value}, rank=self.rank)
+            spent = clock() - t_start
+            busy += spent
             local_bytes += int(local.numel() * local.element_size())
             if duty_cycle < 1.0 and spent > 0:
                 stop.wait(spent * (1.0 - duty_cycle) / duty_cycle)  # a stop does not skip the gather: others wait

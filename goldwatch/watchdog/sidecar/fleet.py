@@ -17,8 +17,8 @@ On a registry shared by a fleet (PostgreSQL), pages go through the fleet's incid
 
 Each decision is queued in the pod's durable outbox, then confirmed in the book; one this pod took and never
 confirmed (it stopped in between) is sent again when it starts. When the database cannot be reached or does not
-answer within 5 s, a pod decides alone, as on one host (a page is not held back for the book). On SQLite (one host) pages go straight through the
-alert manager's own book, as they always did.
+answer within 5 s, a pod decides alone, as on one host (a page is not held back for the book). On SQLite (one
+host) pages go straight through the alert manager's own book, as they always did.
 
 Every method blocks on the database: the service calls them from worker threads.
 """
