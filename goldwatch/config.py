@@ -514,6 +514,14 @@ class AgentConfig(_Section):
     report_timeout_s: float = Field(5.0, gt=0, le=60)
     report_retries: int = Field(3, ge=0, le=10)
     probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
+    observe: bool = Field(
+        False, description="send every served batch's inputs and outputs to the sidecar's live drift "
+        "(POST /v1/models/{model}/observe; needs sidecar_url): for servers without a payload logger"
+    )
+    observe_max_rows: int = Field(
+        65_536, ge=1, le=10_000_000, description="served rows held for live drift at most; more are dropped, counted"
+    )
+    observe_flush_s: float = Field(1.0, gt=0, le=60, description="observed rows are sent at least this often")
 
 
 class GoldwatchConfig(_Section):

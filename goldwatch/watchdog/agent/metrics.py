@@ -15,6 +15,7 @@ goldwatch_agent_mismatched_blocks                       blocks that differ in th
 goldwatch_agent_covered_bytes{how}                      resident bytes covered, by how (file, derived, ...)
 goldwatch_agent_uncovered_tensors                       resident tensors the agent cannot check
 goldwatch_agent_reports_total{outcome}                  reports delivered / rejected / failed / dropped
+goldwatch_agent_observed_rows_total{outcome}            served rows sent to live drift: delivered / dropped / ...
 ======================================================  ==========================================================
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
@@ -51,6 +52,7 @@ class AgentMetrics:
     covered_bytes: Any
     uncovered_tensors: Any
     reports: Any
+    observed_rows: Any
 
 
 def agent_metrics(registry: Any = None) -> AgentMetrics:
@@ -87,6 +89,9 @@ def agent_metrics(registry: Any = None) -> AgentMetrics:
                                     model, registry=registry),
             reports=Counter("goldwatch_agent_reports", "Evidence reports by outcome", [*model, "outcome"],
                             registry=registry),
+            observed_rows=Counter("goldwatch_agent_observed_rows",
+                                  "Served rows sent to the sidecar's live drift, by outcome (delivered, dropped, "
+                                  "failed, rejected)", [*model, "outcome"], registry=registry),
         )
         _BY_REGISTRY[id(registry)] = (registry, metrics)
         return metrics

@@ -32,10 +32,23 @@ from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri, to_absolute_path
 
 from goldwatch.errors import ArtifactError, ConfigError, GoldwatchError
+from goldwatch.probe import PROBE_HEADER, PROBE_PARAMETER, is_probe_id
 from goldwatch.runtimes.mlserver_onnx import tensor_metadata
 from goldwatch.watchdog.agent.serving import ServedModel, serving_options
 
-__all__ = ["GoldwatchModel", "ModelRefused"]
+__all__ = ["GoldwatchModel", "ModelRefused", "is_probe_request"]
+
+
+def is_probe_request(payload: InferenceRequest) -> bool:
+    """Whether a request is goldwatch's own golden replay (either mark of :mod:`goldwatch.probe`; MLServer hands
+    the HTTP headers over in ``parameters.headers``): kept out of live drift."""
+    params = payload.parameters
+    if params is None:
+        return False
+    if getattr(params, PROBE_PARAMETER, None) is True:
+        return True
+    headers = params.headers or {}
+    return any(k.lower() == PROBE_HEADER.lower() and is_probe_id(v) for k, v in headers.items())
 
 
 class ModelRefused(MLServerError):
@@ -85,7 +98,7 @@ class GoldwatchModel(MLModel):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         feed = {inp.name: NumpyCodec.decode_input(inp) for inp in payload.inputs}
-        outputs = self.served().predict(feed)
+        outputs = self.served().predict(feed, probe=is_probe_request(payload))
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version,

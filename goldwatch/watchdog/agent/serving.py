@@ -11,7 +11,9 @@ other Python server can hold. Loading
 3. loads the model (a ``goldwatch-model.json`` directory for torch, an ``.onnx`` file, or a directory holding one);
 4. starts the agent: for torch, :class:`~goldwatch.watchdog.agent.agent.ResidentAgent` on the module (``dtype``
    serves it converted, e.g. bf16 from an fp32 file, proven from the file at load); for ONNX, the golden probe
-   (:mod:`goldwatch.watchdog.agent.probe`) when ``golden`` is set.
+   (:mod:`goldwatch.watchdog.agent.probe`) when ``golden`` is set;
+5. with ``observe = true``, an :class:`~goldwatch.watchdog.agent.observer.HttpObserver`: every batch
+   :meth:`ServedModel.predict` serves (goldwatch's probes excepted) goes to the sidecar's live drift.
 
 Options (:class:`ServingOptions`) are the ``[agent]`` section of goldwatch.toml plus the per-model keys below;
 MLServer passes them as ``parameters.extra.goldwatch`` in ``model-settings.json``.
@@ -37,6 +39,7 @@ from goldwatch.logs import get_logger
 from goldwatch.runtimes.base import DESCRIPTOR_NAME, Runtime
 from goldwatch.runtimes.factory import load_model
 from goldwatch.watchdog.agent.agent import ResidentAgent, verify_file
+from goldwatch.watchdog.agent.observer import HttpObserver
 from goldwatch.watchdog.agent.periodic import PeriodicAgent, agent_source
 from goldwatch.watchdog.agent.probe import ProbeAgent
 from goldwatch.watchdog.agent.reporter import HttpReporter, Reporter
@@ -129,12 +132,13 @@ class ServedModel:
     """A loaded, verified model and its agent; :meth:`predict` runs it, :meth:`close` stops everything."""
 
     def __init__(self, name: str, runtime: Runtime, artifact: ServedArtifact, agent: PeriodicAgent | None,
-                 reporter: Reporter | None) -> None:
+                 reporter: Reporter | None, observer: HttpObserver | None = None) -> None:
         self.name = name
         self.runtime = runtime
         self.artifact = artifact
         self.agent = agent
         self.reporter = reporter
+        self.observer = observer
 
     @classmethod
     def load(cls, uri: str | os.PathLike[str], *, name: str, options: ServingOptions,
@@ -146,13 +150,22 @@ class ServedModel:
         if onnx is None and not (served.path / DESCRIPTOR_NAME).is_file():
             raise ArtifactError(f"neither a {DESCRIPTOR_NAME} directory nor an ONNX model", where=str(served.path),
                                 hint="serve a goldwatch model directory (torch) or an .onnx file")
+        if options.observe and not options.sidecar_url:
+            raise ConfigError("observe sends served rows to the sidecar, and no sidecar_url is set",
+                              where="agent.observe", hint="set agent.sidecar_url, or observe = false")
         reporter: Reporter | None = None
+        observer: HttpObserver | None = None
         if options.sidecar_url and options.watch:
             reporter = HttpReporter(options.sidecar_url, token_env=options.token_env, token_file=options.token_file,
                                     timeout_s=options.report_timeout_s, retries=options.report_retries,
                                     metrics_registry=metrics_registry)
         runtime: Runtime | None = None
         try:
+            if options.observe and options.sidecar_url:
+                observer = HttpObserver(options.sidecar_url, name, token_env=options.token_env,
+                                        token_file=options.token_file, timeout_s=options.report_timeout_s,
+                                        max_rows=options.observe_max_rows, flush_s=options.observe_flush_s,
+                                        metrics_registry=metrics_registry)
             runtime = load_model(onnx or served.path, device=options.device,
                                  trusted_factories=options.trusted_factories)
             agent = cls._agent(runtime, name, served, manifest, options, reporter, metrics_registry)
@@ -161,8 +174,10 @@ class ServedModel:
                 runtime.close()
             if reporter is not None:
                 reporter.close(timeout_s=0.0)
+            if observer is not None:
+                observer.close(timeout_s=0.0)
             raise
-        model = cls(name, runtime, served, agent, reporter)
+        model = cls(name, runtime, served, agent, reporter, observer)
         if agent is not None and start:
             agent.start()
         elif agent is None and reporter is not None:
@@ -206,8 +221,9 @@ class ServedModel:
         """The torch module whose tensors the agent watches (None for ONNX)."""
         return self.agent.module if isinstance(self.agent, ResidentAgent) else None
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch; inputs are cast to the dtypes the signature declares (JSON carries float64 numbers)."""
+    def predict(self, inputs: Mapping[str, np.ndarray], *, probe: bool = False) -> dict[str, np.ndarray]:
+        """Run one batch; inputs are cast to the dtypes the signature declares (JSON carries float64 numbers).
+        With an observer, the batch goes to live drift unless ``probe`` (goldwatch's own golden replay) is set."""
         feed = {}
         for name, value in inputs.items():
             array = np.asarray(value)
@@ -215,9 +231,14 @@ class ServedModel:
             if spec is not None and spec.dtype and array.dtype != np.dtype(spec.dtype):
                 array = array.astype(spec.dtype)
             feed[name] = array
-        return self.runtime.run(feed)
+        outputs = self.runtime.run(feed)
+        if self.observer is not None and not probe:
+            self.observer.observe(feed, outputs, version=self.artifact.version)
+        return outputs
 
     def close(self) -> None:
+        if self.observer is not None:
+            self.observer.close(timeout_s=2.0)
         if self.agent is not None:
             self.agent.stop()
         elif self.reporter is not None:
