@@ -1,5 +1,5 @@
 """The agent inside a real MLServer worker, reporting to the real sidecar (``goldwatch serve``), paging the strict
-PagerDuty stand-in.
+PagerDuty stand-in, and sending what the worker serves to the sidecar's live drift (``observe = true``).
 
 A bit flipped in a resident parameter (the drill runtime's hook) is reported within one agent interval with the
 right tensor and block; the sidecar rolls back through the registry and MLServer's repository API; the reloaded
@@ -91,7 +91,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     sidecar_url = f"http://127.0.0.1:{sidecar_port}"
     folder = write_model_settings(repo, "fraud", implementation=FAULTS, extra={"parameters": {
         "uri": "./current",
-        "extra": {"goldwatch": {"interval_s": INTERVAL_S, "duty_cycle": 1.0, "sidecar_url": sidecar_url}},
+        "extra": {"goldwatch": {"interval_s": INTERVAL_S, "duty_cycle": 1.0, "sidecar_url": sidecar_url,
+                                "observe": True, "observe_flush_s": 0.1}},
     }})
     x = np.random.default_rng(3).standard_normal((32, 8)).astype(np.float32)
     with Registry.open(tmp_path / "reg") as reg:
@@ -113,7 +114,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                              "golden_replay": {"interval_s": 2.0, "batch_size": 32},
                              "readiness": {"interval_s": 1.0, "timeout_s": 2.0},
                              "version": {"interval_s": 2.0, "timeout_s": 2.0},
-                             "rollback_readiness": {"interval_s": 10.0}}]},
+                             "rollback_readiness": {"interval_s": 10.0},
+                             # live drift of what the worker serves, against the served version's golden set
+                             "drift": {"reference_registry": True, "window_rows": 64, "min_window_rows": 32}}]},
     }))
     # the server inherits these (the token, and the drill runtime's permission to flip bits)
     env = {"GOLDWATCH_SERVE_TOKEN": TOKEN, "GOLDWATCH_FAULT_INJECTION": "1"}
@@ -276,3 +279,40 @@ def test_a_model_whose_file_fails_its_manifest_refuses_to_load(served: dict[str,
     ready = httpx.get(f"{server.model_url('bad')}/ready", timeout=10, trust_env=False)
     assert ready.status_code != 200
     assert _predict(server, "fraud", np.zeros((1, 8), np.float32)).shape == (1, 3)  # the good model still serves
+
+
+def test_served_rows_reach_the_sidecars_live_drift_and_its_golden_replays_do_not(served: dict[str, Any]) -> None:
+    server, sidecar = served["server"], served["sidecar"]
+
+    def ingest() -> dict[str, Any]:
+        drift = httpx.get(sidecar.url + "/v1/models/fraud/drift", timeout=10, trust_env=False)
+        assert drift.status_code == 200, drift.text
+        result: dict[str, Any] = drift.json()["ingest"]
+        return result
+
+    def delivered() -> float:
+        agent = _metrics(f"http://127.0.0.1:{server.metrics_port}/metrics", "goldwatch_agent_")
+        return agent.get(("goldwatch_agent_observed_rows_total", "delivered"), 0.0)
+
+    # what earlier tests served has all arrived: the sidecar counted exactly what the worker delivered
+    before = _wait("earlier rows delivered", lambda: (ingest()["rows"] == delivered()) and [delivered()],
+                   sidecar=sidecar)[0]
+    x = served["x"]
+    for _ in range(3):
+        _predict(server, "fraud", x)
+    _wait("the served rows in live drift", lambda: ingest()["rows"] >= before + 96, sidecar=sidecar)
+    # a golden replay now (marked as goldwatch's own: the worker's observer leaves it out), then more served rows
+    replay = sidecar.post("/v1/models/fraud/check", {"checks": ["golden"], "wait": True})
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["runs"]["golden"]["status"] == "pass", replay.text
+    _predict(server, "fraud", x[:5])
+    _wait("the last served rows", lambda: ingest()["rows"] >= before + 101, sidecar=sidecar)
+    assert ingest()["rows"] == before + 101, "only served rows: the golden replays were left out"
+    assert delivered() == before + 101
+    windows = httpx.get(sidecar.url + "/v1/models/fraud/drift", timeout=10, trust_env=False).json()["windows"]
+    tested = [w for w in windows if w["tested"]]
+    assert tested, windows
+    assert not tested[-1]["drifted"], "the golden set's own inputs do not drift from it"
+    agent = _metrics(f"http://127.0.0.1:{server.metrics_port}/metrics", "goldwatch_agent_")
+    assert agent.get(("goldwatch_agent_observed_rows_total", "rejected"), 0) == 0
+    assert agent.get(("goldwatch_agent_observed_rows_total", "dropped"), 0) == 0
