@@ -1,7 +1,7 @@
 """``goldwatch registry``: add, list, show, promote, quarantine, roll back, check and prune model versions.
 
 The registry root, serving directory, layout, reload adapter and fallback come from ``[registry]`` in
-goldwatch.toml; ``--root``, ``--serving-dir`` and ``--layout`` override them.
+goldwatch.toml; ``--registry-root``, ``--serving-dir`` and ``--layout`` override them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
+from goldwatch.cli._grammar import deprecated_alias
 from goldwatch.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ def _line(mv: Any) -> str:
 
 
 @click.group("registry")
-@click.option("--root", type=click.Path(file_okay=False), envvar="GOLDWATCH_REGISTRY_ROOT",
+@click.option("--registry-root", "root", type=click.Path(file_okay=False), envvar="GOLDWATCH_REGISTRY_ROOT",
               help="Registry directory (default: registry.root from the config, else ./.goldwatch).")
+@deprecated_alias("--root", target="root", replacement="--registry-root DIR", type=click.Path(file_okay=False))
 @click.option("--serving-dir", type=click.Path(file_okay=False), default=None,
               help="Directory the inference server reads (default: registry.serving_dir).")
 @click.option("--layout", type=click.Choice(["current-link", "numbered", "mlflow-alias"]), default=None,
@@ -84,7 +86,7 @@ def registry(root: str | None, serving_dir: str | None, layout: str | None) -> N
 @click.option("--version", "version", default=None, help="Version name (default: the next number).")
 @click.option("--golden", multiple=True, type=click.Path(), help="Golden set to link (repeatable).")
 @click.option("--actor", default=None, help="Who is adding it (default: user@host).")
-@click.option("--reason", default="registered", show_default=True)
+@click.option("--reason", default="registered", show_default=True, help="Why (recorded in the audit trail).")
 @json_option
 @click.pass_context
 @guarded
@@ -104,7 +106,8 @@ def add(ctx: click.Context, model: str, path: str, version: str | None, golden: 
 
 @registry.command("list")
 @click.argument("model", required=False)
-@click.option("--state", "state_", type=click.Choice(["candidate", "known-good", "quarantined", "retired"]))
+@click.option("--state", "state_", type=click.Choice(["candidate", "known-good", "quarantined", "retired"]),
+              help="Only versions in this state.")
 @json_option
 @click.pass_context
 @guarded
@@ -201,7 +204,9 @@ def quarantine(ctx: click.Context, model: str, version: str, reason: str, actor:
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.option("--actor", default=None, help="Who (default: user@host).")
 @click.option("--keep-current", is_flag=True, help="Do not quarantine the version rolled back from.")
-@click.option("--golden", is_flag=True, help="Also replay each candidate target's linked golden sets on CPU.")
+@click.option("--replay-golden", "golden", is_flag=True,
+              help="Also replay each candidate target's linked golden sets on CPU.")
+@deprecated_alias("--golden", target="golden", replacement="--replay-golden", is_flag=True)
 @json_option
 @click.pass_context
 @guarded
@@ -235,7 +240,8 @@ def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, kee
 @registry.command("check")
 @click.argument("model")
 @click.option("--load", is_flag=True, help="Also load the rollback target with its runtime.")
-@click.option("--golden", is_flag=True, help="Also replay the target's linked golden sets on CPU.")
+@click.option("--replay-golden", "golden", is_flag=True, help="Also replay the target's linked golden sets on CPU.")
+@deprecated_alias("--golden", target="golden", replacement="--replay-golden", is_flag=True)
 @json_option
 @click.pass_context
 @guarded

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch._fs import atomic_write
 from goldwatch._version import __version__
 from goldwatch.errors import ArtifactError, StateError
@@ -249,7 +250,10 @@ def detect_format(path: Path) -> FileFormat:
 
 
 def file_tensors(path: Path, fmt: FileFormat, *, on_bytes: Progress | None = None) -> tuple[TensorEntry, ...]:
-    """Parse the tensors of a container file and fingerprint each of them from the file's bytes (CPU)."""
+    """Parse the tensors of a container file and fingerprint each of them from the file's bytes (CPU).
+
+    ``on_bytes(n)`` reports progress (default: the innermost :mod:`goldwatch.progress` task, if one is open)."""
+    on_bytes = progress.byte_callback(on_bytes)
     if fmt == "safetensors":
         from goldwatch.integrity.safetensors_parser import read_safetensors_header
 
