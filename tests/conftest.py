@@ -44,3 +44,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _no_progress_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress lines go to stderr after a task has run for 2 s, and click's CliRunner mixes stderr into
+    ``result.output``: on a busy machine they would land among the output a test parses. The progress tests turn
+    it back on (``monkeypatch.setenv("GOLDWATCH_PROGRESS", ...)``)."""
+    monkeypatch.setenv("GOLDWATCH_PROGRESS", "off")

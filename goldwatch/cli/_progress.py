@@ -13,7 +13,7 @@ Everything goes to stderr: stdout holds only the command's result (``--json`` st
 the delay shows nothing at all.
 
 >>> human_amount(3 * 1024**3 + 1, "B"), human_amount(1500, "samples"), human_duration(3725)
-('3.0 GiB', '1,500 samples', '1 h 2 min')
+('3.0 GiB', '1,500 samples', '62 min 5 s')
 """
 
 from __future__ import annotations

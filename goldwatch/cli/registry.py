@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from goldwatch import progress
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
 from goldwatch.cli._grammar import deprecated_alias
 from goldwatch.errors import ConfigError, RegistryError
@@ -93,10 +94,13 @@ def registry(root: str | None, serving_dir: str | None, layout: str | None) -> N
 def add(ctx: click.Context, model: str, path: str, version: str | None, golden: tuple[str, ...],
         actor: str | None, reason: str, as_json: bool) -> None:
     """Store PATH (file or directory) as a new candidate version of MODEL and compute its manifest."""
+    from goldwatch.cli.integrity import _artifact_bytes
     from goldwatch.watchdog.registry.core import check_add_inputs
 
     check_add_inputs(model, path, version=version, golden=golden)  # before _open creates a registry
-    with _open(ctx) as reg:
+    # bytes read: copied into the store (hashed on the way), then digested and fingerprinted for the manifest
+    work = _artifact_bytes(Path(path), passes=1) + _artifact_bytes(Path(path), passes=2)
+    with _open(ctx) as reg, progress.task(f"registry add {Path(path).name}", total=work, unit="B"):
         mv = reg.add(model, path, version=version, golden=golden, actor=actor, reason=reason)
     if as_json:
         emit_json(mv)

@@ -538,7 +538,7 @@ def run_gate(
         if baseline_registry is not None:
             if root is None:
                 raise InvalidInputError("--baseline-registry needs a registry", where="--baseline-registry",
-                                        hint="set [registry] root in goldwatch.toml or pass --registry DIR")
+                                        hint="set [registry] root in goldwatch.toml or pass --registry-root DIR")
             mv = areas.known_good(root, baseline_registry)
             base_spec = mv.path
             base_ref = ModelRef(spec=f"registry:{baseline_registry}", name=mv.model, version=str(mv.version))
@@ -646,7 +646,7 @@ def _promote(verdict: GateVerdict, candidate: str | os.PathLike[str], golden: Se
         if root is None or model is None:
             raise InvalidInputError(
                 "--promote needs a registry and a model name", where="--promote",
-                hint="pass --registry DIR and --baseline-registry NAME (or --model-name NAME)",
+                hint="pass --registry-root DIR and --baseline-registry NAME (or --model-name NAME)",
             )
         evidence = {"gate_verdict": verdict.to_dict()}
         mv = areas.promote(root, model, Path(candidate), golden=[Path(g) for g in golden], actor=actor,
