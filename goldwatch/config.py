@@ -34,6 +34,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "AgentConfig",
     "AlertsConfig",
     "DetectorsConfig",
     "GateConfig",
@@ -226,6 +227,29 @@ class AlertsConfig(_Section):
     max_age_s: float = Field(86400.0, gt=0, description="undelivered this long: kept as a dead letter")
 
 
+class AgentConfig(_Section):
+    """The in-process agent (goldwatch.watchdog.agent) and the MLServer runtime that hosts it."""
+
+    interval_s: float = Field(60.0, gt=0, description="a full pass over the resident weights starts this often")
+    duty_cycle: float = Field(
+        0.01, gt=0, le=1, description="share of one core (CPU) or of the GPU's time the agent uses while a pass runs"
+    )
+    slice_mib: int = Field(4, ge=1, le=1024, description="CPU: MiB fingerprinted between two pauses")
+    gpu_slice_mib: int = Field(256, ge=1, le=65536, description="CUDA: MiB fingerprinted between two pauses")
+    attest: Literal["auto", "never"] = Field(
+        "auto", description="'never': refuse tensors that cannot be compared with the file instead of pinning them"
+    )
+    exclude: list[str] = Field([], description="fnmatch patterns of resident tensors left unchecked (e.g. caches)")
+    sidecar_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
+    )
+    token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
+    token_file: Path | None = None
+    report_timeout_s: float = Field(5.0, gt=0, le=60)
+    report_retries: int = Field(3, ge=0, le=10)
+    probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
+
+
 class GoldwatchConfig(_Section):
     """The whole ``goldwatch.toml``."""
 
@@ -236,6 +260,7 @@ class GoldwatchConfig(_Section):
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
+    agent: AgentConfig = AgentConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataTensor
 
 from goldwatch.runtimes.oip import numpy_to_oip
 
-__all__ = ["OnnxModel"]
+__all__ = ["OnnxModel", "tensor_metadata"]
 
 
 class OnnxModel(MLModel):
@@ -31,8 +31,8 @@ class OnnxModel(MLModel):
             raise ValueError("model-settings.json must set parameters.uri to the .onnx file")
         self._runtime = OnnxRuntime(uri, threads=1)
         sig = self._runtime.signature
-        self.inputs = [_meta(t) for t in sig.inputs]
-        self.outputs = [_meta(t) for t in sig.outputs]
+        self.inputs = [tensor_metadata(t) for t in sig.inputs]
+        self.outputs = [tensor_metadata(t) for t in sig.outputs]
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -49,6 +49,6 @@ class OnnxModel(MLModel):
         )
 
 
-def _meta(spec: Any) -> MetadataTensor:
+def tensor_metadata(spec: Any) -> MetadataTensor:
     shape = [-1 if d is None else int(d) for d in (spec.shape or ())]
     return MetadataTensor(name=spec.name, datatype=numpy_to_oip(spec.dtype or "float32"), shape=shape)

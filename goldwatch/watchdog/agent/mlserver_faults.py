@@ -1,0 +1,48 @@
+"""A drill/test variant of the MLServer runtime that can flip one bit of a resident tensor on request.
+
+``implementation: goldwatch.watchdog.agent.mlserver_faults.FaultInjectingModel``. An inference request whose
+``parameters`` hold ``{"goldwatch_fault": {"tensor": NAME, "byte": B, "bit": K}}`` flips bit ``K`` of byte ``B`` of
+that resident tensor in the worker that serves it, and answers with the flipped block (output ``flipped_block``)
+instead of running the model. Refused unless the server runs with ``GOLDWATCH_FAULT_INJECTION=1``, so that a
+production server given this class by mistake cannot be corrupted through its API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+from mlserver.codecs import NumpyCodec
+from mlserver.errors import InferenceError
+from mlserver.types import InferenceRequest, InferenceResponse
+
+from goldwatch.errors import GoldwatchError
+from goldwatch.watchdog.agent.faults import FAULT_INJECTION_ENV, flip_resident_bit
+from goldwatch.watchdog.agent.mlserver import GoldwatchModel
+
+__all__ = ["FAULT_PARAMETER", "FaultInjectingModel"]
+
+FAULT_PARAMETER = "goldwatch_fault"
+
+
+class FaultInjectingModel(GoldwatchModel):
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        params = payload.parameters.model_dump() if payload.parameters is not None else {}
+        fault = params.get(FAULT_PARAMETER)
+        if fault is None:
+            return await super().predict(payload)
+        if os.environ.get(FAULT_INJECTION_ENV) != "1":
+            raise InferenceError(f"fault injection is disabled: start the server with {FAULT_INJECTION_ENV}=1")
+        module = self.served().module
+        if module is None:
+            raise InferenceError("fault injection needs a torch model (ONNX Runtime's memory is not reachable)")
+        try:
+            flip = flip_resident_bit(module, str(fault["tensor"]), byte=int(fault["byte"]), bit=int(fault["bit"]))
+        except (KeyError, TypeError, ValueError, GoldwatchError) as exc:
+            raise InferenceError(f"bad {FAULT_PARAMETER} parameter: {exc}") from None
+        return InferenceResponse(
+            model_name=self.name, model_version=self.version,
+            outputs=[NumpyCodec.encode_output("flipped_block", np.array([flip.block], dtype=np.int64))],
+            parameters={"goldwatch_flip": dataclasses.asdict(flip)},
+        )
