@@ -244,9 +244,9 @@ class AgentConfig(_Section):
         None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
     )
     token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
-    token_file: Path | None = None
-    report_timeout_s: float = Field(5.0, gt=0, le=60)
-    report_retries: int = Field(3, ge=0, le=10)
+    token_file: Path | None = Field(None, description="file holding the sidecar's bearer token (token_env wins)")
+    report_timeout_s: float = Field(5.0, gt=0, le=60, description="seconds per evidence report sent to the sidecar")
+    report_retries: int = Field(3, ge=0, le=10, description="retries of a report the sidecar did not accept")
     probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
 
 
