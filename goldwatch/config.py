@@ -311,7 +311,7 @@ def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchCo
         raise ConfigError(
             f"{count}: " + "; ".join(problems),
             where=source,
-            hint="see the configuration reference in README.md",
+            hint="see docs/reference/config.md for every key, its type and default",
         ) from None
 
 

@@ -172,12 +172,17 @@ class TerminalReporter:
     def start(self, task: Task) -> None:
         from tqdm import tqdm
 
+        file = self.file or sys.stderr
+        width = _columns(file)
         with self._lock:
             depth = len(self._bars)
             self._bars[task] = tqdm(
                 total=task.total, desc=task.label, unit=task.unit or "it", unit_scale=True,
-                unit_divisor=1024 if task.unit == "B" else 1000, file=self.file or sys.stderr,
-                delay=self.delay_s, leave=depth == 0, dynamic_ncols=True, mininterval=0.2, position=depth,
+                unit_divisor=1024 if task.unit == "B" else 1000, file=file, delay=self.delay_s, leave=depth == 0,
+                # follow the terminal's width as it changes; a terminal that reports none (a pty in a
+                # container) would otherwise get a bar zero columns wide, which is no bar
+                dynamic_ncols=width is not None, ncols=None if width is not None else 100,
+                nrows=None if width is not None else 20, mininterval=0.2, position=depth,
             )
         self._ticker.ensure_running()
 
@@ -205,6 +210,14 @@ class TerminalReporter:
         with self._lock:
             for bar in self._bars.values():
                 bar.update(0)  # redraws elapsed time (and shows the bar once the delay passed)
+
+
+def _columns(file: Any) -> int | None:
+    try:
+        columns = os.get_terminal_size(file.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
+    return columns or None
 
 
 def _json_logs() -> bool:
