@@ -24,6 +24,7 @@ _EXTRA_FOR = {
     "mlserver": "dev",
     "pyarrow": "parquet",
     "mlflow": "mlflow",
+    "psycopg": "postgres",
 }
 
 

@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from goldwatch.errors import ConfigError
+from goldwatch.logs import mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,6 +144,35 @@ class RegistryConfig(_Section):
         None, description="model served when no verified known-good version is left to roll back to"
     )
     ready_timeout_s: float = Field(30.0, gt=0, description="seconds to wait for the server to serve a switch")
+    # The database: SQLite at <root>/registry.db unless a URL says otherwise (a fleet: postgresql://...).
+    database_url: str | None = Field(
+        None, description="e.g. postgresql://goldwatch@db.internal:5432/registry (no password: see below)"
+    )
+    database_url_env: str = Field(
+        "GOLDWATCH_DATABASE_URL", description="env var holding the whole URL (it may carry the password); wins"
+    )
+    database_password_env: str | None = Field(None, description="env var holding the database password")
+    database_password_file: Path | None = Field(None, description="file holding the database password")
+    host: str | None = Field(
+        None, description="this host's name in a fleet registry (default: $GOLDWATCH_HOST, else the hostname)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                has_password = urlsplit(value).password is not None or "password=" in value.lower()
+            except ValueError:
+                has_password = False
+            if has_password:
+                raise ValueError(
+                    "the URL carries a password; secrets never live in the config file: put it in "
+                    "database_password_env / database_password_file, or the whole URL in database_url_env"
+                )
+        return value
 
 
 class GateConfig(_Section):
@@ -305,7 +335,7 @@ def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchCo
         for err in exc.errors(include_url=False):
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             if err["type"] != "extra_forbidden" and err["type"] != "missing" and "input" in err:
-                msg += f" (got {err['input']!r})"
+                msg += f" (got {mask_url(repr(err['input']))})"
             problems.append(f"{_format_loc(err['loc'])}: {msg}")
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ConfigError(

@@ -13,8 +13,10 @@ Tree::
     │   ├── ArtifactError               model file / manifest malformed, hostile or truncated
     │   ├── GoldenSetError              golden set malformed, tampered, or for another model signature
     │   └── RegistryError               unknown model/version, illegal state transition, bad store
+    │       └── ConcurrentChangeError   another host changed the registry underneath this operation
     ├── DependencyMissingError          an optional extra (torch, onnx, reports, ...) is not installed
     ├── ServerUnreachableError          an inference server or alert endpoint cannot be reached / not ready
+    ├── DatabaseUnavailableError        the registry database cannot be reached (or went away mid-operation)
     └── StateError                      on-disk state from a newer schema or otherwise unusable
 
 Every error carries three parts that the CLI prints as one message: *what* is wrong, *where* (file, key path,
@@ -34,8 +36,10 @@ from goldwatch.exit_codes import ExitCode
 
 __all__ = [
     "ArtifactError",
+    "ConcurrentChangeError",
     "ConfigError",
     "DataError",
+    "DatabaseUnavailableError",
     "DependencyMissingError",
     "GoldenSetError",
     "GoldwatchError",
@@ -93,6 +97,13 @@ class RegistryError(InvalidInputError):
     """The registry was asked for something it does not have or may not do."""
 
 
+class ConcurrentChangeError(RegistryError):
+    """Another process (another host of the fleet) changed what this operation decided on, before it committed.
+
+    Nothing was changed by the operation that raises it; run it again (it re-reads the registry first).
+    """
+
+
 class DependencyMissingError(GoldwatchError, ImportError):
     """An optional dependency is needed for this operation and is not installed."""
 
@@ -101,6 +112,14 @@ class ServerUnreachableError(GoldwatchError, ConnectionError):
     """A server (inference server, alert endpoint) could not be reached or is not ready.
 
     Distinct from a wrong model: an unreachable server is never proof of corruption and never triggers a rollback.
+    """
+
+
+class DatabaseUnavailableError(GoldwatchError, ConnectionError):
+    """The registry database cannot be reached, or the connection was lost mid-operation.
+
+    The transaction in flight was rolled back by the server, so nothing is half-written; an operation whose
+    serving pointer had already switched is completed when the database is back (see the intent journal).
     """
 
 

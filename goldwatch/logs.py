@@ -1,18 +1,24 @@
 """Logging: human-readable lines by default, JSON lines (``--log-format json``) for log shippers.
 
 Secrets are registered with :func:`redact` and replaced by ``[REDACTED]`` in every record, whatever logger emits
-it, so a routing key that slips into an exception message still never reaches the log.
+it, so a routing key that slips into an exception message still never reaches the log. Passwords inside URLs
+(``scheme://user:PASSWORD@host``, ``password=PASSWORD``) are masked in every record too, registered or not
+(:func:`mask_url`).
+
+>>> mask_url("connect postgresql://gw:s3cret@db:5432/r failed")
+'connect postgresql://gw:***@db:5432/r failed'
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Literal, TextIO
 
-__all__ = ["JsonFormatter", "configure_logging", "get_logger", "redact"]
+__all__ = ["JsonFormatter", "configure_logging", "get_logger", "mask_url", "redact"]
 
 _SECRETS: set[str] = set()
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -24,21 +30,34 @@ def redact(secret: str | None) -> None:
         _SECRETS.add(secret)
 
 
+# scheme://user:password@ -- the password is everything between the first ':' after '//' and the '@'.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^@\s/]*)(?P<at>@)")
+_PASSWORD_PARAM = re.compile(r"(?P<head>\bpassword=)(?P<pw>[^\s&'\"]+)", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with every password inside a URL (``user:PASSWORD@``, ``password=PASSWORD``) replaced by ``***``."""
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: m["head"] + "***" + m["at"], text)
+    if "password=" in text.lower():
+        text = _PASSWORD_PARAM.sub(lambda m: m["head"] + "***", text)
+    return text
+
+
 def _mask(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
-    return text
+    return mask_url(text)
 
 
 class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            record.msg = _mask(record.getMessage())
-            record.args = None
-            for key, value in list(record.__dict__.items()):
-                if key not in _RESERVED and isinstance(value, str):
-                    setattr(record, key, _mask(value))
+        record.msg = _mask(record.getMessage())
+        record.args = None
+        for key, value in list(record.__dict__.items()):
+            if key not in _RESERVED and isinstance(value, str):
+                setattr(record, key, _mask(value))
         return True
 
 

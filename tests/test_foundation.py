@@ -18,7 +18,7 @@ from goldwatch.cli import main
 from goldwatch.config import GoldwatchConfig, load_config, parse_config, resolve_secret
 from goldwatch.logs import configure_logging, get_logger, redact
 
-HEAVY = ("torch", "onnxruntime", "evidently", "mlserver")
+HEAVY = ("torch", "onnxruntime", "evidently", "mlserver", "psycopg")
 GOLDWATCH_BIN = Path(sys.executable).with_name("goldwatch")
 
 

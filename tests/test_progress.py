@@ -198,3 +198,23 @@ def test_cli_progress_goes_to_stderr_never_into_json(tmp_path: Path, mode: str) 
     else:
         assert "fingerprinting big.bin" in done.stderr
         assert "100%" in done.stderr
+
+
+def test_registry_add_reports_the_bytes_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from safetensors.numpy import save_file
+
+    from goldwatch.cli import main
+
+    save_file({"w": np.ones((512, 512), np.float32), "b": np.zeros(512, np.float32)}, str(tmp_path / "m.safetensors"))
+    monkeypatch.setenv("GOLDWATCH_PROGRESS", "log")
+    monkeypatch.setenv("GOLDWATCH_PROGRESS_DELAY", "0")
+    result = CliRunner().invoke(main, ["--log-format", "json", "registry", "--registry-root", str(tmp_path / "reg"),
+                                       "add", "m", str(tmp_path / "m.safetensors"), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["version"] == "1"
+    (done,) = [json.loads(line)["progress"] for line in result.stderr.splitlines() if '"state": "done"' in line]
+    # copied into the store, digested, and its tensors fingerprinted: three reads of the tensor bytes, two of the
+    # header; the estimate is within the header's size
+    assert done["task"] == "registry add m.safetensors"
+    assert 0.999 < done["done"] / done["total"] <= 1.0

@@ -23,7 +23,7 @@ import click
 from goldwatch.config import GoldwatchConfig, load_config
 from goldwatch.errors import GoldwatchError, from_unexpected
 from goldwatch.exit_codes import ExitCode
-from goldwatch.logs import configure_logging
+from goldwatch.logs import configure_logging, mask_url
 from goldwatch.progress import listening
 from goldwatch.serialize import to_jsonable
 
@@ -87,7 +87,7 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GoldwatchError as err:
-            click.echo(f"goldwatch: error: {err}", err=True)
+            click.echo(mask_url(f"goldwatch: error: {err}"), err=True)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("goldwatch: interrupted", err=True)
@@ -97,7 +97,7 @@ def guarded(func: F) -> F:
         except Exception as exc:  # never a traceback for the user: one message, exit 2, traceback in debug log
             logging.getLogger("goldwatch").debug("unexpected error", exc_info=True)
             wrapped = from_unexpected(exc)
-            click.echo(f"goldwatch: error: {wrapped}", err=True)
+            click.echo(mask_url(f"goldwatch: error: {wrapped}"), err=True)
             sys.exit(wrapped.exit_code)
 
     return wrapper  # type: ignore[return-value]

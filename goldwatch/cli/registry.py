@@ -1,7 +1,11 @@
-"""``goldwatch registry``: add, list, show, promote, quarantine, roll back, check and prune model versions.
+"""``goldwatch registry``: add, list, show, promote, quarantine, roll back, check, prune and migrate.
 
-The registry root, serving directory, layout, reload adapter and fallback come from ``[registry]`` in
-goldwatch.toml; ``--registry-root``, ``--serving-dir`` and ``--layout`` override them.
+The registry root, database, serving directory, layout, reload adapter and fallback come from ``[registry]`` in
+goldwatch.toml; ``--registry-root``, ``--db``, ``--serving-dir`` and ``--layout`` override them. The database URL
+comes from ``--db``, else the environment variable ``registry.database_url_env`` names
+(``$GOLDWATCH_DATABASE_URL``: the only place a URL may carry its password), else ``registry.database_url``, else
+SQLite in the root. A password kept apart comes from ``registry.database_password_env`` / ``_file`` (or libpq's
+``PGPASSWORD`` / ``~/.pgpass``).
 """
 
 from __future__ import annotations
@@ -18,16 +22,27 @@ from goldwatch.cli._grammar import deprecated_alias
 from goldwatch.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
-    from goldwatch.watchdog.registry import Registry
+    from goldwatch.watchdog.registry import DatabaseUrl, Registry
     from goldwatch.watchdog.registry.pointer import ServingPointer
+
+
+def _database(opts: dict[str, Any]) -> DatabaseUrl | None:
+    """The database URL the options, the environment and the config name (None: SQLite in the root)."""
+    from goldwatch.watchdog.registry.storage.url import configured_database
+
+    return configured_database(state().config.registry, given=opts.get("db"))
+
+
+def _root(ctx: click.Context) -> tuple[Path, dict[str, Any]]:
+    opts = ctx.parent.params if ctx.parent is not None else {}
+    return Path(opts.get("root") or state().config.registry.root), opts
 
 
 def _open(ctx: click.Context, model: str | None = None) -> Registry:
     from goldwatch.watchdog.registry import Registry, Serving, make_pointer, make_reloader
 
-    opts = ctx.parent.params if ctx.parent is not None else {}
+    root, opts = _root(ctx)
     cfg = state().config.registry
-    root = Path(opts.get("root") or cfg.root)
     serving_dir = opts.get("serving_dir") or cfg.serving_dir
     layout = opts.get("layout") or cfg.layout
     serving: dict[str, Serving] = {}
@@ -47,7 +62,7 @@ def _open(ctx: click.Context, model: str | None = None) -> Registry:
                                  timeout_s=cfg.ready_timeout_s)
         serving[model] = Serving(pointer, reloader=reloader, fallback=cfg.fallback_model,
                                  ready_timeout_s=cfg.ready_timeout_s)
-    return Registry.open(root, serving=serving)
+    return Registry.open(root, serving=serving, database=_database(opts), host=cfg.host)
 
 
 def _evidence(text: str | None) -> dict[str, Any] | None:
@@ -73,11 +88,14 @@ def _line(mv: Any) -> str:
 @click.option("--registry-root", "root", type=click.Path(file_okay=False), envvar="GOLDWATCH_REGISTRY_ROOT",
               help="Registry directory (default: registry.root from the config, else ./.goldwatch).")
 @deprecated_alias("--root", target="root", replacement="--registry-root DIR", type=click.Path(file_okay=False))
+@click.option("--db", default=None, metavar="URL",
+              help="Database URL: sqlite:///path or postgresql://user@host:5432/db, without a password "
+                   "(default: $GOLDWATCH_DATABASE_URL, registry.database_url, else SQLite in the root).")
 @click.option("--serving-dir", type=click.Path(file_okay=False), default=None,
               help="Directory the inference server reads (default: registry.serving_dir).")
 @click.option("--layout", type=click.Choice(["current-link", "numbered", "mlflow-alias"]), default=None,
               help="Serving pointer layout (default: registry.layout).")
-def registry(root: str | None, serving_dir: str | None, layout: str | None) -> None:
+def registry(root: str | None, db: str | None, serving_dir: str | None, layout: str | None) -> None:
     """Model versions, their verified known-good states, and verified rollback."""
 
 
@@ -135,20 +153,27 @@ def list_(ctx: click.Context, model: str | None, state_: Any, as_json: bool) -> 
 @click.pass_context
 @guarded
 def show(ctx: click.Context, model: str, version: str | None, as_json: bool) -> None:
-    """Show MODEL (versions, what is served, audit trail) or one VERSION of it."""
+    """Show MODEL (versions, which hosts serve what, audit trail) or one VERSION of it (and which hosts serve it)."""
     with _open(ctx) as reg:
         versions = [reg.get(model, version)] if version is not None else reg.list(model)
         history = reg.history(model, version)
         serving = reg.serving_target(model)
+        served_by = reg.served_by(model, version=version)
     if as_json:
         emit_json({"model": model, "versions": versions, "history": history,
-                   "serving": {"version": serving[0], "target": serving[1]} if serving else None})
+                   "serving": {"version": serving[0], "target": serving[1]} if serving else None,
+                   "served_by": served_by})
         return
     for mv in versions:
         click.echo(_line(mv))
         click.echo(f"    path: {mv.path}\n    manifest: {mv.manifest_path}")
         for g in mv.golden:
             click.echo(f"    golden: {g}")
+    what = f"{model} {version}" if version is not None else model
+    click.echo(f"served by ({len(served_by)} host{'' if len(served_by) == 1 else 's'} serving {what}):")
+    for s in served_by:
+        click.echo(f"  {s.host:<24} {s.version or 'fallback':<8} switched {s.switched_at}  "
+                   f"last seen {s.last_seen or 'never'}")
     click.echo("history:")
     for e in history:
         change = f"{e.from_state or '-'} -> {e.to_state}" if e.to_state else ""
@@ -286,3 +311,37 @@ def _jsonable(value: Any) -> Any:
     from goldwatch.serialize import to_jsonable
 
     return to_jsonable(value)
+
+
+@registry.command("migrate")
+@json_option
+@click.pass_context
+@guarded
+def migrate(ctx: click.Context, as_json: bool) -> None:
+    """Upgrade the registry database's schema to this goldwatch's (once per fleet, after every host can read it).
+
+    SQLite registries are upgraded when opened; a shared PostgreSQL registry only by this command.
+    """
+    from goldwatch.watchdog.registry import Registry
+
+    root, opts = _root(ctx)
+    before, after = Registry.migrate(root, database=_database(opts), host=state().config.registry.host)
+    if as_json:
+        emit_json({"from": before, "to": after, "changed": before != after})
+    elif before == after:
+        click.echo(f"the registry database is at schema {after} already; nothing to do")
+    else:
+        click.echo(f"migrated the registry database from schema {before} to {after}")
+
+
+@registry.command("forget-host")
+@click.argument("host")
+@click.option("--reason", required=True, help="Why (recorded in the audit trail).")
+@click.option("--actor", default=None, help="Who (default: user@host).")
+@click.pass_context
+@guarded
+def forget_host(ctx: click.Context, host: str, reason: str, actor: str | None) -> None:
+    """Drop HOST's serving records (a pod that is gone for good), so `show` no longer lists it."""
+    with _open(ctx) as reg:
+        dropped = reg.forget_host(host, actor=actor, reason=reason)
+    click.echo(f"forgot {host}: {dropped} serving record(s) dropped")

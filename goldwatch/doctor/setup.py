@@ -8,10 +8,14 @@ import os
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from goldwatch.checks import Check, Status
 from goldwatch.config import DEFAULT_CONFIG_NAME, GoldwatchConfig, load_config
 from goldwatch.errors import GoldwatchError
+
+if TYPE_CHECKING:
+    from goldwatch.watchdog.registry.storage.url import DatabaseUrl
 
 __all__ = ["alerts", "config", "registry", "sidecar"]
 
@@ -70,40 +74,85 @@ def _directory(name: str, path: Path, *, purpose: str, created_by: str) -> Check
 
 
 def registry(cfg: GoldwatchConfig) -> list[Check]:
-    root = Path(os.environ.get("GOLDWATCH_REGISTRY_ROOT") or cfg.registry.root)
-    checks = []
-    db = root / "registry.db"
-    if db.is_file():
-        try:
-            with sqlite3.connect(f"file:{db.absolute()}?mode=ro", uri=True, timeout=5) as conn:
-                tables = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-                state = conn.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.Error as exc:
-            checks.append(Check(name="registry", status="fail", summary=f"{db} cannot be read: {exc}",
-                                details={"path": str(db)}))
-        else:
-            if state != "ok":
-                checks.append(Check(name="registry", status="fail", summary=f"{db} is damaged: {state}",
-                                    details={"path": str(db)}))
-            else:
-                access = _directory("registry", root, purpose="promote, rollback and add need to write there",
-                                    created_by="`goldwatch registry add`")
-                summary = f"{db}: readable ({tables} tables, integrity ok)" + (
-                    ", directory writable" if access.ok else f"; {access.summary}")
-                checks.append(Check(name="registry", status=access.status, summary=summary,
-                                    details={"path": str(root)}))
-    elif root.exists() and root.is_dir() and any(root.iterdir()):
-        checks.append(Check(name="registry", status="fail",
-                            summary=f"{root} is not empty but holds no registry.db: not a goldwatch registry",
-                            details={"path": str(root)}))
+    """The registry database (SQLite in the root, or a fleet's PostgreSQL) readable and of a schema this goldwatch
+    reads; the root (its artifact store) and the serving directory writable."""
+    from goldwatch.watchdog.registry.storage.url import configured_database
+
+    root = Path(os.environ.get("GOLDWATCH_REGISTRY_ROOT") or cfg.registry.root).absolute()
+    try:
+        url = configured_database(cfg.registry)
+    except GoldwatchError as err:
+        return [Check(name="registry", status="fail", summary=f"the registry database is misconfigured: {err}")]
+    if url is not None and url.backend == "postgresql":
+        checks = [_postgres(url, root, cfg),
+                  _directory("registry:store", root, purpose="the artifact store every host shares lives there",
+                             created_by="the first `goldwatch registry add`")]
     else:
-        checks.append(_directory("registry", root, purpose="the registry keeps its database and artifacts there",
-                                 created_by="the first `goldwatch registry add`"))
+        checks = [_sqlite(url.path if url is not None and url.path is not None else root / "registry.db", root)]
     if cfg.registry.serving_dir is not None:
-        checks.append(_directory("registry:serving_dir", Path(cfg.registry.serving_dir),
+        checks.append(_directory("registry:serving_dir", Path(cfg.registry.serving_dir).absolute(),
                                  purpose="promote and rollback switch the served version there",
                                  created_by="the first promote"))
     return checks
+
+
+def _schema_note(found: int) -> tuple[Status, str]:
+    """(status, words) for a database of schema ``found``."""
+    from goldwatch.watchdog.registry.storage.schema import SCHEMA_VERSION
+
+    if found > SCHEMA_VERSION:
+        return "fail", f"schema {found} is newer than this goldwatch reads ({SCHEMA_VERSION}): upgrade goldwatch"
+    if found < SCHEMA_VERSION:
+        return "pass", f"schema {found}, upgraded to {SCHEMA_VERSION} when it is next opened (PostgreSQL: by " \
+                       "`goldwatch registry migrate`)"
+    return "pass", f"schema {found}"
+
+
+def _sqlite(db: Path, root: Path) -> Check:
+    if not db.is_file():
+        if root.is_dir() and any(root.iterdir()) and db.parent == root:
+            return Check(name="registry", status="fail",
+                         summary=f"{root} is not empty but holds no registry.db: not a goldwatch registry",
+                         details={"path": str(root)})
+        return _directory("registry", root, purpose="the registry keeps its database and artifacts there",
+                          created_by="the first `goldwatch registry add`")
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            state = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as exc:
+        return Check(name="registry", status="fail", summary=f"{db} cannot be read: {exc}", details={"path": str(db)})
+    if state != "ok":
+        return Check(name="registry", status="fail", summary=f"{db} is damaged: {state}", details={"path": str(db)})
+    status, schema = _schema_note(found)
+    access = _directory("registry", root, purpose="add, promote and rollback write there",
+                        created_by="`goldwatch registry add`")
+    summary = f"{db}: SQLite, readable, integrity ok, {schema}" + (
+        "; directory writable" if access.ok else f"; {access.summary}")
+    return Check(name="registry", status="fail" if not access.ok else status,
+                 summary=summary, details={"path": str(db), "schema": found})
+
+
+def _postgres(url: DatabaseUrl, root: Path, cfg: GoldwatchConfig) -> Check:
+    from goldwatch.watchdog.registry.names import default_host
+    from goldwatch.watchdog.registry.storage.database import Database
+
+    try:
+        host = cfg.registry.host or default_host("postgresql")
+        db = Database.connect(url, lock_path=root / "registry.lock", host=host, check=False)
+    except GoldwatchError as err:
+        return Check(name="registry", status="fail", summary=f"the registry database is not reachable: {err}",
+                     details={"url": url.masked})
+    try:
+        found = db.schema_version()
+    except GoldwatchError as err:
+        return Check(name="registry", status="fail", summary=f"{url.masked}: {err}", details={"url": url.masked})
+    finally:
+        db.close()
+    status, schema = _schema_note(found) if found else ("pass", "empty: the first `goldwatch registry add` "
+                                                                  "creates the schema")
+    return Check(name="registry", status=status,
+                 summary=f"{url.masked}: PostgreSQL, reachable, {schema}", details={"url": url.masked, "schema": found})
 
 
 def alerts(cfg: GoldwatchConfig) -> list[Check]:

@@ -52,3 +52,20 @@ def concurrent_writer(root: str, serve_dir: str, worker: int, count: int) -> Non
             art = write_weights(src / str(i), seed=1000 * worker + i, n=8)
             mv = reg.add("m", art, actor=f"worker-{worker}")
             reg.promote("m", mv.version, actor=f"worker-{worker}", reason="concurrent")
+
+
+def set_schema_version(root: Path, version: int) -> None:
+    """Stamp the registry database at ``root`` (SQLite, or the PostgreSQL of ``$GOLDWATCH_DATABASE_URL``) with
+    schema ``version``, as a newer (or older) goldwatch would have left it."""
+    url = os.environ.get("GOLDWATCH_DATABASE_URL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE goldwatch_schema SET version = %s", (version,))
+        return
+    import sqlite3
+
+    raw = sqlite3.connect(Path(root) / "registry.db")
+    raw.execute(f"PRAGMA user_version = {int(version)}")
+    raw.close()

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from goldwatch.cli import main
-from tests.registry.registry_helpers import corrupt, write_golden_set, write_weights
+from tests.registry.registry_helpers import corrupt, set_schema_version, write_golden_set, write_weights
 
 
 @pytest.fixture
@@ -88,11 +88,7 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(cli, tmp_path: P
     assert "fails verification" in res.stderr
     assert json.loads(cli("list", "--json").output)[0]["state"] == "candidate"
     assert not (tmp_path / "serve").exists()
-    import sqlite3
-
-    raw = sqlite3.connect(tmp_path / "reg" / "registry.db")
-    raw.execute("PRAGMA user_version = 99")
-    raw.close()
+    set_schema_version(tmp_path / "reg", 99)
     res = cli("list")
     assert res.exit_code == 2
     assert "schema version 99, newer than this goldwatch understands" in res.stderr

@@ -29,7 +29,7 @@ def test_concurrent_writers_keep_the_registry_consistent(tmp_path: Path) -> None
         assert all(reg.verify(v).ok for v in versions)
         actions = [e.action for e in reg.history("m")]
         assert (actions.count("add"), actions.count("promote"), actions.count("serve")) == (n, n, n)
-        assert reg._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert reg.db.integrity_problems() == []
         # the last promote to commit is the one served, on disk and in the database alike
         last_served = [e for e in reg.history("m") if e.action == "serve"][-1].version
         assert reg.serving_target("m")[0] == last_served

@@ -44,8 +44,8 @@ def _run(root: Path, serve: Path, layout: str, step: str, *args: str) -> int:
 
 def _assert_consistent(reg: Registry, serve: Path) -> str:
     """The pointer and the database agree; returns the version served."""
-    assert reg._conn.execute("SELECT COUNT(*) FROM intents WHERE status = 'open'").fetchone()[0] == 0
-    assert reg._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert reg.db.one("SELECT COUNT(*) FROM intents WHERE status = 'open'")[0] == 0
+    assert reg.db.integrity_problems() == []
     version, target = reg.serving_target("m")
     state = reg.serving_for("m").pointer.read()
     assert str(state.source) == target

@@ -62,3 +62,23 @@ def test_open_is_idempotent_and_keeps_data(tmp_path: Path, artifact) -> None:
     with Registry.open(tmp_path / "reg") as reg:
         assert [v.version for v in reg.list("m")] == ["1"]
         assert reg.recovered == []
+
+
+def test_a_schema_1_database_is_upgraded_when_opened(tmp_path: Path) -> None:
+    """SQLite has one host: an older registry.db is migrated at open, its serving rows kept (host 'local')."""
+    from goldwatch.watchdog.registry.storage.schema import statements
+
+    root = tmp_path / "reg"
+    root.mkdir()
+    raw = sqlite3.connect(root / "registry.db")  # as goldwatch 0.1 left it
+    for statement in statements(1, "sqlite"):
+        raw.execute(statement)
+    raw.execute("INSERT INTO models VALUES ('m', '2026-01-01T00:00:00+00:00')")
+    raw.execute("INSERT INTO serving VALUES ('m', NULL, '/models/fallback', '2026-01-01T00:00:00+00:00')")
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    with Registry.open(root) as reg:
+        assert reg.db.schema_version() == SCHEMA_VERSION
+        assert reg.serving_target("m") == (None, "/models/fallback")
+        assert [(s.host, s.version) for s in reg.served_by("m")] == [("local", None)]

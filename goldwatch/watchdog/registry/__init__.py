@@ -1,19 +1,20 @@
 """The model registry: verified known-good versions, an atomic serving pointer and crash-safe rollback.
 
 * :class:`Registry` -- versions, states (candidate -> known-good -> quarantined / retired) and the audit trail,
-  in SQLite (WAL) next to a content-addressed artifact store;
+  in SQLite (WAL) or, for a fleet, PostgreSQL, next to a content-addressed artifact store;
 * :func:`make_pointer` -- the serving pointer, ``current-link`` (symlink) or ``numbered`` (Triton);
 * :class:`OipReloader`, :class:`HttpHookReloader`, :class:`CommandReloader` -- telling the server to reload;
 * :meth:`Registry.rollback` -- to the newest known-good version that re-verifies, phase by phase;
 * :meth:`Registry.check` -- rollback readiness; :meth:`Registry.apply_retention` -- keep the last K.
 
-Nothing here imports torch, onnxruntime or httpx at import time.
+Nothing here imports torch, onnxruntime, httpx or psycopg at import time.
 """
 
-from goldwatch.watchdog.registry.core import Registry, Serving, default_actor
+from goldwatch.watchdog.registry.core import Registry, resolve_database
 from goldwatch.watchdog.registry.models import (
     STATES,
     Event,
+    HostServing,
     ModelVersion,
     ReadinessReport,
     RecoveryAction,
@@ -22,14 +23,19 @@ from goldwatch.watchdog.registry.models import (
     SkippedVersion,
     State,
 )
+from goldwatch.watchdog.registry.names import default_actor, default_host
 from goldwatch.watchdog.registry.pointer import CurrentLinkPointer, NumberedPointer, PointerState, make_pointer
 from goldwatch.watchdog.registry.reload import CommandReloader, HttpHookReloader, OipReloader, make_reloader
+from goldwatch.watchdog.registry.serving import Serving
+from goldwatch.watchdog.registry.storage import DatabaseUrl, mask_url, parse_database_url
 
 __all__ = [
     "STATES",
     "CommandReloader",
     "CurrentLinkPointer",
+    "DatabaseUrl",
     "Event",
+    "HostServing",
     "HttpHookReloader",
     "ModelVersion",
     "NumberedPointer",
@@ -44,6 +50,10 @@ __all__ = [
     "SkippedVersion",
     "State",
     "default_actor",
+    "default_host",
     "make_pointer",
     "make_reloader",
+    "mask_url",
+    "parse_database_url",
+    "resolve_database",
 ]

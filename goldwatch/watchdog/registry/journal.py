@@ -1,15 +1,16 @@
-"""The intent journal: how promote and rollback survive SIGKILL at any instant.
+"""The intent journal: how promote and rollback survive SIGKILL at any instant, on one host or many.
 
 An operation that touches both the filesystem (the serving pointer) and the database cannot be one transaction.
-So it first commits an *intent* (what it is about to do, including the pointer and the target), then stages and
-switches the pointer, then applies every database change and closes the intent in ONE transaction. At the next
-open, an intent still open belongs to a process that died (the registry lock proves it is not running) and is
-resolved by looking at the one atomic fact on disk, the pointer:
+So it first commits an *intent* (what it is about to do, including the pointer, the target and the host whose
+pointer it is), then stages and switches the pointer, then applies every database change and closes the intent in
+ONE transaction. An intent still open whose owner is gone is resolved by looking at the one atomic fact on disk,
+the pointer:
 
 * the pointer already serves the target -> the switch happened: apply the database changes (``completed``);
 * otherwise -> the switch never happened: drop staged leftovers, change nothing (``reverted``).
 
-Either way the database and the pointer agree again, and the outcome is recorded.
+Either way the database and the pointer agree again, and the outcome is recorded. Only the host that owns an
+intent can read its pointer, so only that host resolves it (see :mod:`.switching`).
 
 Crash testing: with ``GOLDWATCH_TEST_CRASH_AT=<step>`` in the environment, :func:`crash_point` SIGKILLs the
 process at that step, which is how the tests kill promote and rollback at each step.
@@ -23,12 +24,11 @@ import dataclasses
 import json
 import os
 import signal
-import sqlite3
 from typing import Any
 
-from goldwatch.watchdog.registry.db import now
+from goldwatch.watchdog.registry.storage import Database, now
 
-__all__ = ["CRASH_ENV", "STEPS", "Intent", "begin", "close", "crash_point", "open_intents"]
+__all__ = ["CRASH_ENV", "STEPS", "Intent", "begin", "close", "crash_point", "is_open", "open_intents"]
 
 CRASH_ENV = "GOLDWATCH_TEST_CRASH_AT"
 
@@ -56,31 +56,37 @@ class Intent:
     payload: dict[str, Any]
     pid: int
     started_at: str
+    host: str = ""
 
 
-def begin(conn: sqlite3.Connection, *, op: str, model: str, payload: dict[str, Any]) -> int:
-    """Record (and commit) the intent to run ``op``; returns its id."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        cur = conn.execute(
-            "INSERT INTO intents (op, model, payload, status, pid, started_at) VALUES (?, ?, ?, 'open', ?, ?)",
-            (op, model, json.dumps(payload, sort_keys=True), os.getpid(), now()),
+def begin(db: Database, *, op: str, model: str, payload: dict[str, Any]) -> int:
+    """Record (and commit) the intent of this host to run ``op``; returns its id."""
+    with db.transaction():
+        return db.insert(
+            "INSERT INTO intents (op, model, payload, status, pid, started_at, host) VALUES (?, ?, ?, 'open', ?, ?, ?)",
+            (op, model, json.dumps(payload, sort_keys=True), os.getpid(), now(), db.host),
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return int(cur.lastrowid or 0)
 
 
-def close(conn: sqlite3.Connection, intent_id: int, status: str) -> None:
+def is_open(db: Database, intent_id: int) -> bool:
+    """Is the intent still open? Inside a transaction, also locks its row (so only one closer wins)."""
+    row = db.one("SELECT status FROM intents WHERE id = ?" + (db.for_update if db.in_transaction else ""),
+                 (intent_id,))
+    return row is not None and row["status"] == "open"
+
+
+def close(db: Database, intent_id: int, status: str) -> None:
     """Close an intent as done/completed/reverted; call inside the transaction that applies its changes."""
-    conn.execute("UPDATE intents SET status = ?, ended_at = ? WHERE id = ? AND status = 'open'",
-                 (status, now(), intent_id))
+    db.execute("UPDATE intents SET status = ?, ended_at = ? WHERE id = ? AND status = 'open'",
+               (status, now(), intent_id))
 
 
-def open_intents(conn: sqlite3.Connection) -> list[Intent]:
-    rows = conn.execute(
-        "SELECT id, op, model, payload, pid, started_at FROM intents WHERE status = 'open' ORDER BY id"
-    ).fetchall()
-    return [Intent(r["id"], r["op"], r["model"], json.loads(r["payload"]), r["pid"], r["started_at"]) for r in rows]
+def open_intents(db: Database, *, host: str | None = None) -> list[Intent]:
+    """Open intents, oldest first (of ``host`` only, when given)."""
+    sql, args = "SELECT id, op, model, payload, pid, started_at, host FROM intents WHERE status = 'open'", []
+    if host is not None:
+        sql += " AND host = ?"
+        args.append(host)
+    rows = db.query(sql + " ORDER BY id", args)
+    return [Intent(int(r["id"]), r["op"], r["model"], json.loads(r["payload"]), int(r["pid"]), r["started_at"],
+                   r["host"]) for r in rows]

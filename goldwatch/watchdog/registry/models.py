@@ -22,6 +22,7 @@ __all__ = [
     "NO_RELOAD_WARNING",
     "STATES",
     "Event",
+    "HostServing",
     "ModelVersion",
     "ReadinessReport",
     "RecoveryAction",
@@ -89,6 +90,22 @@ class Event:
     reason: str
     at: str
     evidence: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostServing:
+    """What one host serves: the registry's record of the last switch of that host's own pointer.
+
+    ``version`` is None when the host serves the fallback model; ``last_seen`` is when that host last opened the
+    registry (a pod that is gone stops updating it).
+    """
+
+    model: str
+    host: str
+    version: str | None
+    target: str
+    switched_at: str
+    last_seen: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

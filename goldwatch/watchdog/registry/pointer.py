@@ -63,7 +63,6 @@ from goldwatch.errors import RegistryError
 
 __all__ = [
     "CurrentLinkPointer", "NumberedPointer", "PointerState", "ServingPointer", "Staged", "make_pointer",
-    "pointer_from_spec",
 ]
 
 MARKER = ".goldwatch-pointer.json"
@@ -114,15 +113,6 @@ def make_pointer(layout: str, directory: Path) -> ServingPointer:
     raise RegistryError(
         f"unknown serving layout {layout!r}", where="registry.layout", hint="use 'current-link' or 'numbered'"
     )
-
-
-def pointer_from_spec(spec: dict[str, str]) -> ServingPointer:
-    """Rebuild a pointer from its :meth:`ServingPointer.spec` (how crash recovery finds the pointer it must check)."""
-    if spec.get("layout") == "mlflow-alias":
-        from goldwatch.watchdog.registry.mlflow_backend import MlflowAliasPointer
-
-        return MlflowAliasPointer.from_spec(spec)
-    return make_pointer(spec["layout"], Path(spec["directory"]))
 
 
 def _write_labels(path: Path, labels: Mapping[str, object]) -> None:

@@ -27,14 +27,17 @@ serves the configured fallback, or reports that there is none and changes nothin
 from __future__ import annotations
 
 import os
+import random
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from goldwatch.checks import Check, Status
-from goldwatch.errors import GoldwatchError
+from goldwatch.errors import ConcurrentChangeError, GoldwatchError, RegistryError
+from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry import journal
-from goldwatch.watchdog.registry._integrity_adapter import verify
+from goldwatch.watchdog.registry._integrity_adapter import Verification, verify
+from goldwatch.watchdog.registry.ledger import Ledger
 from goldwatch.watchdog.registry.models import (
     NO_RELOAD_WARNING,
     ModelVersion,
@@ -42,12 +45,18 @@ from goldwatch.watchdog.registry.models import (
     RollbackResult,
     SkippedVersion,
 )
+from goldwatch.watchdog.registry.serving import Serving, pointer_lock
 from goldwatch.watchdog.registry.store import stored_tree_problem
+from goldwatch.watchdog.registry.switching import switch_and_commit
 
-if TYPE_CHECKING:
-    from goldwatch.watchdog.registry.core import Registry
+__all__ = ["ATTEMPTS", "readiness", "replay_golden_sets", "run_rollback"]
 
-__all__ = ["readiness", "replay_golden_sets", "run_rollback"]
+log = get_logger(__name__)
+
+# How often a rollback re-decides when other hosts changed the model between its decision and its commit. Each
+# retry re-reads the model (artifacts verified once per rollback are not re-hashed), so retries are cheap; a
+# conflict still there after this many raises ConcurrentChangeError with nothing changed.
+ATTEMPTS = 8
 
 
 def replay_golden_sets(mv: ModelVersion) -> tuple[bool | None, str]:
@@ -76,12 +85,13 @@ def replay_golden_sets(mv: ModelVersion) -> tuple[bool | None, str]:
     return True, f"{len(mv.golden)} golden set(s) replayed within tolerance"
 
 
-def _select(reg: Registry, model: str, current: str | None, *, actor: str, golden: bool,
-            result: RollbackResult) -> ModelVersion | None:
-    for mv in reversed(reg.list(model, state="known-good")):
+def _select(ledger: Ledger, model: str, current: str | None, *, actor: str, golden: bool, result: RollbackResult,
+            checked: dict[str, Verification]) -> ModelVersion | None:
+    """The newest known-good version (not ``current``) that re-verifies; quarantines the ones that fail."""
+    for mv in reversed(ledger.list(model, state="known-good")):
         if mv.version == current:
             continue
-        check = reg.verify(mv)
+        check = checked.get(mv.version) or checked.setdefault(mv.version, verify(mv.path, mv.manifest_path))
         if not check.ok:
             why = "artifact failed verification: " + "; ".join(check.problems[:5])
             evidence: dict[str, Any] = {"problems": check.problems[:50]}
@@ -96,64 +106,42 @@ def _select(reg: Registry, model: str, current: str | None, *, actor: str, golde
             evidence = {"golden": list(mv.golden)}
         else:
             return mv
-        reg.quarantine(model, mv.version, actor=actor, reason=f"rollback target rejected: {why}", evidence=evidence)
+        # expect known-good: if another host quarantined it meanwhile, that is the same conclusion (no change).
+        ledger.transition(model, mv.version, "quarantined", action="quarantine", actor=actor,
+                                     reason=f"rollback target rejected: {why}", evidence=evidence,
+                                     expect=("known-good",))
         result.skipped.append(SkippedVersion(version=mv.version, reason=why, quarantined=True))
     return None
 
 
-def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence: dict[str, Any] | None,
-                 quarantine_current: bool, golden: bool = False) -> RollbackResult:
+def run_rollback(ledger: Ledger, model: str, serving: Serving | None, *, actor: str, reason: str,
+                 evidence: dict[str, Any] | None, quarantine_current: bool, golden: bool = False) -> RollbackResult:
     """The body of :meth:`Registry.rollback` (call that instead)."""
-    from goldwatch.errors import RegistryError
-
     if not reason:
         raise RegistryError("a reason is required", where="--reason", hint="say why, for the audit trail")
-    reg._require_model(model)
-    serving = reg.serving_for(model)
-    if serving is None and reg.serving_target(model) is None:
+    ledger.require_model(model)
+    if serving is None and ledger.serving_target(model) is None:
         # Nothing is served and nothing can be switched: "rolling back" would only relabel versions.
         raise RegistryError(
             f"{model!r} has no serving pointer, so there is nothing to roll back",
-            where=str(reg.root),
+            where=str(ledger.store.root.parent),
             hint="pass --serving-dir DIR (or set registry.serving_dir / registry.layout), or attach a Serving",
         )
-    with reg._locked():
-        served = reg.serving_target(model)
-        current = served[0] if served else None
-        result = RollbackResult(model=model, from_version=current, to_version=None)
-        t0 = time.perf_counter()
-        target = _select(reg, model, current, actor=actor, golden=golden, result=result)
-        result.phases["select"] = time.perf_counter() - t0
-        journal.crash_point("rollback:selected")
-        if target is None:
-            if serving is None or serving.fallback is None:
-                result.error = "no verified known-good version to roll back to, and no fallback model configured"
-                return result
-            source = Path(serving.fallback)
-            if not source.exists():
-                result.error = f"no verified known-good version, and the fallback model {source} does not exist"
-                return result
-            result.fallback = source
-        else:
-            source = target.path
-            result.to_version = target.version
-        transitions = []
-        if quarantine_current and current is not None and reg.get(model, current).state in ("candidate",
-                                                                                            "known-good"):
-            transitions.append([current, "quarantined"])
-        payload = {
-            "actor": actor, "reason": reason, "action": "rollback",
-            "evidence": {**(evidence or {}), "from": current, "to": result.to_version,
-                         "fallback": str(result.fallback) if result.fallback else None,
-                         "skipped": [s.version for s in result.skipped]},
-            "transitions": transitions, "serve": True, "version": result.to_version,
-            "source": str(source.resolve()), "pointer": serving.pointer.spec() if serving else None,
-        }
-        t0 = time.perf_counter()
-        reg._switch_and_commit("rollback", model, payload, serving.pointer if serving else None, source,
-                               f"{model}:{result.to_version or 'fallback'}")
-        result.phases["switch"] = time.perf_counter() - t0
-    if serving is None:
+    checked: dict[str, Verification] = {}
+    with pointer_lock(serving.pointer if serving else None), ledger.db.lock("store", shared=True):
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                result, source, target = _decide_and_switch(ledger, model, serving, actor=actor, reason=reason,
+                                                            evidence=evidence, quarantine_current=quarantine_current,
+                                                            golden=golden, checked=checked)
+                break
+            except ConcurrentChangeError:
+                if attempt == ATTEMPTS:
+                    raise
+                log.info("%s changed underneath the rollback on %s; deciding again (%d/%d)", model, ledger.host,
+                         attempt, ATTEMPTS)
+                time.sleep(random.uniform(0, 0.005 * attempt))  # spread the retries of hosts that collided
+    if serving is None or not result.switched:
         return result
     t0 = time.perf_counter()
     _verify_after(serving.pointer, source, target, result)
@@ -176,6 +164,75 @@ def run_rollback(reg: Registry, model: str, *, actor: str, reason: str, evidence
     return result
 
 
+def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, actor: str, reason: str,
+                       evidence: dict[str, Any] | None, quarantine_current: bool, golden: bool,
+                       checked: dict[str, Verification]) -> tuple[RollbackResult, Path, ModelVersion | None]:
+    """One attempt: decide (select the target) on a snapshot of the model, then switch if nobody changed it."""
+    served = ledger.serving_target(model)
+    current = served[0] if served else None
+    result = RollbackResult(model=model, from_version=current, to_version=None)
+    t0 = time.perf_counter()
+    target = _select(ledger, model, current, actor=actor, golden=golden, result=result, checked=checked)
+    result.phases["select"] = time.perf_counter() - t0
+    journal.crash_point("rollback:selected")
+    if target is None:
+        if serving is None or serving.fallback is None:
+            result.error = "no verified known-good version to roll back to, and no fallback model configured"
+            return result, Path(), None
+        source = Path(serving.fallback)
+        if not source.exists():
+            result.error = f"no verified known-good version, and the fallback model {source} does not exist"
+            return result, source, None
+        result.fallback = source
+    else:
+        source = target.path
+        result.to_version = target.version
+    transitions = []
+    if quarantine_current and current is not None and ledger.get(model, current).state in ("candidate",
+                                                                                          "known-good"):
+        transitions.append([current, "quarantined"])
+    payload = {
+        "actor": actor, "reason": reason, "action": "rollback",
+        "evidence": {**(evidence or {}), "from": current, "to": result.to_version,
+                     "fallback": str(result.fallback) if result.fallback else None,
+                     "skipped": [s.version for s in result.skipped]},
+        "transitions": transitions, "serve": True, "version": result.to_version,
+        "source": str(source.resolve()), "pointer": serving.pointer.spec() if serving else None,
+    }
+    def precheck() -> None:
+        # Snapshot isolation with the write-skew checks: the rows this rollback writes, and the target it read,
+        # must still be as it saw them. A version promoted meanwhile does not invalidate it (the rollback simply
+        # happened first); a target quarantined meanwhile, or a current version retired, does: decide again.
+        # Rows to change are locked for the update, the target only against updates (so the many hosts of a
+        # fleet rolling back to it after the first one quarantined the bad version go on side by side), all in
+        # one order.
+        writes = {v: True for v, to in transitions
+                  if not _done(ledger.lock_version(model, v, write=None)["state"], to)}
+        if target is not None:
+            writes.setdefault(target.version, False)
+        states = ledger.lock_versions(model, writes)
+        for version in (v for v, write in writes.items() if write):
+            if states[version] not in ("candidate", "known-good"):
+                raise ledger.changed_underneath(model, version, found=states[version],
+                                                expected=("candidate", "known-good"))
+        if target is not None and states[target.version] != "known-good":
+            raise ledger.changed_underneath(model, target.version, found=states[target.version],
+                                            expected=("known-good",))
+        if ledger.serving_target(model) != served:
+            raise ConcurrentChangeError(f"what {ledger.host} serves of {model} changed underneath this rollback",
+                                        where=model, hint="nothing was changed by this rollback; it decides again")
+
+    t0 = time.perf_counter()
+    switch_and_commit(ledger, "rollback", model, payload, serving.pointer if serving else None, source,
+                      f"{model}:{result.to_version or 'fallback'}", precheck=precheck)
+    result.phases["switch"] = time.perf_counter() - t0
+    return result, source, target
+
+
+def _done(state: str, to: str) -> bool:
+    return state == to or (to == "quarantined" and state == "retired")
+
+
 def _verify_after(pointer: Any, source: Path, target: ModelVersion | None, result: RollbackResult) -> None:
     """Re-check what the server will read after the switch."""
     state = pointer.read()
@@ -194,20 +251,21 @@ def _verify_after(pointer: Any, source: Path, target: ModelVersion | None, resul
             result.error = "the served copy fails verification: " + "; ".join(check.problems[:5])
 
 
-def readiness(reg: Registry, model: str, *, load: bool = False, golden: bool = False) -> ReadinessReport:
+def readiness(ledger: Ledger, model: str, serving: Serving | None, *, load: bool = False,
+              golden: bool = False) -> ReadinessReport:
     """Can ``model`` be rolled back now? Target exists, its digests match, the pointer agrees; optionally it
     loads and answers its golden sets within tolerance."""
-    reg._require_model(model)
-    served = reg.serving_target(model)
+    ledger.require_model(model)
+    served = ledger.serving_target(model)
     current = served[0] if served else None
     report = ReadinessReport(model=model, target=None)
     prefix = f"registry:{model}"
     target: ModelVersion | None = None
-    for mv in reversed(reg.list(model, state="known-good")):
+    for mv in reversed(ledger.list(model, state="known-good")):
         if mv.version == current:
             continue
         t0 = time.perf_counter()
-        check = reg.verify(mv)
+        check = verify(mv.path, mv.manifest_path)
         took = time.perf_counter() - t0
         if check.ok:
             target = mv
@@ -224,7 +282,6 @@ def readiness(reg: Registry, model: str, *, load: bool = False, golden: bool = F
         report.checks.append(Check(name=f"{prefix}:backup:{mv.version}", status="fail",
                                    summary=f"known-good {mv.version} is corrupted: " + "; ".join(check.problems[:3]),
                                    details={"problems": check.problems[:50]}, duration_s=took))
-    serving = reg.serving_for(model)
     fallback = serving.fallback if serving else None
     if target is not None:
         report.target = target.version

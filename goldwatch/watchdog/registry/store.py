@@ -12,6 +12,14 @@ added twice land in the same tree (deduplicated) and a tree's name proves what i
 under a temporary name and renamed into place, so a crash never leaves a half-built tree under a real name.
 An object no tree links to any more has a link count of 1, which is how garbage collection finds it.
 
+Shared by a fleet (a volume every host mounts): every name is written once, create-only -- an object, tree or
+manifest is built under a temporary name and then linked or renamed into place, and a name that already exists is
+never overwritten (same name, same bytes: the other writer's copy is kept). Readers therefore never see a partial
+file under a real name, on any host. Two things are not create-only, and both run under the registry's exclusive
+store lock (no add in flight anywhere): retention deleting trees and objects, and cleaning ``tmp/``. The one
+deliberate overwrite is the repair below. :class:`ContentStore` is the interface the registry uses, which an
+object-store implementation (S3 ``If-None-Match: *`` puts, a local cache of materialised trees) can provide.
+
 Adding bytes the store already holds re-hashes the stored object (streamed) rather than trusting its name: an
 object whose bytes no longer match its name (a disk error, or a served file that was a hard link to it) is replaced
 atomically by the good bytes being added, every tree file that shared the corrupted inode is relinked to the
@@ -37,6 +45,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Protocol
 
 from goldwatch import progress
 from goldwatch._fs import fsync_dir, fsync_file, tmp_name
@@ -45,7 +54,7 @@ from goldwatch.integrity.digest import file_digest
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry._integrity_adapter import write_manifest
 
-__all__ = ["ArtifactStore", "StoredArtifact", "stored_tree_problem"]
+__all__ = ["ArtifactStore", "ContentStore", "StoredArtifact", "list_source", "stored_tree_problem"]
 
 log = get_logger(__name__)
 
@@ -61,8 +70,29 @@ class StoredArtifact:
     files: int
 
 
+class ContentStore(Protocol):
+    """What the registry needs from a content-addressed store (:class:`ArtifactStore` on a filesystem).
+
+    ``put`` and ``put_golden`` are idempotent and create-only; the paths they return (and ``trees``) are local
+    paths the registry verifies and the serving pointer copies from -- an object-store implementation materialises
+    a tree into a local cache directory first. ``delete_tree`` and ``clean_tmp`` run only under the registry's
+    exclusive store lock.
+    """
+
+    root: Path
+    trees: Path
+    golden: Path
+
+    def ensure(self) -> None: ...
+    def put(self, source: Path) -> StoredArtifact: ...
+    def put_golden(self, source: Path) -> Path: ...
+    def tree_names(self) -> list[str]: ...
+    def delete_tree(self, tree: str) -> int: ...
+    def clean_tmp(self) -> None: ...
+
+
 class ArtifactStore:
-    """A content-addressed store rooted at ``root`` (created on first use)."""
+    """A content-addressed store rooted at ``root`` (created on first use), on a local or shared filesystem."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -84,7 +114,12 @@ class ArtifactStore:
         artifact = final / source.name
         manifest = self.manifests / f"{tree}.json"
         if not manifest.exists():
-            write_manifest(artifact, manifest)
+            tmp = self.tmp / tmp_name("manifest", ".json")
+            try:
+                write_manifest(artifact, tmp)
+                _create_only(tmp, manifest)
+            finally:
+                tmp.unlink(missing_ok=True)
             fsync_dir(self.manifests)
         return StoredArtifact(
             tree=tree, path=artifact, manifest_path=manifest,
@@ -102,7 +137,7 @@ class ArtifactStore:
         return final / source.name
 
     def _put_tree(self, source: Path, trees: Path) -> tuple[str, list[tuple[str, str, int]], Path]:
-        files = _list_source(source)
+        files = list_source(source)
         self.ensure()
         trees.mkdir(exist_ok=True)
         entries: list[tuple[str, str, int]] = []
@@ -168,7 +203,9 @@ class ArtifactStore:
                 return digest, size
             target.parent.mkdir(exist_ok=True)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
+            if not _create_only(tmp, target) and file_digest(target, "sha256") != digest:
+                self._repair_object(tmp, target)  # another writer's copy, and it does not match its name
+                return digest, size
             fsync_dir(target.parent)
             return digest, size
         finally:
@@ -215,6 +252,10 @@ class ArtifactStore:
             log.warning("store tree file %s did not match its object: restored", dest)
             dest.parent.mkdir(parents=True, exist_ok=True)
             _replace_with(obj, dest)
+
+    def tree_names(self) -> list[str]:
+        """The tree digests the store holds."""
+        return sorted(p.name for p in self.trees.iterdir()) if self.trees.is_dir() else []
 
     # ---- removing -----------------------------------------------------------------------------------------
     def delete_tree(self, tree: str) -> int:
@@ -266,7 +307,7 @@ def stored_tree_problem(path: Path) -> str | None:
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
         return None
     try:
-        entries = [(rel, file_digest(p, "sha256"), p.stat().st_size) for rel, p in _list_source(path)]
+        entries = [(rel, file_digest(p, "sha256"), p.stat().st_size) for rel, p in list_source(path)]
     except (GoldwatchError, OSError) as exc:  # file_digest reports unreadable files as ArtifactError
         return f"cannot read the stored tree: {exc}"
     actual = _tree_digest(path, entries)
@@ -275,7 +316,7 @@ def stored_tree_problem(path: Path) -> str | None:
     return None
 
 
-def _list_source(source: Path) -> list[tuple[str, Path]]:
+def list_source(source: Path) -> list[tuple[str, Path]]:
     if not source.exists():
         raise RegistryError("artifact not found", where=str(source), hint="pass an existing model file or directory")
     if source.is_file():
@@ -298,6 +339,26 @@ def _list_source(source: Path) -> list[tuple[str, Path]]:
         raise RegistryError("the directory holds no files", where=str(source), hint="add the model's files to it")
     return out
 
+
+
+def _create_only(tmp: Path, name: Path) -> bool:
+    """Give the finished file ``tmp`` the name ``name`` unless it exists (another writer won); True if ours.
+
+    ``link`` fails on an existing name on every POSIX filesystem, NFS included; ``tmp`` stays for the caller to
+    remove. Filesystems without hard links get a rename that refuses to overwrite where the kernel can.
+    """
+    try:
+        os.link(tmp, name)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+    if name.exists():
+        return False
+    os.rename(tmp, name)  # no hard links here: last-writer-wins, but the bytes are the same (same digest)
+    return True
 
 
 def _replace_with(obj: Path, dest: Path) -> None:
