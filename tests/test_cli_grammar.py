@@ -3,6 +3,7 @@ that keep old scripts working for one release."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -83,7 +84,8 @@ def test_every_option_is_explained_and_only_old_spellings_hide(doc: CommandDoc) 
             continue
         if isinstance(option, DeprecatedAlias):
             assert option.hidden, f"{doc.path} {option.opts}: a deprecated spelling is hidden from --help"
-            assert option.target in names, f"{doc.path} {option.opts}: forwards to a parameter that is not there"
+            accepted = names | set(inspect.signature(inspect.unwrap(doc.command.callback)).parameters)
+            assert option.target in accepted, f"{doc.path} {option.opts}: forwards to a parameter that is not there"
             new = option.replacement.split()[0]
             assert any(new in o.opts for o in _options(doc) if not o.hidden), f"{doc.path}: {new} does not exist"
             continue
@@ -137,6 +139,9 @@ def test_registry_root_and_replay_golden_keep_their_old_spellings(tmp_path: Path
     assert "--registry-root DIR" in err
     code, out, err = _run("registry", "--registry-root", str(tmp_path / "reg"), "list", "--json")
     assert (code, [v["version"] for v in json.loads(out)], err) == (0, ["1"], "")
+    code, out, _ = _run("registry", "--registry-root", str(tmp_path / "reg"), "forget-host", "gone-pod", "--reason",
+                        "scaled down", "--json")
+    assert (code, json.loads(out)) == (0, {"host": "gone-pod", "dropped": 0})
     code, out, err = _run("registry", "--registry-root", str(tmp_path / "reg"), "check", "m", "--golden", "--json")
     assert "`main registry check --golden` is deprecated" in err
     assert "use --replay-golden" in err

@@ -338,10 +338,14 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @click.argument("host")
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.option("--actor", default=None, help="Who (default: user@host).")
+@json_option
 @click.pass_context
 @guarded
-def forget_host(ctx: click.Context, host: str, reason: str, actor: str | None) -> None:
+def forget_host(ctx: click.Context, host: str, reason: str, actor: str | None, as_json: bool) -> None:
     """Drop HOST's serving records (a pod that is gone for good), so `show` no longer lists it."""
     with _open(ctx) as reg:
         dropped = reg.forget_host(host, actor=actor, reason=reason)
-    click.echo(f"forgot {host}: {dropped} serving record(s) dropped")
+    if as_json:
+        emit_json({"host": host, "dropped": dropped})
+    else:
+        click.echo(f"forgot {host}: {dropped} serving record(s) dropped")
