@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.checks import Check
 from goldwatch.config import GateConfig, GoldenConfig
 from goldwatch.errors import ArtifactError, GoldwatchError, InvalidInputError, from_unexpected
@@ -147,8 +148,10 @@ def _baseline_outputs(runtime: Any, golden: areas.GoldenView, output_map: Mappin
 
     names = list(golden.expected)
     match = match_outputs(names, runtime.signature.output_names, output_map, where=f"baseline {runtime!r}")
-    return {k: np.asarray(v) for k, v in match.rename(run_batches(runtime, dict(golden.inputs),
-                                                                  batch_size=None)).items()}
+    n = len(next(iter(golden.inputs.values()))) if golden.inputs else None
+    with progress.task(f"baseline on {golden.name}", total=n, unit="samples"):
+        outputs = run_batches(runtime, dict(golden.inputs), batch_size=None)
+    return {k: np.asarray(v) for k, v in match.rename(outputs).items()}
 
 
 def _golden_outputs(run: _Run, runtime: Any, golden: areas.GoldenView, device: str, tag: str,
