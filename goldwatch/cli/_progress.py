@@ -167,6 +167,7 @@ class TerminalReporter:
         self.file = file
         self._lock = threading.Lock()
         self._bars: dict[Task, Any] = {}
+        self._drawn = 0.0
         self._ticker = _Ticker(self._tick, 0.5)
 
     def start(self, task: Task) -> None:
@@ -187,6 +188,12 @@ class TerminalReporter:
         self._ticker.ensure_running()
 
     def update(self, task: Task) -> None:
+        # a hot loop calls this per chunk or batch: redraw at most ten times a second (the ticker and finish
+        # catch up), so that drawing never becomes the work
+        now = time.monotonic()
+        if now - self._drawn < 0.1:
+            return
+        self._drawn = now
         with self._lock:
             bar = self._bars.get(task)
             if bar is not None:
@@ -208,8 +215,8 @@ class TerminalReporter:
 
     def _tick(self) -> None:
         with self._lock:
-            for bar in self._bars.values():
-                bar.update(0)  # redraws elapsed time (and shows the bar once the delay passed)
+            for task, bar in self._bars.items():
+                bar.update(task.snapshot().done - bar.n)  # also redraws the elapsed time of a blocking step
 
 
 def _columns(file: Any) -> int | None:
