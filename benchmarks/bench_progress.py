@@ -115,7 +115,7 @@ def main() -> None:
         + f"\n\nBest of {repeats} runs each: {size >> 20} MiB hashed (SHA-256, 1 MiB chunks); best of {2 * repeats} "
         f"interleaved runs each: {batches:,} batches of a 4x2 numpy model. The bare loop is the same "
         "`run_batches` with no task open (progress then hands the library its plain `range`). A real model's batch "
-        "takes milliseconds, so the per-batch cost (under a microsecond) is what to read. "
+        "takes milliseconds, so the per-batch cost is what to read. "
         f"Machine load at the end of the run: {os.getloadavg()[0]:.1f} (1-min average; other work shares it)."
     )
     print(body)
