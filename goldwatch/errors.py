@@ -58,7 +58,7 @@ class GoldwatchError(Exception):
     fix it. ``exit_code`` is what the CLI exits with.
     """
 
-    exit_code: int = ExitCode.ERROR
+    exit_code: int = int(ExitCode.ERROR)
 
     def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
         self.what = what

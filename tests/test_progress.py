@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 
@@ -218,3 +219,21 @@ def test_registry_add_reports_the_bytes_it_reads(tmp_path: Path, monkeypatch: py
     # header; the estimate is within the header's size
     assert done["task"] == "registry add m.safetensors"
     assert 0.999 < done["done"] / done["total"] <= 1.0
+
+
+@click.command()
+def fake_service() -> None:
+    """Stands for `goldwatch serve`: reports whether a progress reporter is installed."""
+    click.echo(f"listening={progress.listening()}")
+
+
+def test_services_never_show_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from goldwatch.cli import main
+
+    monkeypatch.setenv("GOLDWATCH_PROGRESS", "log")
+    monkeypatch.setitem(main.lazy, "serve", "tests.test_progress:fake_service")  # type: ignore[attr-defined]
+    monkeypatch.setitem(main.lazy, "not-a-service", "tests.test_progress:fake_service")  # type: ignore[attr-defined]
+    assert CliRunner().invoke(main, ["serve"]).stdout.strip() == "listening=False"
+    assert CliRunner().invoke(main, ["not-a-service"]).stdout.strip() == "listening=True"

@@ -35,6 +35,9 @@ COMMANDS: dict[str, str] = {
     "docs": "goldwatch.cli.docs:docs",
     "completion": "goldwatch.cli.completion:completion",
 }
+# Services run many checks at once, for days: their work is logged and measured, never shown as progress (one
+# process-wide progress display would mix concurrent checks).
+SERVICES = frozenset({"serve"})
 
 
 class LazyGroup(click.Group):
@@ -100,7 +103,7 @@ def main(
     # Logging is set from the flags now and again from the config when a command loads it, so that a broken
     # config still lets `goldwatch config check` report it cleanly.
     configure_logging(level=log_level or "info", fmt=log_format or "text")  # type: ignore[arg-type]
-    reporter = make_reporter(progress_mode)
+    reporter = make_reporter(progress_mode) if ctx.invoked_subcommand not in SERVICES else None
     if reporter is not None and not ctx.resilient_parsing:
         ctx.with_resource(reporting(reporter))
 

@@ -39,7 +39,7 @@ __all__ = [
     "show_progress",
 ]
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.ERROR
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = int(ExitCode.OK), int(ExitCode.CHECK_FAILED), int(ExitCode.ERROR)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,7 +91,7 @@ def guarded(func: F) -> F:
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("goldwatch: interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
+            sys.exit(int(ExitCode.INTERRUPTED))
         except (click.exceptions.Exit, click.ClickException):
             raise  # click's own usage errors and exits keep their codes and messages
         except Exception as exc:  # never a traceback for the user: one message, exit 2, traceback in debug log

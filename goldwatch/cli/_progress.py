@@ -10,7 +10,8 @@
 * ``off`` -- nothing
 
 Everything goes to stderr: stdout holds only the command's result (``--json`` stays parseable). Work shorter than
-the delay shows nothing at all.
+the delay shows nothing at all. Services (``goldwatch serve``) show none: their checks run concurrently, and are
+logged and measured instead.
 
 >>> human_amount(3 * 1024**3 + 1, "B"), human_amount(1500, "samples"), human_duration(3725)
 ('3.0 GiB', '1,500 samples', '62 min 5 s')
