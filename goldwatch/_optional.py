@@ -24,6 +24,8 @@ _EXTRA_FOR = {
     "mlserver": "dev",
     "pyarrow": "parquet",
     "mlflow": "mlflow",
+    "dask": "dask",
+    "distributed": "dask",
     "psycopg": "postgres",
 }
 

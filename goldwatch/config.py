@@ -37,6 +37,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "AgentConfig",
     "AlertsConfig",
+    "DaskConfig",
     "DetectorsConfig",
     "GateConfig",
     "GoldenConfig",
@@ -92,6 +93,30 @@ class DetectorsConfig(_Section):
     nan_policy: Literal["raise", "omit"] = Field(
         "raise", description="NaN/inf in the data: refuse it (raise) or drop it per feature (omit)"
     )
+
+
+class DaskConfig(_Section):
+    """Where distributed work runs (``goldwatch drift --dask``, ``goldwatch fingerprint --dask``).
+
+    ``address``: a scheduler (``tcp://HOST:PORT``) or ``local:N`` (N worker processes on 127.0.0.1, started for
+    the command); ``$GOLDWATCH_DASK`` and the ``--dask`` flag win over it. Unset: in memory.
+    """
+
+    address: str | None = Field(None, pattern=r"^\S+$", description="tcp://HOST:PORT of a Dask scheduler, or local:N")
+    local_memory_limit: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?[bB]?|[bB])?$",
+                                           description="memory limit per local worker, e.g. '600MB' (default: auto)")
+    connect_timeout_s: float = Field(10.0, gt=0, le=600, description="give up connecting to a scheduler after this")
+    strategy: Literal["auto", "broadcast", "feature-blocks", "ranges"] = Field(
+        "auto", description="drift: how exact counts are gathered (auto picks the cheapest that fits)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("local:"):
+            count = value.removeprefix("local:")
+            if not (count.isdigit() and int(count) >= 1):
+                raise ValueError("expected local:N with N >= 1 worker processes, e.g. local:2")
+        return value
 
 
 class GoldenConfig(_Section):
@@ -291,6 +316,7 @@ class GoldwatchConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
     agent: AgentConfig = AgentConfig()
+    dask: DaskConfig = DaskConfig()
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -15,8 +15,9 @@ Tree::
     │   └── RegistryError               unknown model/version, illegal state transition, bad store
     │       └── ConcurrentChangeError   another host changed the registry underneath this operation
     ├── DependencyMissingError          an optional extra (torch, onnx, reports, ...) is not installed
-    ├── ServerUnreachableError          an inference server or alert endpoint cannot be reached / not ready
+    ├── ServerUnreachableError          an inference server, alert endpoint or Dask scheduler cannot be reached
     ├── DatabaseUnavailableError        the registry database cannot be reached (or went away mid-operation)
+    ├── ClusterError                    a Dask cluster lost a computation (workers died, tasks failed)
     └── StateError                      on-disk state from a newer schema or otherwise unusable
 
 Every error carries three parts that the CLI prints as one message: *what* is wrong, *where* (file, key path,
@@ -36,6 +37,7 @@ from goldwatch.exit_codes import ExitCode
 
 __all__ = [
     "ArtifactError",
+    "ClusterError",
     "ConcurrentChangeError",
     "ConfigError",
     "DataError",
@@ -112,6 +114,13 @@ class ServerUnreachableError(GoldwatchError, ConnectionError):
     """A server (inference server, alert endpoint) could not be reached or is not ready.
 
     Distinct from a wrong model: an unreachable server is never proof of corruption and never triggers a rollback.
+    """
+
+
+class ClusterError(GoldwatchError):
+    """A distributed computation could not finish: workers died, or a task failed on a worker.
+
+    goldwatch never returns a partial answer from a cluster: either every chunk was counted exactly once, or this.
     """
 
 

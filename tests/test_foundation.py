@@ -18,7 +18,7 @@ from goldwatch.cli import main
 from goldwatch.config import GoldwatchConfig, load_config, parse_config, resolve_secret
 from goldwatch.logs import configure_logging, get_logger, redact
 
-HEAVY = ("torch", "onnxruntime", "evidently", "mlserver", "psycopg")
+HEAVY = ("torch", "onnxruntime", "evidently", "mlserver", "psycopg", "dask", "distributed")
 GOLDWATCH_BIN = Path(sys.executable).with_name("goldwatch")
 
 
@@ -33,6 +33,11 @@ def _modules_after(code: str) -> set[str]:
 def test_import_goldwatch_loads_no_heavy_dependency() -> None:
     loaded = _modules_after("import goldwatch")
     assert not loaded & set(HEAVY), f"import goldwatch pulled in {sorted(loaded & set(HEAVY))}"
+
+
+def test_detectors_and_integrity_load_no_dask_until_a_dask_input_arrives() -> None:
+    loaded = _modules_after("import goldwatch.detectors, goldwatch.integrity, goldwatch.cluster")
+    assert not loaded & set(HEAVY), f"the subpackages pulled in {sorted(loaded & set(HEAVY))}"
 
 
 def test_cli_help_of_every_command_loads_no_heavy_dependency() -> None:

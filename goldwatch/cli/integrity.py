@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from goldwatch import progress
-from goldwatch.cli._common import emit_json, finish, guarded, json_option, show_progress
+from goldwatch.cli._common import emit_json, finish, guarded, json_option, show_progress, state
 from goldwatch.cli._grammar import deprecated_alias
 
 __all__ = ["fingerprint", "verify"]
@@ -45,18 +45,33 @@ def _byte_progress(path: Path, *, label: str, passes: int) -> Iterator[Callable[
                   type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--digest", type=click.Choice(["sha256", "blake3", "xxh3"]), default="sha256", show_default=True,
               help="File digest: sha256 (= HF LFS oid), or the fast blake3 / xxh3 (XXH3-128).")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local:N",
+              help="Fingerprint the files of a directory on a Dask cluster (its workers must see the same files) "
+                   "or N local worker processes (default: $GOLDWATCH_DASK, then [dask] address; else threads).")
 @json_option
 @guarded
-def fingerprint(path: Path, output: Path | None, digest: str, as_json: bool) -> None:
+def fingerprint(path: Path, output: Path | None, digest: str, dask_address: str | None, as_json: bool) -> None:
     """Write the integrity manifest of a model file or directory.
 
-    Records each file's digest and, for safetensors, ONNX (with external data) and torch checkpoints, a
-    fingerprint of every tensor per 1 MiB block. Exit 0 on success, 2 if a file is malformed or hostile.
+    Records each file's digest and, for safetensors, ONNX (with external data), torch checkpoints and PyTorch
+    Distributed Checkpoint directories, a fingerprint of every tensor per 1 MiB block. A directory's files are
+    processed in parallel; sharded checkpoints (safetensors shards + index, DCP) are checked for completeness
+    and their tensors merged across shards. Exit 0 on success, 2 if a file is malformed or hostile.
     """
+    from goldwatch.cluster import connect, resolve_cluster_spec
     from goldwatch.integrity.manifest import build_manifest
 
-    with _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
-        manifest = build_manifest(path, digest=digest, on_bytes=on_bytes, exclude=[output] if output else [])
+    config = state().config
+    spec = resolve_cluster_spec(dask_address, config.dask.address)
+    exclude = [output] if output else []
+    if spec is not None:
+        with connect(spec, memory_limit=config.dask.local_memory_limit,
+                     timeout_s=config.dask.connect_timeout_s) as client, client.get_executor() as executor, \
+                _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
+            manifest = build_manifest(path, digest=digest, exclude=exclude, executor=executor, on_bytes=on_bytes)
+    else:
+        with _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
+            manifest = build_manifest(path, digest=digest, on_bytes=on_bytes, exclude=exclude)
     if output is None:
         emit_json(manifest)
         return
@@ -65,9 +80,13 @@ def fingerprint(path: Path, output: Path | None, digest: str, as_json: bool) -> 
     size = sum(f.size for f in manifest.files)
     if as_json:
         emit_json({"manifest": str(output), "files": len(manifest.files), "tensors": tensors, "bytes": size,
-                   "digest": digest})
+                   "digest": digest, "sharding": manifest.sharding})
     else:
         click.echo(f"{output}: {len(manifest.files)} file(s), {tensors} tensor(s), {size} bytes, digest {digest}")
+        if manifest.sharding:
+            click.echo(f"  sharded ({manifest.sharding['layout']}): {digest} file digests are per file and do not "
+                       "merge across shards (SHA-256 is sequential); whole tensors are checked by their "
+                       "fingerprints, which do")
 
 
 @click.command("verify")

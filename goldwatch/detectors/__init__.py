@@ -15,7 +15,10 @@ implementations. Entry points:
 * Streaming: :class:`PageHinkley`, :class:`CUSUM`, :class:`ADWIN`, vectorized across streams.
 * :func:`get_detector` / :func:`available_detectors` -- detectors by name, for configuration files.
 
-Importing this package imports numpy only; scipy, pandas and torch are imported when a test needs them.
+Dask arrays and dataframes are accepted by the batch tests, detect_drift and reference summaries: exact counts
+on the current Dask client, p-values here (:mod:`goldwatch.detectors.distributed`).
+
+Importing this package imports numpy only; scipy, pandas, torch and dask are imported when a test needs them.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

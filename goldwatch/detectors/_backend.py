@@ -1,11 +1,12 @@
 """numpy vs torch dispatch.
 
 A torch tensor is computed on its own device (CPU or CUDA); torch is imported only when a tensor is passed, found
-by the type's module name so that ``import goldwatch`` never imports torch.
+by the type's module name so that ``import goldwatch`` never imports torch. Dask arrays and dataframes are found
+the same way and go to :mod:`goldwatch.detectors.distributed` (exact counts on the cluster, p-values here).
 
 >>> import numpy as np
->>> is_torch(np.zeros(3)), is_torch([1, 2])
-(False, False)
+>>> is_torch(np.zeros(3)), is_torch([1, 2]), is_dask(np.zeros(3))
+(False, False, False)
 """
 
 from __future__ import annotations
@@ -16,12 +17,23 @@ import numpy as np
 
 from goldwatch._optional import require
 
-__all__ = ["as_torch_samples", "is_torch", "to_numpy"]
+__all__ = ["as_torch_samples", "is_dask", "is_torch", "to_numpy"]
 
 
 def is_torch(x: Any) -> bool:
     """True for a ``torch.Tensor`` (checked without importing torch)."""
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "device")
+
+
+def is_dask(x: Any) -> bool:
+    """True for a dask array, dataframe or series (checked without importing dask)."""
+    module = type(x).__module__.split(".")[0]
+    return module in ("dask", "dask_expr") and hasattr(x, "dask")
+
+
+def any_dask(*xs: Any) -> bool:
+    """True when any argument is a dask collection."""
+    return any(is_dask(x) for x in xs)
 
 
 def to_numpy(x: Any) -> Any:

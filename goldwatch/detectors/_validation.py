@@ -30,7 +30,15 @@ import numpy as np
 
 from goldwatch.errors import DataError
 
-__all__ = ["NanPolicy", "as_samples", "check_pair", "feature_names_of", "finite_groups"]
+__all__ = [
+    "NanPolicy",
+    "as_samples",
+    "check_pair",
+    "check_some_finite",
+    "feature_names_of",
+    "finite_groups",
+    "nonfinite_error",
+]
 
 NanPolicy = Literal["raise", "omit"]
 
@@ -118,6 +126,32 @@ def _compact(arr: np.ndarray, n_keep: int) -> np.ndarray:
     return np.sort(work, axis=0)[:n_keep]
 
 
+def nonfinite_error(bad_ref: np.ndarray, bad_cur: np.ndarray) -> DataError:
+    """The error of ``nan_policy="raise"``: how many non-finite values each side holds, per feature."""
+    parts = []
+    for label, bad in (("reference", bad_ref), ("current", bad_cur)):
+        if bad.any():
+            cols = np.flatnonzero(bad)
+            shown = ", ".join(f"feature {c}: {bad[c]}" for c in cols[:5]) + (" ..." if len(cols) > 5 else "")
+            parts.append(f"{label} has {int(bad.sum())} non-finite value(s) (NaN/inf) ({shown})")
+    return DataError(
+        "; ".join(parts),
+        where="nan_policy='raise'",
+        hint="clean the data, or pass nan_policy='omit' to drop non-finite values per feature",
+    )
+
+
+def check_some_finite(keep_ref: np.ndarray, keep_cur: np.ndarray) -> None:
+    """``nan_policy="omit"`` must leave at least one finite value per feature on each side."""
+    empty = np.flatnonzero((keep_ref == 0) | (keep_cur == 0))
+    if empty.size:
+        raise DataError(
+            f"feature(s) {empty[:10].tolist()} have no finite value left in reference or current",
+            where="nan_policy='omit'",
+            hint="drop those features or fix the upstream data",
+        )
+
+
 def finite_groups(
     reference: np.ndarray, current: np.ndarray, *, nan_policy: NanPolicy
 ) -> tuple[list[FiniteGroup], np.ndarray, np.ndarray]:
@@ -134,26 +168,10 @@ def finite_groups(
     if not bad_ref.any() and not bad_cur.any():
         return [FiniteGroup(np.arange(reference.shape[1]), reference, current)], bad_ref, bad_cur
     if nan_policy == "raise":
-        parts = []
-        for label, bad in (("reference", bad_ref), ("current", bad_cur)):
-            if bad.any():
-                cols = np.flatnonzero(bad)
-                shown = ", ".join(f"feature {c}: {bad[c]}" for c in cols[:5]) + (" ..." if len(cols) > 5 else "")
-                parts.append(f"{label} has {int(bad.sum())} non-finite value(s) (NaN/inf) ({shown})")
-        raise DataError(
-            "; ".join(parts),
-            where="nan_policy='raise'",
-            hint="clean the data, or pass nan_policy='omit' to drop non-finite values per feature",
-        )
+        raise nonfinite_error(bad_ref, bad_cur)
     keep_ref = reference.shape[0] - bad_ref
     keep_cur = current.shape[0] - bad_cur
-    empty = np.flatnonzero((keep_ref == 0) | (keep_cur == 0))
-    if empty.size:
-        raise DataError(
-            f"feature(s) {empty[:10].tolist()} have no finite value left in reference or current",
-            where="nan_policy='omit'",
-            hint="drop those features or fix the upstream data",
-        )
+    check_some_finite(keep_ref, keep_cur)
     pairs = np.stack([keep_ref, keep_cur], axis=1)
     uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
     groups = []

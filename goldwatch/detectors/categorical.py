@@ -29,16 +29,18 @@ goldwatch.errors.DataError: chi2_test: feature(s) look continuous, ...: f0 (400 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from goldwatch.detectors._backend import any_dask
 from goldwatch.detectors._validation import as_samples, check_pair, feature_names_of
 from goldwatch.detectors.results import TestResult
 from goldwatch.errors import DataError
 
-__all__ = ["CategoricalResult", "chi2_test"]
+__all__ = ["CategoricalResult", "category_counts", "chi2_from_counts", "chi2_test"]
 
 MISSING = "<missing>"
 
@@ -81,13 +83,12 @@ def _fractional_floats(x: np.ndarray) -> np.ndarray:
 
 
 def _refuse_continuous(
-    ref: np.ndarray, cur: np.ndarray, n_categories: np.ndarray, names: list[str]
+    fractional: np.ndarray | Callable[[], np.ndarray], n: int, n_categories: np.ndarray, names: list[str]
 ) -> None:
-    n = ref.shape[0] + cur.shape[0]
     many = (n_categories > CONTINUOUS_FRACTION * n) & (n_categories > CONTINUOUS_MIN_DISTINCT)
     if not many.any():
         return
-    bad = np.flatnonzero(many & (_fractional_floats(ref) | _fractional_floats(cur)))
+    bad = np.flatnonzero(many & (fractional() if callable(fractional) else fractional))
     if not bad.size:
         return
     shown = ", ".join(f"{names[j]} ({n_categories[j]} distinct values in {n} samples)" for j in bad[:5])
@@ -100,29 +101,40 @@ def _refuse_continuous(
     )
 
 
-def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> CategoricalResult:
-    """Chi-squared homogeneity test per categorical feature.
+def category_counts(x: np.ndarray) -> Any:
+    """Counts per (feature, category) of ``x`` (a pandas Series with that two-level index); they add up over
+    chunks of rows, which is how a distributed run counts."""
+    return _long(x, x.shape[1])
 
-    Raises :class:`~goldwatch.errors.DataError` for a continuous float feature (see the module docstring).
-    """
+
+def chi2_from_counts(
+    ref_counts: Any,
+    cur_counts: Any,
+    *,
+    n_reference: int,
+    n_current: int,
+    n_features: int,
+    names: list[str],
+    fractional: np.ndarray | Callable[[], np.ndarray],
+    alpha: float = 0.05,
+) -> CategoricalResult:
+    """The test from category counts (see :func:`category_counts`) and the per-feature "holds non-integral floats"
+    flags (or a function computing them, called only when a feature has many categories).
+
+    Raises :class:`~goldwatch.errors.DataError` for a continuous float feature."""
     import pandas as pd
     from scipy.stats import chi2
 
-    ref = as_samples(reference, name="reference", numeric=False)
-    cur = as_samples(current, name="current", numeric=False)
-    check_pair(ref, cur)
-    n_features = ref.shape[1]
-    table = pd.concat({"ref": _long(ref, n_features), "cur": _long(cur, n_features)}, axis=1).fillna(0)
+    table = pd.concat({"ref": ref_counts, "cur": cur_counts}, axis=1).fillna(0)
     feature = table.index.get_level_values("feature").to_numpy(dtype=np.int64)
     o_ref = table["ref"].to_numpy(dtype=np.float64)
     o_cur = table["cur"].to_numpy(dtype=np.float64)
-    n_ref, n_cur = float(ref.shape[0]), float(cur.shape[0])
+    n_ref, n_cur = float(n_reference), float(n_current)
     total = n_ref + n_cur
     col_total = o_ref + o_cur
     e_ref, e_cur = col_total * n_ref / total, col_total * n_cur / total
     n_categories = np.bincount(feature, minlength=n_features)
-    names = feature_names_of(reference, n_features)
-    _refuse_continuous(ref, cur, n_categories, names)
+    _refuse_continuous(fractional, n_reference + n_current, n_categories, names)
     dof = n_categories - 1
     yates = (dof == 1)[feature]
     # Yates: move each observed count up to 0.5 towards its expectation (scipy's chi2_contingency, dof == 1)
@@ -138,6 +150,27 @@ def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> Categoric
     result = TestResult(
         test="chi2", statistic=stat, pvalue=p, drifted=p < alpha, threshold=alpha, threshold_kind="pvalue",
         feature_names=names, method="pearson",
-        n_reference=np.full(n_features, ref.shape[0]), n_current=np.full(n_features, cur.shape[0]),
+        n_reference=np.full(n_features, n_reference), n_current=np.full(n_features, n_current),
     )
     return CategoricalResult(result=result, dof=dof, n_unseen=n_unseen)
+
+
+def chi2_test(reference: Any, current: Any, *, alpha: float = 0.05) -> CategoricalResult:
+    """Chi-squared homogeneity test per categorical feature.
+
+    Raises :class:`~goldwatch.errors.DataError` for a continuous float feature (see the module docstring).
+    Dask arrays and dataframes are counted on the current Dask client (:mod:`goldwatch.detectors.distributed`).
+    """
+    if any_dask(reference, current):
+        from goldwatch.detectors.distributed import chi2_test as distributed_chi2
+
+        return distributed_chi2(reference, current, alpha=alpha)
+    ref = as_samples(reference, name="reference", numeric=False)
+    cur = as_samples(current, name="current", numeric=False)
+    check_pair(ref, cur)
+    n_features = ref.shape[1]
+    return chi2_from_counts(
+        category_counts(ref), category_counts(cur), n_reference=ref.shape[0], n_current=cur.shape[0],
+        n_features=n_features, names=feature_names_of(reference, n_features),
+        fractional=lambda: _fractional_floats(ref) | _fractional_floats(cur), alpha=alpha,
+    )

@@ -5,10 +5,12 @@
 * :func:`psi`, :func:`jensen_shannon`, :func:`hellinger`, :func:`kl_divergence` -- on histograms whose bins are
   reference quantiles (``bins`` equal-mass bins; the outer bins are open so every current value lands in a bin).
 
-Distances have no p-value: a feature drifts when its distance exceeds ``threshold``. Defaults, in line with
-common practice: PSI 0.2 ("significant shift"), Jensen-Shannon distance 0.1, Hellinger 0.1, KL 0.1 nats,
-normed Wasserstein 0.1 reference standard deviations. Empty bins are floored at ``eps`` (1e-4) before logarithms
-so a bin that is empty on one side gives a large, finite contribution.
+Dask arrays and dataframes are accepted too: the binned distances count current chunks against the
+reference's edges on the current Dask client (sums of counts, so the same histograms as in memory);
+Wasserstein runs in feature blocks. Distances have no p-value: a feature drifts when its distance exceeds
+``threshold``. Defaults, in line with common practice: PSI 0.2 ("significant shift"), Jensen-Shannon
+distance 0.1, Hellinger 0.1, KL 0.1 nats, normed Wasserstein 0.1 reference standard deviations. Empty bins are
+floored at ``eps`` (1e-4) before logarithms so a bin that is empty on one side gives a large, finite contribution.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch.detectors._backend import any_dask
 from goldwatch.detectors._merge import merge_rows, sorted_rows
 from goldwatch.detectors._validation import as_samples, check_pair, feature_names_of, iter_feature_chunks
 from goldwatch.detectors.results import TestResult
@@ -79,7 +82,11 @@ def wasserstein(
     reference: Any, current: Any, *, normed: bool = False, threshold: float | None = None
 ) -> TestResult:
     """Wasserstein-1 per feature; ``normed`` divides by the reference standard deviation (a constant reference
-    feature uses 1 instead, so the distance stays finite)."""
+    feature uses 1 instead, so the distance stays finite). Dask inputs run in feature blocks on the current client."""
+    if any_dask(reference, current):
+        from goldwatch.detectors.distributed import wasserstein as distributed_wasserstein
+
+        return distributed_wasserstein(reference, current, normed=normed, threshold=threshold)
     ref, cur = _pair(reference, current, "wasserstein")
     out = np.empty(ref.shape[1])
     for cols in iter_feature_chunks(ref.shape[1], ref.shape[0] + cur.shape[0], budget_elems=2_000_000):
@@ -121,6 +128,13 @@ def _binned(reference: Any, current: Any, bins: int, where: str) -> tuple[np.nda
     return histograms(ref, edges), histograms(cur, edges), ref.shape[0], cur.shape[0]
 
 
+def _distributed(test: str, reference: Any, current: Any, *, bins: int, threshold: float) -> TestResult:
+    """Dask inputs: current chunks are counted against the reference's bin edges on the current Dask client."""
+    from goldwatch.detectors.distributed import histogram_distance
+
+    return histogram_distance(test, reference, current, bins=bins, threshold=threshold)
+
+
 def psi_from_histograms(p_ref: np.ndarray, p_cur: np.ndarray, *, eps: float = EPS) -> np.ndarray:
     p, q = np.maximum(p_ref, eps), np.maximum(p_cur, eps)
     return np.sum((q - p) * np.log(q / p), axis=1)
@@ -151,6 +165,8 @@ def kl_from_histograms(p_ref: np.ndarray, p_cur: np.ndarray, *, eps: float = EPS
 
 def psi(reference: Any, current: Any, *, bins: int = 10, threshold: float = DEFAULT_THRESHOLDS["psi"]) -> TestResult:
     """Population stability index on reference-quantile bins."""
+    if any_dask(reference, current):
+        return _distributed("psi", reference, current, bins=bins, threshold=threshold)
     p, q, n1, n2 = _binned(reference, current, bins, "psi")
     return _result("psi", psi_from_histograms(p, q), threshold, reference, n1, n2)
 
@@ -159,6 +175,8 @@ def jensen_shannon(
     reference: Any, current: Any, *, bins: int = 10, threshold: float = DEFAULT_THRESHOLDS["js"]
 ) -> TestResult:
     """Jensen-Shannon distance (natural log, in [0, sqrt(ln 2)]) on reference-quantile bins."""
+    if any_dask(reference, current):
+        return _distributed("js", reference, current, bins=bins, threshold=threshold)
     p, q, n1, n2 = _binned(reference, current, bins, "jensen_shannon")
     return _result("js", js_from_histograms(p, q), threshold, reference, n1, n2)
 
@@ -167,6 +185,8 @@ def hellinger(
     reference: Any, current: Any, *, bins: int = 10, threshold: float = DEFAULT_THRESHOLDS["hellinger"]
 ) -> TestResult:
     """Hellinger distance (in [0, 1]) on reference-quantile bins."""
+    if any_dask(reference, current):
+        return _distributed("hellinger", reference, current, bins=bins, threshold=threshold)
     p, q, n1, n2 = _binned(reference, current, bins, "hellinger")
     return _result("hellinger", hellinger_from_histograms(p, q), threshold, reference, n1, n2)
 
@@ -175,5 +195,7 @@ def kl_divergence(
     reference: Any, current: Any, *, bins: int = 10, threshold: float = DEFAULT_THRESHOLDS["kl"]
 ) -> TestResult:
     """KL(current || reference) in nats on reference-quantile bins."""
+    if any_dask(reference, current):
+        return _distributed("kl", reference, current, bins=bins, threshold=threshold)
     p, q, n1, n2 = _binned(reference, current, bins, "kl_divergence")
     return _result("kl", kl_from_histograms(p, q), threshold, reference, n1, n2)

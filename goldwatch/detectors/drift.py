@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from goldwatch import progress
+from goldwatch.detectors._backend import any_dask
 from goldwatch.detectors._validation import NanPolicy, as_samples, check_pair, feature_names_of, finite_groups
 from goldwatch.detectors.multiple_testing import CORRECTIONS, adjust_pvalues
 from goldwatch.detectors.registry import get_detector
@@ -73,7 +74,7 @@ def finish_report(
         test=result.test, alpha=alpha, correction=correction if result.pvalue is not None else "none",
         min_effect=min_effect, feature_names=result.feature_names, statistic=stat, pvalue=result.pvalue,
         adjusted_pvalue=adjusted, drifted_features=drifted, threshold=threshold, threshold_kind=kind,  # type: ignore[arg-type]
-        n_dropped_reference=n_dropped_reference, n_dropped_current=n_dropped_current,
+        n_dropped_reference=n_dropped_reference, n_dropped_current=n_dropped_current, strategy=result.strategy,
     )
 
 
@@ -91,11 +92,17 @@ def detect_drift(
 ) -> DriftReport:
     """Test every feature of ``current`` against ``reference`` and return the dataset-level verdict.
 
-    ``reference``/``current``: (n_samples, n_features) or 1-D arrays, DataFrames (column names are kept) or lists.
+    ``reference``/``current``: (n_samples, n_features) or 1-D arrays, DataFrames (column names are kept) or lists;
+    dask arrays and dataframes run on the current Dask client, exactly (:mod:`goldwatch.detectors.distributed`).
     ``threshold`` overrides a distance detector's default threshold.
     """
     spec = get_detector(test)
     _check_options(alpha, correction, min_effect)
+    if any_dask(reference, current):
+        from goldwatch.detectors.distributed import detect_drift as distributed_detect_drift
+
+        return distributed_detect_drift(reference, current, test=test, alpha=alpha, correction=correction,
+                                        min_effect=min_effect, nan_policy=nan_policy, threshold=threshold)
     floor = spec.recommended_min_effect if min_effect == "auto" else min_effect
     numeric = spec.kind == "numeric"
     ref = as_samples(reference, name="reference", numeric=numeric)

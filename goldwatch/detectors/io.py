@@ -1,5 +1,9 @@
 """Reading a table of samples for the drift tests: ``.npy``, ``.npz``, ``.csv``, ``.parquet``.
 
+:func:`open_table` also reads Parquet (or CSV) directories and globs -- and single files when asked to be lazy --
+as dask dataframes, read partition by partition by whoever computes them (a Dask cluster, or dask's local
+scheduler): data larger than memory never has to be loaded at once.
+
 Arrays never go through pickle (``allow_pickle=False``); a ``.npz`` must hold one array, or ``key`` names the
 one to read (``goldwatch drift --key NAME``); ``key`` is ignored for the other file types. CSV and Parquet come
 back as DataFrames so that column names become feature names.
@@ -28,7 +32,7 @@ from goldwatch import progress
 from goldwatch._optional import require
 from goldwatch.errors import DataError
 
-__all__ = ["SUFFIXES", "load_table"]
+__all__ = ["SUFFIXES", "is_lazy_source", "load_table", "open_table"]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 
@@ -81,3 +85,41 @@ def load_table(path: str | os.PathLike[str], *, key: str | None = None) -> Any:
         if type(exc).__module__.split(".")[0] in ("pandas", "pyarrow"):
             raise DataError(f"cannot parse the file ({exc})", where=str(p)) from None
         raise
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def is_lazy_source(path: str | os.PathLike[str]) -> bool:
+    """A directory or a glob: read as a dask dataframe, partition by partition."""
+    text = os.fspath(path)
+    return Path(text).is_dir() or bool(_GLOB_CHARS & set(text))
+
+
+def open_table(path: str | os.PathLike[str], *, key: str | None = None, lazy: bool = False) -> Any:
+    """:func:`load_table`, or a dask dataframe for a directory or glob of Parquet/CSV files (and for a single
+    Parquet/CSV file when ``lazy``). Nothing is read until the data is computed."""
+    text = os.fspath(path)
+    if not (is_lazy_source(text) or (lazy and Path(text).suffix.lower() in (".parquet", ".csv"))):
+        return load_table(path, key=key)
+    dd = require("dask.dataframe", purpose="reading Parquet directories and globs partition by partition")
+    if Path(text).is_dir():
+        files = sorted(p for p in Path(text).rglob("*") if p.suffix.lower() in (".parquet", ".csv"))
+        suffixes = {p.suffix.lower() for p in files}
+    else:
+        import glob
+
+        files = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+        suffixes = {p.suffix.lower() for p in files}
+    if not files:
+        raise DataError("no .parquet or .csv files found", where=text,
+                        hint="pass a directory or glob of Parquet files (e.g. 'day=*/part-*.parquet')")
+    if len(suffixes) != 1:
+        raise DataError(f"mixed file types {sorted(suffixes)}", where=text, hint="pass Parquet or CSV files, not both")
+    try:
+        if suffixes == {".parquet"}:
+            require("pyarrow", purpose="reading Parquet files")
+            return dd.read_parquet([str(p) for p in files])
+        return dd.read_csv([str(p) for p in files])
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read the files ({type(exc).__name__}: {exc})", where=text) from None

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from goldwatch.detectors._backend import as_torch_samples, is_torch
+from goldwatch.detectors._backend import any_dask, as_torch_samples, is_torch
 from goldwatch.detectors._kolmogorov import exact_inside, exact_square, kstwo_sf
 from goldwatch.detectors._validation import as_samples, check_pair, feature_names_of, iter_feature_chunks
 from goldwatch.detectors.results import TestResult
@@ -223,12 +223,17 @@ def ks_2samp(reference: Any, current: Any, *, method: Method = "auto", alpha: fl
 
     ``reference`` and ``current``: (n_samples, n_features) or 1-D, any sizes, finite values (use
     :func:`~goldwatch.detectors.detect_drift` with ``nan_policy="omit"`` to drop NaN/inf per feature).
-    numpy arrays, frames and lists run on the CPU; torch tensors on their own device.
+    numpy arrays, frames and lists run on the CPU; torch tensors on their own device; dask arrays and dataframes
+    on the current Dask client (:mod:`goldwatch.detectors.distributed`: exact counts there, this p-value code here).
     """
     if method not in ("auto", "exact", "asymp"):
         raise DataError(f"expected 'auto', 'exact' or 'asymp', got {method!r}", where="method")
     if not 0 < alpha < 1:
         raise DataError(f"expected a level in (0, 1), got {alpha!r}", where="alpha")
+    if any_dask(reference, current):
+        from goldwatch.detectors.distributed import ks_2samp as distributed_ks
+
+        return distributed_ks(reference, current, method=method, alpha=alpha)
     if is_torch(reference) or is_torch(current):
         device = reference.device if is_torch(reference) else current.device
         ref_t = as_torch_samples(reference, name="reference", device=device)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from goldwatch._fs import atomic_write
+from goldwatch.detectors._backend import is_dask
 from goldwatch.detectors._validation import NanPolicy, as_samples, check_pair, feature_names_of
 from goldwatch.detectors.distances import (
     DEFAULT_THRESHOLDS,
@@ -86,6 +87,12 @@ class ReferenceSummary:
         bins: int = 10,
         nan_policy: NanPolicy = "raise",
     ) -> ReferenceSummary:
+        """Summarize ``reference`` (a dask array/dataframe is read chunk by chunk from the current client)."""
+        if is_dask(reference):
+            from goldwatch.detectors.distributed import fit_summary
+
+            return fit_summary(cls, reference, feature_names=feature_names, bins=bins,
+                               nan_policy=nan_policy)
         ref = as_samples(reference, name="reference")
         names = list(feature_names) if feature_names is not None else feature_names_of(reference, ref.shape[1])
         if len(names) != ref.shape[1]:
@@ -138,7 +145,16 @@ class ReferenceSummary:
         nan_policy: NanPolicy = "raise",
         threshold: float | None = None,
     ) -> DriftReport:
-        """Drift of ``current`` against this reference; same options and result as :func:`detect_drift`."""
+        """Drift of ``current`` against this reference; same options and result as :func:`detect_drift`.
+
+        A dask ``current`` is counted on the current Dask client against this summary (its sorted values are the
+        broadcast grid, its edges and histogram the bins): see :mod:`goldwatch.detectors.distributed`.
+        """
+        if is_dask(current):
+            from goldwatch.detectors.distributed import summary_test
+
+            return summary_test(self, current, test=test, alpha=alpha, correction=correction, min_effect=min_effect,
+                                nan_policy=nan_policy, threshold=threshold)
         spec = get_detector(test)
         if spec.kind != "numeric":
             raise DataError(f"a reference summary holds numeric features; {test!r} is categorical", where="test",

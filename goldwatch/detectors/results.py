@@ -35,6 +35,7 @@ class TestResult:
 
     ``threshold_kind`` says what ``threshold`` is compared with: ``"pvalue"`` (drifted where pvalue < threshold)
     or ``"statistic"`` (drifted where statistic > threshold, for distances that have no p-value).
+    ``strategy``: empty in memory; for Dask inputs, how the exact counts were gathered (e.g. ``"dask:broadcast"``).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -49,6 +50,7 @@ class TestResult:
     method: str = ""
     n_reference: np.ndarray | None = None
     n_current: np.ndarray | None = None
+    strategy: str = ""
 
     def __post_init__(self) -> None:
         if not self.feature_names:
@@ -71,7 +73,8 @@ class DriftReport:
     A feature drifts when its corrected p-value is below ``alpha`` (tests with p-values) or its statistic is
     above the test's threshold (distances), *and* its statistic is at least ``min_effect`` (when set). The dataset
     drifts when any feature does. ``n_dropped_reference`` / ``n_dropped_current`` count the non-finite values
-    dropped per feature under ``nan_policy="omit"``.
+    dropped per feature under ``nan_policy="omit"``. ``strategy``: empty in memory, else how a Dask run gathered
+    its exact counts (see :mod:`goldwatch.detectors.distributed`).
     """
 
     test: str
@@ -87,6 +90,7 @@ class DriftReport:
     threshold_kind: Literal["pvalue", "statistic"]
     n_dropped_reference: np.ndarray
     n_dropped_current: np.ndarray
+    strategy: str = ""
 
     @property
     def drifted(self) -> bool:
@@ -108,6 +112,7 @@ class DriftReport:
             threshold=self.threshold,
             threshold_kind=self.threshold_kind,
             feature_names=self.feature_names,
+            strategy=self.strategy,
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -134,7 +139,7 @@ class DriftReport:
             row["n_dropped_reference"] = int(self.n_dropped_reference[i])
             row["n_dropped_current"] = int(self.n_dropped_current[i])
             features.append(row)
-        return {
+        out: dict[str, Any] = {
             "drifted": self.drifted,
             "n_drifted": self.n_drifted,
             "n_features": len(self.feature_names),
@@ -147,6 +152,9 @@ class DriftReport:
             "threshold_kind": self.threshold_kind,
             "features": features,
         }
+        if self.strategy:
+            out["strategy"] = self.strategy
+        return out
 
     def to_checks(self, prefix: str = "drift") -> list[Check]:
         """One check per feature (``{prefix}:{test}:{feature}``) plus a dataset-level one (``{prefix}:{test}``)."""

@@ -7,6 +7,11 @@
   resident in memory, on their own device, without a host copy. Both return an :class:`IntegrityReport` whose
   ``mismatches`` name the file, tensor and byte range.
 * :mod:`goldwatch.integrity.fingerprint` -- the fingerprint's definition and the proof of its properties.
+* Sharded weights: :func:`partial_from_slice` / :func:`partial_from_bytes` fingerprint a shard (a tensor-parallel
+  slice, a byte range; on its GPU or from its file) into a :class:`PartialFingerprint`; :func:`merge_partials`
+  adds them after proving byte coverage; :func:`verify_sharded` does it across ``torch.distributed`` ranks
+  (:mod:`goldwatch.integrity.ranks`); DCP directories and safetensors shards + index are manifests like any
+  directory (:mod:`goldwatch.integrity.sharded`).
 
 Importing this package imports numpy only; torch, onnx and triton are imported when a tensor of theirs is used.
 """
@@ -17,17 +22,22 @@ from goldwatch.integrity.digest import file_digest
 from goldwatch.integrity.fingerprint import BLOCK_BYTES, TensorFingerprint
 from goldwatch.integrity.fingerprint_numpy import fingerprint_array, fingerprint_buffer
 from goldwatch.integrity.manifest import ArtifactManifest, FileEntry, TensorEntry, build_manifest
+from goldwatch.integrity.partial import PartialFingerprint, merge_partials, partial_from_bytes, partial_from_slice
+from goldwatch.integrity.ranks import ByteShard, TensorShard, shard_partials, verify_partials, verify_sharded
 from goldwatch.integrity.resident import fingerprint_module, fingerprint_state_dict, verify_module
 from goldwatch.integrity.verify import IntegrityReport, Mismatch, fingerprint_any, verify_artifact, verify_tensors
 
 __all__ = [
     "BLOCK_BYTES",
     "ArtifactManifest",
+    "ByteShard",
     "FileEntry",
     "IntegrityReport",
     "Mismatch",
+    "PartialFingerprint",
     "TensorEntry",
     "TensorFingerprint",
+    "TensorShard",
     "build_manifest",
     "file_digest",
     "fingerprint_any",
@@ -36,8 +46,14 @@ __all__ = [
     "fingerprint_module",
     "fingerprint_state_dict",
     "fingerprint_tensor",
+    "merge_partials",
+    "partial_from_bytes",
+    "partial_from_slice",
+    "shard_partials",
     "verify_artifact",
     "verify_module",
+    "verify_partials",
+    "verify_sharded",
     "verify_tensors",
 ]
 

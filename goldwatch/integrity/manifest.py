@@ -22,6 +22,7 @@ import json
 import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +49,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "goldwatch-artifact-manifest"
-FileFormat = Literal["safetensors", "onnx", "torch", "torchscript", "torch-export", "file"]
+FileFormat = Literal["safetensors", "onnx", "torch", "torchscript", "torch-export", "dcp", "file"]
+FORMATS = ("safetensors", "onnx", "torch", "torchscript", "torch-export", "dcp", "file")
 Progress = Callable[[int], None]
 
 
@@ -103,14 +105,18 @@ class ArtifactManifest:
     format_version: int = FORMAT_VERSION
     fingerprint_algorithm: str = ALGORITHM
     block_bytes: int = BLOCK_BYTES
+    sharding: dict[str, str] | None = None  # sharded checkpoints: layout, and why file digests do not merge
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT_NAME, "format_version": self.format_version, "goldwatch_version": self.goldwatch_version,
             "created": self.created, "kind": self.kind, "digest": self.digest,
             "fingerprint": {"algorithm": self.fingerprint_algorithm, "block_bytes": self.block_bytes},
-            "files": [f.to_dict() for f in self.files],
         }
+        if self.sharding:
+            out["sharding"] = dict(self.sharding)
+        out["files"] = [f.to_dict() for f in self.files]
+        return out
 
     def tensors(self) -> Iterator[tuple[FileEntry, TensorEntry]]:
         for f in self.files:
@@ -210,7 +216,7 @@ def _parse_manifest(raw: Any, where: str) -> ArtifactManifest:
         if not path or Path(path).is_absolute() or ".." in Path(path).parts:
             raise ArtifactError(f"file path {path!r} must be relative and inside the artifact", where=fwhere)
         fmt = _get(f, "format", str, fwhere)
-        if fmt not in ("safetensors", "onnx", "torch", "torchscript", "torch-export", "file"):
+        if fmt not in FORMATS:
             raise ArtifactError(f"unknown file format {fmt!r}", where=fwhere)
         raw_tensors = _get(f, "tensors", list, fwhere)
         tensors = tuple(_parse_tensor(t, f"{fwhere}.tensors[{j}]") for j, t in enumerate(raw_tensors))
@@ -218,9 +224,13 @@ def _parse_manifest(raw: Any, where: str) -> ArtifactManifest:
                                format=fmt, tensors=tensors))
     if not files or (kind == "file" and len({f.path for f in files}) != len(files)):
         raise ArtifactError("the manifest lists no files, or a file twice", where=where)
+    sharding = _get(raw, "sharding", dict, where, optional=True)
+    if sharding is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in sharding.items()):
+        raise ArtifactError("sharding: expected an object of strings", where=where)
     return ArtifactManifest(
         kind=kind, digest=digest, files=tuple(files), created=_get(raw, "created", str, where, optional=True) or "",
         goldwatch_version=_get(raw, "goldwatch_version", str, where, optional=True) or "", format_version=version,
+        sharding=sharding,
     )
 
 
@@ -243,17 +253,31 @@ def detect_format(path: Path) -> FileFormat:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return "safetensors"
+    if path.name == ".metadata":
+        from goldwatch.integrity.sharded import is_dcp_directory
+
+        if is_dcp_directory(path.parent):
+            return "dcp"
     if suffix == ".onnx":
         return "onnx"
     kind = torch_file_kind(path)
     return {"checkpoint": "torch", "torchscript": "torchscript", "export": "torch-export"}.get(kind, "file")  # type: ignore[return-value]
 
 
-def file_tensors(path: Path, fmt: FileFormat, *, on_bytes: Progress | None = None) -> tuple[TensorEntry, ...]:
+def file_tensors(
+    path: Path, fmt: FileFormat, *, on_bytes: Progress | None = None, map_files: Callable[..., Any] | None = None
+) -> tuple[TensorEntry, ...]:
     """Parse the tensors of a container file and fingerprint each of them from the file's bytes (CPU).
 
-    ``on_bytes(n)`` reports progress (default: the innermost :mod:`goldwatch.progress` task, if one is open)."""
+    A DCP checkpoint's ``.metadata`` (format ``"dcp"``) stands for the whole checkpoint: its tensors are merged
+    from the chunks of every ``.distcp`` file beside it (``map_files`` runs the per-file tasks). ``on_bytes(n)``
+    reports progress (default: the innermost :mod:`goldwatch.progress` task, if one is open).
+    """
     on_bytes = progress.byte_callback(on_bytes)
+    if fmt == "dcp":
+        from goldwatch.integrity.sharded import dcp_tensor_entries
+
+        return dcp_tensor_entries(path.parent, map_files=map_files)
     if fmt == "safetensors":
         from goldwatch.integrity.safetensors_parser import read_safetensors_header
 
@@ -313,6 +337,16 @@ def list_artifact_files(root: Path, *, exclude: Iterable[str | os.PathLike[str]]
     return sorted(found)
 
 
+def _file_entry(root: str, name: str, algorithm: str, fingerprints: bool, on_bytes: Progress | None) -> FileEntry:
+    """One file's entry: its digest, format and tensors (a task: runs in a thread, or on a Dask worker)."""
+    full = Path(root) / name
+    fmt = detect_format(full)
+    # a DCP checkpoint's tensors are merged from every chunk file once, by the caller, not per file
+    tensors = file_tensors(full, fmt, on_bytes=on_bytes) if fingerprints and fmt != "dcp" else ()
+    return FileEntry(path=name, size=full.stat().st_size, digest=file_digest(full, algorithm, on_bytes=on_bytes),
+                     format=fmt, tensors=tensors)
+
+
 def build_manifest(
     path: str | os.PathLike[str],
     *,
@@ -320,38 +354,88 @@ def build_manifest(
     fingerprints: bool = True,
     on_bytes: Progress | None = None,
     exclude: Iterable[str | os.PathLike[str]] = (),
+    executor: Any = None,
 ) -> ArtifactManifest:
     """Describe the model file or directory at ``path``: digests of every file and fingerprints of every tensor.
 
     ``exclude`` leaves files out of a directory's manifest (e.g. where the manifest will be written).
     ``on_bytes(n)`` reports progress (each byte is counted twice when fingerprints are computed: digest + tensors).
+    The files of a directory are processed in parallel: by ``executor`` (a ``concurrent.futures.Executor``, e.g.
+    a Dask client's ``get_executor()`` -- its workers must see the same files), else by a thread per core.
+    Sharded checkpoints are checked for completeness: safetensors shards against their ``*.index.json``; a DCP
+    directory's chunks are merged into whole tensors with a proof that they cover every byte.
     Malformed, truncated or hostile files raise :class:`~goldwatch.errors.ArtifactError`; nothing is written.
     """
     algorithm = check_algorithm(digest)
     path = Path(path)
     if not path.exists():
         raise ArtifactError("no such file or directory", where=str(path), hint="pass a model file or directory")
-    if path.is_dir():
-        kind: Literal["file", "directory"] = "directory"
-        root, names = path, list_artifact_files(path, exclude=exclude)
-        if not names:
-            raise ArtifactError("the directory holds no files", where=str(path))
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not path.is_dir():
+        return _build_file_manifest(path, algorithm, fingerprints, on_bytes, stamp)
+    names = list_artifact_files(path, exclude=exclude)
+    if not names:
+        raise ArtifactError("the directory holds no files", where=str(path))
+    from goldwatch.integrity.sharded import (
+        check_safetensors_index,
+        find_safetensors_indexes,
+        is_dcp_directory,
+        sharding_note,
+    )
+
+    sharding = None
+    indexes = find_safetensors_indexes(names)
+    if indexes:
+        shards = sum(check_safetensors_index(path, index) for index in indexes)
+        sharding = sharding_note("safetensors-index", shards)
+    dcp = is_dcp_directory(path) and ".metadata" in names
+    if dcp:
+        sharding = sharding_note("torch-dcp", sum(n.endswith(".distcp") for n in names))
+    remote = executor is not None
+    progress = None if remote else on_bytes  # a callback cannot run on another machine
+    n = len(names)
+    args = ([str(path)] * n, names, [algorithm] * n, [fingerprints] * n, [progress] * n)
+    if executor is not None:
+        entries = []
+        for entry in executor.map(_file_entry, *args):
+            entries.append(entry)
+            if on_bytes is not None:  # the callback stays here: each file counts when its entry comes back
+                on_bytes(entry.size * (2 if entry.tensors else 1))
+        map_files = executor.map
     else:
-        kind, root, names = "file", path.parent, [path.name]
+        workers = min(n, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            entries = list(pool.map(_file_entry, *args)) if workers > 1 else list(map(_file_entry, *args))
+        map_files = None
+    if dcp and fingerprints:  # the chunk files' partials, in parallel, merged into whole tensors
+        i = names.index(".metadata")
+        if map_files is None:
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                tensors = file_tensors(path / ".metadata", "dcp", map_files=pool.map)
+        else:
+            tensors = file_tensors(path / ".metadata", "dcp", map_files=map_files)
+        entries[i] = dataclasses.replace(entries[i], tensors=tensors)
+    return ArtifactManifest(kind="directory", digest=algorithm, files=tuple(entries), created=stamp,
+                            sharding=sharding)
+
+
+def _build_file_manifest(
+    path: Path, algorithm: str, fingerprints: bool, on_bytes: Progress | None, stamp: str
+) -> ArtifactManifest:
+    """A single file, with the external data files an ONNX model refers to."""
+    root = path.parent
     entries: list[FileEntry] = []
-    queue = list(names)
+    queue = [path.name]
     seen = set(queue)
     while queue:
         name = queue.pop(0)
         full = root / name
         fmt = detect_format(full)
         tensors = file_tensors(full, fmt, on_bytes=on_bytes) if fingerprints else ()
-        if kind == "file":  # a single ONNX file brings its external data files along
-            for t in tensors:
-                if t.source and t.source not in seen:
-                    seen.add(t.source)
-                    queue.append(t.source)
+        for t in tensors:  # a single ONNX file brings its external data files along
+            if t.source and t.source not in seen:
+                seen.add(t.source)
+                queue.append(t.source)
         entries.append(FileEntry(path=name, size=full.stat().st_size,
                                  digest=file_digest(full, algorithm, on_bytes=on_bytes), format=fmt, tensors=tensors))
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ArtifactManifest(kind=kind, digest=algorithm, files=tuple(entries), created=stamp)
+    return ArtifactManifest(kind="file", digest=algorithm, files=tuple(entries), created=stamp)

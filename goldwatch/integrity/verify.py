@@ -296,6 +296,8 @@ def verify_artifact(
         # (an ONNX model's external data)
         for entry in manifest.files:
             sources = {entry.path} | {t.source for t in entry.tensors if t.source}
+            if entry.format == "dcp":  # a DCP checkpoint's tensors live in every chunk file beside its .metadata
+                sources |= {f.path for f in manifest.files}
             if entry.tensors and sources & changed and names[entry.path] in present:
                 renamed = dataclasses.replace(entry, path=names[entry.path])
                 mismatches += _locate_in_file(root, renamed)
