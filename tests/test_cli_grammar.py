@@ -4,6 +4,7 @@ that keep old scripts working for one release."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import subprocess
@@ -174,3 +175,43 @@ def test_completion_scripts_and_answers() -> None:
     assert complete("goldwatch registry ro") == ["rollback"]  # through the lazy group
     assert complete("goldwatch gate --ver") == ["--verdict"]
     assert complete("goldwatch registry --r") == ["--registry-root"]  # never the deprecated --root
+
+
+def _deprecated_spellings() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for doc in COMMANDS:
+        for option in _options(doc):
+            if isinstance(option, DeprecatedAlias):
+                found.setdefault(doc.path, set()).update(option.opts)
+    return found
+
+
+def test_the_docs_teach_the_current_spellings() -> None:
+    """Every `goldwatch ...` command line in the README, docs/ and examples/ci uses the current spellings."""
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "examples").rglob("*.yml"))]
+    deprecated = _deprecated_spellings()
+    groups = {c.path for c in COMMANDS if c.is_group}
+    known = {c.path for c in COMMANDS}
+    problems = []
+    for file in files:
+        lines = file.read_text().replace("\\\n", " ").splitlines()
+        for number, line in enumerate(lines, 1):
+            for part in line.split("goldwatch ")[1:]:
+                words = part.split()
+                path, rest = "goldwatch", []
+                for word in words:
+                    if path in groups and f"{path} {word}" in known:
+                        path = f"{path} {word}"
+                        continue
+                    if word.startswith("#") or word in ("|", "&&", ";", "`"):
+                        break
+                    rest.append(word.strip("`"))
+                spent = {s for p, spellings in deprecated.items() if path.startswith(p) for s in spellings}
+                old = [w for w in rest if w in spent]
+                if path == "goldwatch gate":  # --json FILE: the old spelling of --verdict FILE
+                    old += [f"--json {b}" for a, b in itertools.pairwise(rest)
+                            if a == "--json" and not b.startswith("-")]
+                if old:
+                    problems.append(f"{file.relative_to(root)}:{number}: {path} {' '.join(old)}")
+    assert not problems, "deprecated spellings in the docs:\n" + "\n".join(problems)
