@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,46 @@ def test_doctor_sees_the_alert_path_without_sending(tmp_path: Path) -> None:
     code, report, _ = _doctor(tmp_path, env={**env, "GOLDWATCH_PAGERDUTY_ROUTING_KEY": "short"})
     assert code == 1
     assert "32" in _by_name(report)["alerts"]["summary"]
+
+
+class _Probes(BaseHTTPRequestHandler):
+    ready = True
+
+    def do_GET(self) -> None:
+        code = 200 if self.path == "/livez" or (self.path == "/readyz" and _Probes.ready) else 503
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"status": "ok"}' if code == 200 else b'{"reasons": ["first round of checks"]}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_doctor_probes_the_configured_sidecar(tmp_path: Path, free_port: int) -> None:
+    from goldwatch.doctor import diagnose
+
+    config = tmp_path / "goldwatch.toml"
+    config.write_text(f'[agent]\nsidecar_url = "http://127.0.0.1:{free_port}"\n')
+    (missing,) = diagnose(str(config), only=["sidecar"]).checks
+    assert missing.status == "fail"
+    assert "is not reachable" in missing.summary
+    server = ThreadingHTTPServer(("127.0.0.1", free_port), _Probes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _Probes.ready = False
+        (starting,) = diagnose(str(config), only=["sidecar"]).checks
+        assert starting.status == "fail"
+        assert "alive but not ready (503)" in starting.summary
+        _Probes.ready = True
+        (ok,) = diagnose(str(config), only=["sidecar"]).checks
+        assert ok.status == "pass"
+        assert ok.summary == f"http://127.0.0.1:{free_port} ([agent] sidecar_url): live and ready"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    config.write_text("")
+    (none,) = diagnose(str(config), only=["sidecar"]).checks
+    assert none.status == "skip"

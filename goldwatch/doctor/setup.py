@@ -201,34 +201,38 @@ def _outbox_counts(path: Path) -> dict[str, int] | None:
 
 
 def sidecar(cfg: GoldwatchConfig) -> list[Check]:
-    """A configured sidecar answers its liveness and readiness probes."""
+    """The sidecar this configuration points at answers its liveness and readiness probes: the one ``[serve]``
+    runs (when ``[[serve.watch]]`` lists models) and the one ``[agent] sidecar_url`` reports to."""
+    urls: dict[str, str] = {}  # url -> which setting names it (each probed once)
     serve = getattr(cfg, "serve", None)
-    if serve is None:
-        return [Check(name="sidecar", status="skip", summary="no sidecar in this goldwatch version")]
-    return _probe_sidecar(serve)
+    if serve is not None and getattr(serve, "watch", None) and getattr(serve, "port", 0):
+        host = str(serve.host)
+        urls[f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{serve.port}"] = "[serve]"
+    agent = getattr(cfg, "agent", None)
+    if agent is not None and getattr(agent, "sidecar_url", None):
+        urls.setdefault(str(agent.sidecar_url).rstrip("/"), "[agent] sidecar_url")
+    if not urls:
+        return [Check(name="sidecar", status="skip",
+                      summary="no sidecar configured ([[serve.watch]] lists no model, [agent] sidecar_url is unset)")]
+    return [_probe_sidecar(where, url) for url, where in urls.items()]
 
 
-def _probe_sidecar(serve: object) -> list[Check]:
+def _probe_sidecar(where: str, base: str) -> Check:
     import httpx
 
-    host = str(getattr(serve, "host", "127.0.0.1"))
-    port = getattr(serve, "port", None)
-    if not port:
-        return [Check(name="sidecar", status="skip", summary="no sidecar port configured ([serve] port)")]
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     try:
         with httpx.Client(timeout=3.0, trust_env=False) as client:
             live = client.get(f"{base}/livez")
             ready = client.get(f"{base}/readyz")
     except httpx.HTTPError as exc:
-        return [Check(name="sidecar", status="fail",
-                      summary=f"the sidecar configured at {base} is not reachable ({type(exc).__name__}): is "
-                              "`goldwatch serve` running?", details={"url": base})]
+        return Check(name="sidecar", status="fail",
+                     summary=f"the sidecar {where} names, {base}, is not reachable ({type(exc).__name__}): is "
+                             "`goldwatch serve` running?", details={"url": base})
     if live.status_code != 200:
-        return [Check(name="sidecar", status="fail", summary=f"{base}/livez answered {live.status_code}",
-                      details={"url": base})]
+        return Check(name="sidecar", status="fail", summary=f"{base}/livez answered {live.status_code}",
+                     details={"url": base})
     if ready.status_code != 200:
-        return [Check(name="sidecar", status="fail",
-                      summary=f"{base} is alive but not ready ({ready.status_code}): {ready.text[:200]}",
-                      details={"url": base})]
-    return [Check(name="sidecar", status="pass", summary=f"{base}: live and ready", details={"url": base})]
+        return Check(name="sidecar", status="fail",
+                     summary=f"{base} is alive but not ready ({ready.status_code}): {ready.text[:200]}",
+                     details={"url": base})
+    return Check(name="sidecar", status="pass", summary=f"{base} ({where}): live and ready", details={"url": base})
