@@ -21,7 +21,7 @@ import httpx
 from benchmarks._results import record, table
 from goldwatch.watchdog.alerts import AlertEvent, Outbox, PagerDutySink
 from goldwatch.watchdog.alerts.events import encode_body
-from tests.alerts.pagerduty_stub import PagerDutyStub
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub
 
 KEY = "BenchKey0123456789abcdef01234567"
 PAGERDUTY_LIMIT_PER_S = 120 / 60

@@ -21,7 +21,7 @@ _EXTRA_FOR = {
     "evidently": "reports",
     "starlette": "serve",
     "uvicorn": "serve",
-    "mlserver": "dev",
+    "mlserver": "demo",
     "pyarrow": "parquet",
     "mlflow": "mlflow",
     "dask": "dask",

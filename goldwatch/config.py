@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from goldwatch.errors import ConfigError
 from goldwatch.logs import mask_url
@@ -46,6 +46,11 @@ __all__ = [
     "PagerDutyConfig",
     "RegistryConfig",
     "RuntimesConfig",
+    "ServeCheckConfig",
+    "ServeConfig",
+    "ServeFilesCheck",
+    "ServeGoldenCheck",
+    "ServeWatchConfig",
     "WebhookConfig",
     "load_config",
     "parse_config",
@@ -282,6 +287,129 @@ class AlertsConfig(_Section):
     max_age_s: float = Field(86400.0, gt=0, description="undelivered this long: kept as a dead letter")
 
 
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_OIP_MODEL_URL = r"^https?://[^/\s]+/v2/models/[^/\s]+(/versions/[^/\s]+)?/?$"
+
+
+class ServeCheckConfig(_Section):
+    """One scheduled check of a watched model: how often, and how long one run may take before it counts as an
+    error (the run is abandoned, never waited for)."""
+
+    enabled: bool = Field(True, description="false: this check never runs for this model")
+    interval_s: float = Field(30.0, gt=0, description="seconds between two runs (each run is jittered)")
+    timeout_s: float = Field(60.0, gt=0, description="a run still going after this is reported as an error")
+
+
+class ServeFilesCheck(ServeCheckConfig):
+    """Served files against the served version's manifest."""
+
+    interval_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0)
+    digest: Literal["fast", "sha256"] = Field(
+        "fast", description="fast: XXH3 against a baseline taken when SHA-256 last verified the files; "
+        "sha256: the manifest's own digests on every run",
+    )
+    sha256_interval_s: float = Field(
+        3600.0, ge=0, description="with digest = fast, a full SHA-256 verification this often (0: only at start, "
+        "after a rollback and on demand)",
+    )
+
+
+class ServeGoldenCheck(ServeCheckConfig):
+    """Golden replay against the live endpoint (every request marked as goldwatch's own)."""
+
+    interval_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    batch_size: int = Field(16, ge=1, le=100000, description="samples per request: short bursts, never one big one")
+    confirm: bool = Field(True, description="confirm a failure with one immediate re-run before acting")
+
+
+class ServeWatchConfig(_Section):
+    """One watched model (``[[serve.watch]]``): its OIP v2 endpoint, where its versions come from, its checks."""
+
+    name: str = Field(pattern=_NAME_PATTERN, description="the model's name in metrics, incidents and the API")
+    url: str = Field(pattern=_OIP_MODEL_URL, description="http://HOST:PORT/v2/models/NAME[/versions/V]")
+    registry_model: str | None = Field(
+        None, pattern=_NAME_PATTERN, description="its name in the registry (default: name); rollback needs it",
+    )
+    served_path: Path | None = Field(None, description="without a registry: the served file or directory")
+    manifest: Path | None = Field(None, description="without a registry: the manifest served_path must match")
+    serving_dir: Path | None = Field(None, description="the serving pointer's directory (default registry.serving_dir)")
+    layout: Literal["current-link", "numbered", "mlflow-alias"] | None = Field(
+        None, description="the serving pointer's layout (default registry.layout)",
+    )
+    reload: Literal["none", "oip", "http", "command"] = Field(
+        "oip", description="how the server is told to reload after a rollback (oip: its repository API)",
+    )
+    reload_url: str | None = Field(None, description="reload = http: the hook; oip: the server (default: from url)")
+    reload_command: list[str] | None = Field(
+        None, description="reload = command: the command and its arguments (never a shell string)"
+    )
+    fallback_model: Path | None = Field(
+        None, description="served when no verified known-good version is left (default registry.fallback_model)"
+    )
+    golden: list[Path] = Field([], description="golden sets replayed when the served version links none")
+    mode: Literal["act", "observe"] = Field("act", description="observe: page, never act")
+    rto_seconds: float | None = Field(None, gt=0, description="recovery-time objective (default alerts.rto_seconds)")
+    max_rollbacks_per_hour: int = Field(2, ge=0, description="flap guard: automatic rollbacks per hour, then stop")
+    server_down_grace_s: float = Field(
+        60.0, ge=0, description="a server not ready this long pages (longer than a pod's termination grace)",
+    )
+    server_start_grace_s: float = Field(300.0, ge=0, description="a server never seen ready yet pages after this")
+    resident_stale_factor: float = Field(
+        3.0, gt=1, description="an evidence source silent for this many of its intervals is stale (warning)",
+    )
+    files: ServeFilesCheck = ServeFilesCheck()
+    golden_replay: ServeGoldenCheck = ServeGoldenCheck()
+    readiness: ServeCheckConfig = ServeCheckConfig(interval_s=10.0, timeout_s=5.0)
+    rollback_readiness: ServeCheckConfig = ServeCheckConfig(interval_s=300.0, timeout_s=600.0)
+    version: ServeCheckConfig = ServeCheckConfig(interval_s=30.0, timeout_s=5.0)
+
+    @model_validator(mode="after")
+    def _one_source_of_truth(self) -> ServeWatchConfig:
+        if (self.served_path is None) != (self.manifest is None):
+            raise ValueError("served_path and manifest go together (a watch without a registry needs both)")
+        if self.served_path is not None and self.registry_model is not None:
+            raise ValueError("give registry_model (rollback on) or served_path + manifest (page only), not both")
+        if self.reload == "command" and not self.reload_command:
+            raise ValueError('reload = "command" needs reload_command, e.g. ["systemctl", "reload", "model-server"]')
+        if self.reload == "http" and not self.reload_url:
+            raise ValueError('reload = "http" needs reload_url')
+        return self
+
+    @property
+    def uses_registry(self) -> bool:
+        return self.served_path is None
+
+    @property
+    def model_in_registry(self) -> str:
+        return self.registry_model or self.name
+
+
+class ServeConfig(_Section):
+    """``goldwatch serve``: the sidecar's HTTP API, journal, and the models it watches."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="bind address; 0.0.0.0 only inside a pod network")
+    port: int = Field(9180, ge=0, le=65535, description="HTTP port (0: any free port)")
+    token_env: str | None = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the API bearer token")
+    token_file: Path | None = Field(None, description="file holding the API bearer token")
+    journal: Path | None = Field(None, description="decisions and incidents (default <registry.root>/sidecar.sqlite)")
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20, description="largest request body accepted")
+    jitter: float = Field(0.1, ge=0, le=0.5, description="each interval is varied by up to this fraction")
+    shutdown_timeout_s: float = Field(8.0, gt=0, le=60, description="SIGTERM: a rollback in progress may finish")
+    extensions: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]] = Field(
+        [], description="'module:attribute' of sidecar extensions (evidence kinds, checks, routes) to load",
+    )
+    watch: list[ServeWatchConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ServeConfig:
+        names = [w.name for w in self.watch]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"watched model names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
 class AgentConfig(_Section):
     """The in-process agent (goldwatch.watchdog.agent) and the MLServer runtime that hosts it."""
 
@@ -315,6 +443,7 @@ class GoldwatchConfig(_Section):
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
     runtimes: RuntimesConfig = RuntimesConfig()
+    serve: ServeConfig = ServeConfig()
     agent: AgentConfig = AgentConfig()
     dask: DaskConfig = DaskConfig()
 
@@ -360,7 +489,10 @@ def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchCo
         problems = []
         for err in exc.errors(include_url=False):
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            if err["type"] != "extra_forbidden" and err["type"] != "missing" and "input" in err:
+            if err["type"] == "value_error":  # a validator's own sentence: pydantic's prefix adds nothing
+                msg = msg.removeprefix("Value error, ")
+            if err["type"] != "extra_forbidden" and err["type"] != "missing" and "input" in err \
+                    and not isinstance(err["input"], Mapping):  # a whole table is no help; its key path is
                 msg += f" (got {mask_url(repr(err['input']))})"
             problems.append(f"{_format_loc(err['loc'])}: {msg}")
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"

@@ -26,7 +26,9 @@ LEAVES = [c for c in COMMANDS if not c.is_group]
 NO_JSON = {
     "goldwatch completion": "prints a shell script",
     "goldwatch config show": "its output is the configuration as JSON already",
-    "goldwatch demo": "a guided tour for a person; its reports are files (`goldwatch gate --json` is for scripts)",
+    "goldwatch demo gate": "a guided tour for a person; its reports are files (`goldwatch gate --json` is for scripts)",
+    "goldwatch demo sidecar": "a guided tour for a person (`goldwatch status --json` is for scripts)",
+    "goldwatch serve": "a service: it runs until SIGTERM and answers over HTTP (`goldwatch status --json`)",
 }
 
 

@@ -94,6 +94,7 @@ def test_config_keys_walk_nested_tables_lists_and_variants() -> None:
 
     class Serve(BaseModel):
         port: int = Field(8000, ge=0, le=65535, description="the port")
+        probe: Files = Files(every_s=5.0)  # a table whose default is an instance: its values are the defaults
         watch: list[Watch] = Field([], description="models")
 
     class Top(BaseModel):
@@ -102,6 +103,8 @@ def test_config_keys_walk_nested_tables_lists_and_variants() -> None:
     keys = {(k.table, k.name, k.variant): (k.type, k.default, k.constraints) for k in config_keys(Top)}
     assert keys == {
         ("[serve]", "port", ""): ("integer", "8000", ">= 0, <= 65535"),
+        ("[serve.probe]", "kind", ""): ('"files"', '"files"', ""),
+        ("[serve.probe]", "every_s", ""): ("float", "5.0", "> 0"),
         ("[[serve.watch]]", "name", ""): ("string", "(required)", ""),
         ("[[serve.watch.checks]]", "kind", 'kind = "files"'): ('"files"', '"files"', ""),
         ("[[serve.watch.checks]]", "every_s", 'kind = "files"'): ("float", "60.0", "> 0"),

@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "demo": "goldwatch.cli.demo:demo",
     "registry": "goldwatch.cli.registry:registry",
     "alert": "goldwatch.cli.alert:alert",
+    "serve": "goldwatch.cli.serve:serve",
+    "status": "goldwatch.cli.serve:status",
     "doctor": "goldwatch.cli.doctor:doctor",
     "docs": "goldwatch.cli.docs:docs",
     "completion": "goldwatch.cli.completion:completion",

@@ -1,5 +1,7 @@
-"""``goldwatch demo``: the first command to run. Builds an example model, golden set and manifest, then gates a
-good candidate (exit 0) and a corrupted copy (caught, exit 1), writing all four reports for each."""
+"""``goldwatch demo``: the first command to run -- the whole story. ``goldwatch demo gate`` gates a good candidate
+(exit 0) and a corrupted copy (caught, exit 1), writing all four reports for each; ``goldwatch demo sidecar`` starts
+MLServer, the sidecar and a PagerDuty stand-in, corrupts the served model and prints how the sidecar heals it.
+``goldwatch demo`` runs both, in that order."""
 
 from __future__ import annotations
 
@@ -10,26 +12,24 @@ import click
 
 from goldwatch.cli._common import EXIT_FAIL, EXIT_OK, guarded, state
 
+_OUT = click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("goldwatch-demo"),
+                    show_default=True, help="Folder to write the models, golden sets, registry and reports into.")
+_SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the examples' data and training.")
+_KIND = click.option("--kind", type=click.Choice(["tabular", "conv"]), default="tabular", show_default=True,
+                     help="Example model of the gate demo: a tabular MLP classifier or a small CNN.")
 
-@click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("goldwatch-demo"),
-              show_default=True, help="Folder to write the models, golden set, manifest and reports into.")
-@click.option("--kind", type=click.Choice(["tabular", "conv"]), default="tabular", show_default=True,
-              help="Example model: a tabular MLP classifier or a small CNN.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the example's data and training.")
-@guarded
-def demo(out: Path, kind: str, seed: int) -> None:
-    """Run the CI gate on embedded defaults: a passing candidate and a corrupted copy it catches.
 
-    Exit 0 when the demo behaved as designed (good candidate passed, corrupted copy failed), else 1.
-    """
+def _say(msg: str) -> None:
+    click.echo(f"goldwatch demo: {msg}", err=True)
+
+
+def _gate(out: Path, kind: str, seed: int) -> bool:
     from goldwatch.watchdog.gate.demo import run_demo
     from goldwatch.watchdog.gate.runner import GateThresholds
 
     config = state().config
     thresholds = GateThresholds.from_config(config.gate, config.golden)
-    result = run_demo(out, kind=kind, seed=seed, thresholds=thresholds,
-                      say=lambda msg: click.echo(f"goldwatch demo: {msg}", err=True))
+    result = run_demo(out, kind=kind, seed=seed, thresholds=thresholds, say=_say)
     click.echo(f"goldwatch demo: everything is in {result.out}/")
     click.echo(f"  candidate  {result.candidate}  (ONNX, the version to promote)")
     click.echo(f"  baseline   {result.baseline}  (TorchScript, the same weights as served in production)")
@@ -52,4 +52,76 @@ def demo(out: Path, kind: str, seed: int) -> None:
         click.echo("goldwatch demo: as designed -- the good candidate passed and the corrupted copy was stopped.")
     else:
         click.echo("goldwatch demo: UNEXPECTED outcome -- see the reports above.", err=True)
-    sys.exit(EXIT_OK if result.as_expected else EXIT_FAIL)
+    return result.as_expected
+
+
+def _sidecar(out: Path, seed: int, *, number: int) -> bool:
+    from goldwatch.watchdog.sidecar.demo import run_sidecar_demo
+
+    click.echo("")
+    click.echo(f"{number}. the sidecar heals a corrupted served model (MLServer + goldwatch serve + PagerDuty "
+               "stand-in, all on 127.0.0.1)")
+
+    def show(entry: object) -> None:
+        click.echo(f"   t = {entry.t:6.2f} s  {entry.what}")  # type: ignore[attr-defined]
+
+    result = run_sidecar_demo(out, seed=seed, say=_say, on_event=show)
+    pages = ", ".join(f"{action} {key}" for action, key in result.pagerduty) or "none"
+    click.echo(f"   PagerDuty received: {pages}")
+    if result.ttd_s is not None:
+        click.echo(f"   time to detect: {result.ttd_s:.2f} s after the flip (files checked every 1 s in this demo)")
+    if result.ttr_s is not None:
+        inc = result.incident or {}
+        click.echo(f"   time to recover: {result.ttr_s:.2f} s from detection to every check passing on the "
+                   f"rolled-back version (RTO {inc.get('rto_s'):g} s: {'met' if inc.get('within_rto') else 'MISSED'})")
+    click.echo(f"   sidecar stopped on SIGTERM in {result.exit_s:.2f} s; its journal, config and log are in "
+               f"{result.out}/")
+    for command in result.commands:
+        click.echo(f"   try: {command}")
+    click.echo("")
+    if result.as_expected:
+        click.echo("goldwatch demo: as designed -- the corruption was detected, rolled back, verified and resolved "
+                   "without a human.")
+    else:
+        click.echo(f"goldwatch demo: UNEXPECTED outcome -- see {result.out}/sidecar.log", err=True)
+    return result.as_expected
+
+
+@click.group(invoke_without_command=True)
+@_OUT
+@_KIND
+@_SEED
+@click.pass_context
+@guarded
+def demo(ctx: click.Context, out: Path, kind: str, seed: int) -> None:
+    """The whole story on embedded examples (nothing downloaded): the CI gate, then the sidecar healing a model.
+
+    Exit 0 when everything behaved as designed, else 1. Run one part with `goldwatch demo gate` or
+    `goldwatch demo sidecar`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    ok = _gate(out, kind, seed)
+    ok = _sidecar(out / "sidecar", seed, number=3) and ok
+    sys.exit(EXIT_OK if ok else EXIT_FAIL)
+
+
+@demo.command("gate")
+@_OUT
+@_KIND
+@_SEED
+@guarded
+def gate(out: Path, kind: str, seed: int) -> None:
+    """The CI gate on a passing candidate and on a corrupted copy it catches (exit 0 when it behaves so)."""
+    sys.exit(EXIT_OK if _gate(out, kind, seed) else EXIT_FAIL)
+
+
+@demo.command("sidecar")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("goldwatch-demo/sidecar"),
+              show_default=True, help="Folder for the registry, served files, config, journal and log.")
+@_SEED
+@guarded
+def sidecar(out: Path, seed: int) -> None:
+    """MLServer serving a model, the sidecar watching it, one bit flipped in the served file: the timeline of
+    detection, rollback, reload, verification and resolution (exit 0 when it heals as designed)."""
+    sys.exit(EXIT_OK if _sidecar(out, seed, number=1) else EXIT_FAIL)

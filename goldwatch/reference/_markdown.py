@@ -19,7 +19,9 @@ def header(title: str, what: str) -> str:
 
 def prose(text: str) -> str:
     """Docstring text (reStructuredText roles, double backticks) as one Markdown line."""
-    text = re.sub(r":(?:mod|class|func|meth|data|attr|exc):`~?([^`]+)`", r"`\1`", text)
+    # Sphinx roles: `~a.b.C` shows as `C`; `a.b.C` as itself
+    text = re.sub(r":(?:mod|class|func|meth|data|attr|exc):`(~?)\.?([^`]+)`",
+                  lambda m: f"`{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}`", text)
     text = text.replace("``", "`")
     return " ".join(text.split())
 

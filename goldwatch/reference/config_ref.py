@@ -157,29 +157,46 @@ def _variant(model: type[BaseModel]) -> str:
     return model.__name__
 
 
-def config_keys(model: type[BaseModel], prefix: str = "", table_name: str = "") -> Iterator[ConfigKey]:
-    """Every leaf key of ``model``, depth first, in declaration order; sub-tables after their parent's keys."""
-    nested: list[tuple[str, FieldInfo, list[type[BaseModel]], bool]] = []
-    variants = ""
+def _description(model: type[BaseModel], name: str, field: FieldInfo) -> str:
+    """The field's description, or the one of the field it re-declares (a subclass changing only a default)."""
+    if field.description:
+        return field.description.strip()
+    for base in model.__mro__[1:]:
+        inherited = getattr(base, "model_fields", {}).get(name)
+        if inherited is not None and inherited.description:
+            return str(inherited.description).strip()
+    return ""
+
+
+def config_keys(model: type[BaseModel], prefix: str = "", table_name: str = "",
+                defaults: BaseModel | None = None) -> Iterator[ConfigKey]:
+    """Every leaf key of ``model``, depth first, in declaration order; sub-tables after their parent's keys.
+
+    ``defaults``: the instance a parent table gives as this table's default (its values are the defaults here,
+    e.g. a readiness check's shorter interval), else the model's own field defaults."""
+    nested: list[tuple[str, FieldInfo, list[type[BaseModel]], bool, BaseModel | None]] = []
     for name, field in model.model_fields.items():
         key = field.alias or name
         models = _models_in(field.annotation)
         item = _list_item(field.annotation)
         item_models = _models_in(item) if item is not None else []
         if models or item_models:
-            nested.append((key, field, models or item_models, bool(item_models)))
+            given = getattr(defaults, name, None) if defaults is not None else field.default
+            nested.append((key, field, models or item_models, bool(item_models),
+                           given if isinstance(given, BaseModel) else None))
             continue
+        default = _toml(getattr(defaults, name)) if defaults is not None else _default(field)
         yield ConfigKey(
             table=table_name or "(top level)", name=key, path=f"{prefix}{key}", type=type_name(field.annotation),
-            default=_default(field), constraints=_constraints(field), description=(field.description or "").strip(),
-            variant=variants,
+            default=default, constraints=_constraints(field), description=_description(model, name, field),
         )
-    for key, _field, models, is_list in nested:
+    for key, _field, models, is_list, given in nested:
         dotted = f"{prefix}{key}"
         sub_table = f"[[{dotted.replace('[]', '')}]]" if is_list else f"[{dotted.replace('[]', '')}]"
         sub_prefix = f"{dotted}[]." if is_list else f"{dotted}."
         for sub in models:
-            for found in config_keys(sub, sub_prefix, sub_table):
+            sub_defaults = given if isinstance(given, sub) else None
+            for found in config_keys(sub, sub_prefix, sub_table, sub_defaults):
                 yield dataclasses.replace(found, variant=found.variant or (_variant(sub) if len(models) > 1 else ""))
 
 

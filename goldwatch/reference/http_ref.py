@@ -40,7 +40,7 @@ def _endpoint_doc(endpoint: Any) -> str:
     target = inspect.unwrap(endpoint) if callable(endpoint) else endpoint
     doc = inspect.getdoc(target) if inspect.isfunction(target) or inspect.ismethod(target) else (
         inspect.getdoc(target) or inspect.getdoc(type(target)))
-    return " ".join((doc or "").split("\n\n")[0].split())
+    return prose((doc or "").split("\n\n")[0])
 
 
 def _flatten(routes: list[Any], prefix: str = "") -> list[tuple[str, tuple[str, ...], Any]]:
@@ -57,13 +57,14 @@ def _flatten(routes: list[Any], prefix: str = "") -> list[tuple[str, tuple[str, 
 
 
 def collect_routes() -> list[RouteDoc]:
-    """Every route of every module that follows the convention (each method and path once)."""
-    docs: dict[tuple[tuple[str, ...], str], RouteDoc] = {}
+    """Every route of every module that follows the convention (each method and path once per module)."""
+    docs: dict[tuple[str, tuple[str, ...], str], RouteDoc] = {}
     for module_name in modules_defining(HOOK):
         module = importlib.import_module(module_name)
         for path, methods, endpoint in _flatten(list(getattr(module, HOOK)())):
-            docs.setdefault((methods, path), RouteDoc(module_name, methods, path, _endpoint_doc(endpoint)))
-    return sorted(docs.values(), key=lambda d: (d.module, d.path, d.methods))
+            docs.setdefault((module_name, methods, path),
+                            RouteDoc(module_name, methods, path, _endpoint_doc(endpoint)))
+    return sorted(docs.values(), key=lambda d: d.module)  # stable: each app's routes in the order it declares them
 
 
 def modules_missing_hook() -> list[str]:

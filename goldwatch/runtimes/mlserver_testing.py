@@ -6,7 +6,8 @@ files; any other ``mlserver.MLModel`` importable by the server works too (``pyth
 
 For the registry's rollback tests, :func:`write_npz_model_dir` lays out a model folder whose weights are read from
 a serving pointer ``<repo>/<name>/current/weights.npz`` by a tiny custom runtime (``npz_runtime.NpzModel``, which
-answers ``x @ w``), so that switching the pointer and reloading the model changes the answers.
+answers ``x @ w``), so that switching the pointer and reloading the model changes the answers;
+:class:`NpzReferenceRuntime` computes the same answers locally (to build golden sets for it).
 
 Usage::
 
@@ -40,18 +41,25 @@ import httpx
 from goldwatch.errors import DependencyMissingError, ServerUnreachableError
 
 __all__ = [
-    "NPZ_RUNTIME_SOURCE", "MLServerProcess", "free_ports", "mlserver_available", "start_mlserver",
-    "write_model_settings", "write_npz_model_dir",
+    "NPZ_RUNTIME_SOURCE", "MLServerProcess", "NpzReferenceRuntime", "free_ports", "mlserver_available",
+    "start_mlserver", "write_model_settings", "write_npz_model_dir",
 ]
 
 ONNX_IMPLEMENTATION = "goldwatch.runtimes.mlserver_onnx.OnnxModel"
 
 NPZ_RUNTIME_SOURCE = '''\
-"""goldwatch test runtime: y = x @ w, with w read from current/weights.npz (no pickle)."""
+"""goldwatch test runtime: y = x @ w, with w read from current/weights.npz (no pickle).
+
+Two hooks for the sidecar's tests: a ``VERSION`` file next to weights.npz is reported as the model's version in its
+metadata, and a request parameter ``goldwatch_test_perturb`` (a number) adds that number to every weight *in
+memory* before answering -- the files stay intact, the model silently answers wrong until it is reloaded.
+"""
+from pathlib import Path
+
 import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
 from mlserver.utils import get_model_uri
 
 
@@ -60,13 +68,59 @@ class NpzModel(MLModel):
         uri = await get_model_uri(self._settings)
         with np.load(f"{uri}/weights.npz", allow_pickle=False) as data:
             self._w = np.ascontiguousarray(data["w"])
+        version = Path(uri, "VERSION")
+        self._served_version = version.read_text().strip() if version.is_file() else None
         return True
 
+    async def metadata(self) -> MetadataModelResponse:
+        meta = await super().metadata()
+        if self._served_version:
+            meta.versions = [self._served_version]
+        return meta
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        shift = getattr(payload.parameters, "goldwatch_test_perturb", None) if payload.parameters else None
+        if shift:
+            self._w = self._w + np.asarray(shift, dtype=self._w.dtype)
         x = NumpyCodec.decode_input(payload.inputs[0])
         y = np.asarray(x, dtype=self._w.dtype) @ self._w
         return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output("y", y)])
 '''
+
+
+class NpzReferenceRuntime:
+    """The answers ``NpzModel`` gives for a weights folder, computed here (``x @ w``): a
+    :class:`~goldwatch.runtimes.base.Runtime` to build golden sets for it without a server.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> d = pathlib.Path(tempfile.mkdtemp()); np.savez(d / "weights.npz", w=np.eye(2, dtype=np.float32))
+    >>> NpzReferenceRuntime(d).run({"x": np.array([[1.0, 2.0]], np.float32)})["y"].tolist()
+    [[1.0, 2.0]]
+    """
+
+    kind = "npz-reference"
+    device = "cpu"
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        import numpy as np
+
+        from goldwatch.runtimes.base import ModelIdentity, Signature, TensorSpec
+
+        with np.load(Path(folder) / "weights.npz", allow_pickle=False) as data:
+            self._w = np.ascontiguousarray(data["w"])
+        rows, cols = self._w.shape
+        dtype = self._w.dtype.name
+        self.signature = Signature(inputs=(TensorSpec("x", dtype, (None, rows)),),
+                                   outputs=(TensorSpec("y", dtype, (None, cols)),))
+        self.identity = ModelIdentity(kind=self.kind, source=str(folder))
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        return {"y": np.asarray(inputs["x"], dtype=self._w.dtype) @ self._w}
+
+    def close(self) -> None:
+        pass
 
 
 def free_ports(count: int) -> list[int]:
@@ -206,7 +260,7 @@ def mlserver_available() -> bool:
 def _mlserver_executable() -> str:
     found = _find_mlserver()
     if not found:
-        raise DependencyMissingError("the mlserver command is not installed", hint="pip install 'goldwatch[dev]'")
+        raise DependencyMissingError("the mlserver command is not installed", hint="pip install 'goldwatch[demo]'")
     return found
 
 
@@ -234,6 +288,8 @@ def start_mlserver(
         "metrics_dir": str(repo / ".metrics"),
     }
     server_settings.update(settings or {})
+    # ports given in ``settings`` win (e.g. restarting a server where its clients expect it)
+    http_port, grpc_port, metrics_port = (int(server_settings[k]) for k in ("http_port", "grpc_port", "metrics_port"))
     (repo / "settings.json").write_text(json.dumps(server_settings, indent=2))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the log tail shown on a failed start is complete
     extra = os.pathsep.join(str(Path(p).resolve()) for p in pythonpath)

@@ -4,6 +4,9 @@ The URL names the model: ``http://HOST:PORT/v2/models/NAME[/versions/VERSION]``.
 metadata (its signature) and checks that the server and the model are ready; ``run`` posts one ``/infer`` request
 with the JSON tensor encoding (row-major flattened ``data``) and rebuilds numpy arrays from the response.
 
+With ``probe=True`` every inference request is marked as goldwatch's own (see :mod:`goldwatch.probe`): the sidecar's
+golden replay uses it.
+
 A server that cannot be reached, times out, is not ready or answers 5xx raises
 :class:`~goldwatch.errors.ServerUnreachableError` -- never a "model is wrong" result: a down server is not evidence
 that the model is corrupt. A 4xx on ``/infer`` means the server refused our request (bad input): that is a
@@ -25,6 +28,7 @@ import numpy as np
 from goldwatch._http import client as http_client
 from goldwatch._http import one_line
 from goldwatch.errors import ArtifactError, DataError, InvalidInputError, ServerUnreachableError
+from goldwatch.probe import mark_request, probe_headers
 from goldwatch.runtimes.base import BatchedRuntime, ModelIdentity, Signature, TensorSpec
 
 __all__ = ["OipRuntime", "numpy_to_oip", "oip_to_numpy"]
@@ -74,13 +78,17 @@ class OipRuntime(BatchedRuntime):
 
     kind = "oip"
 
-    def __init__(self, url: str, *, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, client: httpx.Client | None = None,
+                 probe: bool = False) -> None:
         match = _URL.match(url)
         if not match:
             raise InvalidInputError(
                 f"not an OIP v2 model URL: {url!r}", hint="use http://HOST:PORT/v2/models/NAME[/versions/V]"
             )
         self.url = url.rstrip("/")
+        # probe: every /infer request carries goldwatch's marks (goldwatch.probe), so payload loggers and drift
+        # windows can leave the sidecar's own golden replay out of the users' traffic
+        self.probe = probe
         self.device = "cpu"  # as seen from here: the server decides where it runs
         self._base = match["base"]
         self._path = match["path"]
@@ -218,7 +226,12 @@ class OipRuntime(BatchedRuntime):
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One checked batch as one ``/infer`` request (see :class:`BatchedRuntime` for ``run``)."""
-        response = self._request("POST", self._path + "/infer", what="inference", json=self.encode(inputs))
+        body = self.encode(inputs)
+        headers = None
+        if self.probe:
+            mark_request(body)
+            headers = probe_headers()
+        response = self._request("POST", self._path + "/infer", what="inference", json=body, headers=headers)
         if response.status_code != 200:
             raise DataError(
                 f"the server refused the inference request: HTTP {response.status_code}: {_error_text(response)}",

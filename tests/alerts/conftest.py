@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from goldwatch.watchdog.alerts import Outbox, PagerDutySink
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub
 
 from .alerts_support import FAST, ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from goldwatch.cli import main
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub, incidents_for
 
 from .alerts_support import ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub, incidents_for
 
 ENV_KEYS = ("GOLDWATCH_PAGERDUTY_ROUTING_KEY", "GOLDWATCH_PAGERDUTY_EVENTS_URL", "GOLDWATCH_CONFIG")
 

@@ -21,9 +21,9 @@ from goldwatch.watchdog.alerts.events import (
     fit_to_size,
     truncate_text,
 )
+from goldwatch.watchdog.alerts.pagerduty_stub import validate_alert, validate_change
 
 from .alerts_support import ROUTING_KEY
-from .pagerduty_stub import validate_alert, validate_change
 
 T0 = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.timezone.utc)
 

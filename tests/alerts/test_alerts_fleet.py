@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from goldwatch.watchdog.alerts.dedup import dedup_key
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub, incidents_for
 
 from .alerts_support import ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub, incidents_for
 
 SIDECAR = """
 import sys

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from goldwatch.watchdog.alerts import AlertManager, Outbox, PagerDutySink
 from goldwatch.watchdog.alerts.outbox import CRASH_ENV
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub, incidents_for
 
 from .alerts_support import FAST, ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub, incidents_for
 
 SENDER = textwrap.dedent(
     """

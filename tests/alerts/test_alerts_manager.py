@@ -21,9 +21,9 @@ from goldwatch.watchdog.alerts import (
     WebhookSink,
     build_sinks,
 )
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub, incidents_for
 
 from .alerts_support import FAST, ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub, incidents_for
 
 FAIL = Check(name="golden:logits:max_abs_error", status="fail", summary="0.31 outside limit (<= 1e-05 abs)",
              measured={"value": 0.31}, threshold={"limit": 1e-5}, details={"worst_rows": [3, 17]})

@@ -18,10 +18,10 @@ from click.testing import CliRunner, Result
 from goldwatch.config import AlertsConfig
 from goldwatch.watchdog.alerts import NotifyResult, notify_promotion
 from goldwatch.watchdog.alerts.notify import rollback_summary
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub, incidents_for
 from tests.registry.registry_helpers import write_weights
 
 from .alerts_support import ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub, incidents_for
 
 ENV_KEYS = ("GOLDWATCH_PAGERDUTY_ROUTING_KEY", "GOLDWATCH_PAGERDUTY_EVENTS_URL", "GOLDWATCH_CONFIG",
             "GOLDWATCH_REGISTRY_ROOT")

@@ -10,9 +10,9 @@ import pytest
 
 from goldwatch.errors import DataError, StateError
 from goldwatch.watchdog.alerts import AlertEvent, Outbox, PagerDutySink, RetryPolicy, SendResult
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub, incidents_for
 
 from .alerts_support import FAST, ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub, incidents_for
 
 
 def _queue(box: Outbox, sink: PagerDutySink, action: str, key: str, summary: str = "model broke") -> int:

@@ -14,9 +14,9 @@ from goldwatch.config import parse_config
 from goldwatch.errors import ConfigError
 from goldwatch.logs import configure_logging
 from goldwatch.watchdog.alerts import AlertManager, Outbox, PagerDutySink, build_sinks
+from goldwatch.watchdog.alerts.pagerduty_stub import PagerDutyStub
 
 from .alerts_support import FAST, ROUTING_KEY
-from .pagerduty_stub import PagerDutyStub
 
 
 class RawRecords(logging.Handler):

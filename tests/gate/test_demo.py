@@ -11,15 +11,29 @@ import pytest
 from click.testing import CliRunner
 
 from goldwatch.cli import main
+from goldwatch.runtimes.mlserver_testing import mlserver_available
 from goldwatch.watchdog.gate.demo import corrupt_one_bit
 from tests.gate.conftest import GateWorld
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
+    """The README's first command: the gate, then (with MLServer installed) the sidecar healing a served model."""
     out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--out", str(out)], catch_exceptions=False)
+    whole = mlserver_available()
+    args = ["demo", "--out", str(out)] if whole else ["demo", "gate", "--out", str(out)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     text = result.stdout
+    if whole:
+        for line in ("3. the sidecar heals a corrupted served model", "one bit flipped in the served file",
+                     "DETECTED by the files check: integrity:model.onnx: model.onnx: tensor", "paged on-call",
+                     "ROLLED BACK 2 -> 1", "golden replay passes (version 1)", "RESOLVED:",
+                     "PagerDuty received: trigger goldwatch/fraud/integrity", "resolve goldwatch/fraud/integrity",
+                     "time to detect:", "time to recover:", "RTO 60 s: met",
+                     "the corruption was detected, rolled back, verified and resolved without a human"):
+            assert line in text, line
+        assert (out / "sidecar" / "goldwatch.toml").is_file()
+        assert (out / "sidecar" / "sidecar.sqlite").is_file()
     assert "1. gate on a good candidate" in text
     assert "2. gate on a CORRUPTED copy: one flipped bit" in text
     assert "as designed -- the good candidate passed and the corrupted copy was stopped" in text
@@ -42,9 +56,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
 
 
-def test_demo_refuses_a_foreign_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", [[], ["gate"], ["sidecar"]])
+def test_demo_refuses_a_foreign_folder(tmp_path: Path, part: list[str]) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, ["demo", *part, "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "the folder exists and is not a goldwatch demo folder" in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"

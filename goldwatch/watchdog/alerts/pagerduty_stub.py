@@ -228,7 +228,7 @@ class PagerDutyStub:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> PagerDutyStub:
         self._thread.start()

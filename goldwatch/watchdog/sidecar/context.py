@@ -1,0 +1,45 @@
+"""A watched model as the service holds it, and the errors the API maps to HTTP statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from goldwatch.config import ServeCheckConfig, ServeWatchConfig
+from goldwatch.errors import InvalidInputError
+from goldwatch.watchdog.sidecar.checks import ScheduledCheck
+from goldwatch.watchdog.sidecar.evidence import Evidence
+from goldwatch.watchdog.sidecar.policy import ModelView
+from goldwatch.watchdog.sidecar.targets import Target
+
+__all__ = ["ConflictError", "ModelContext", "UnknownModelError"]
+
+
+class UnknownModelError(InvalidInputError):
+    """The API named a model this sidecar does not watch (HTTP 404)."""
+
+
+class ConflictError(InvalidInputError):
+    """The request cannot be carried out in the model's current state (HTTP 409)."""
+
+
+@dataclasses.dataclass
+class ModelContext:
+    """One watched model: its target, its checks and their schedules, and the policy's view of it."""
+
+    name: str
+    watch: ServeWatchConfig
+    target: Target
+    checks: dict[str, ScheduledCheck]
+    schedules: dict[str, ServeCheckConfig]
+    view: ModelView
+    rto_s: float
+    latest: dict[str, Evidence] = dataclasses.field(default_factory=dict)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    dirty: dict[str, Evidence] = dataclasses.field(default_factory=dict)
+    dirty_sources: set[str] = dataclasses.field(default_factory=set)
+    lock: asyncio.Lock | None = None
+    action: asyncio.Task[Any] | None = None
+    rollback_ready: bool | None = None
+    startup: str | None = None

@@ -1,0 +1,105 @@
+"""The sidecar's Prometheus metrics: a registry of its own, updated by the service, rendered for ``/metrics``.
+
+Names follow Prometheus conventions (a ``goldwatch_`` prefix, base units, ``_total`` counters, ``_seconds``
+durations and timestamps); ``model`` and ``check`` (the kind of check) are the labels, never anything with
+unbounded values such as a source's pid. :meth:`SidecarMetrics.render` is the pure core of the exposition (the
+Accept header chooses Prometheus text or OpenMetrics); the HTTP app only wraps it in a response, the way
+``prometheus_client.make_asgi_app`` does.
+
+>>> m = SidecarMetrics(version="0.0.0")
+>>> m.observe_run("fraud", "files", "pass", duration_s=0.01, finished_at=1700000000.0)
+>>> m.set_model("fraud", healthy=True, incidents_open=0, rollback_ready=True, paused=False, acting=True)
+>>> body, content_type = m.render("")
+>>> content_type.startswith("text/plain")
+True
+>>> 'goldwatch_check_runs_total{check="files",model="fraud",status="pass"} 1.0' in body.decode()
+True
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.exposition import choose_encoder
+
+__all__ = ["SidecarMetrics", "document_metrics"]
+
+# Seconds: from a readiness probe (ms) to hashing a large model (minutes).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Seconds: detection and recovery times, held against RTOs of about a minute.
+INCIDENT_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
+LATENESS_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class SidecarMetrics:
+    """Every metric the sidecar exports, in a :class:`~prometheus_client.CollectorRegistry` of its own."""
+
+    def __init__(self, *, version: str, registry: CollectorRegistry | None = None) -> None:
+        # no *_created series: they double the exposition of every counter and histogram and tell little here
+        disable_created_metrics()
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter("goldwatch_check_runs", "Check runs, by model, kind of check and outcome",
+                            ["model", "check", "status"], registry=r)
+        # per kind of check, not per model: fifty models' histograms would be most of the exposition (each run's
+        # duration per model is in /v1/status)
+        self.duration = Histogram("goldwatch_check_duration_seconds", "How long one check run took",
+                                  ["check"], buckets=DURATION_BUCKETS, registry=r)
+        self.last_success = Gauge("goldwatch_check_last_success_timestamp_seconds",
+                                  "When a run of this check last passed (epoch seconds)", ["model", "check"],
+                                  registry=r)
+        self.lateness = Histogram("goldwatch_check_lateness_seconds",
+                                  "How long after its due time a scheduled run started", ["check"],
+                                  buckets=LATENESS_BUCKETS, registry=r)
+        self.skipped = Counter("goldwatch_check_skipped", "Scheduled runs skipped: the previous run of the same "
+                               "check was abandoned and is still going", ["model", "check"], registry=r)
+        self.healthy = Gauge("goldwatch_model_healthy", "1 when every check of the model passes and no incident "
+                             "is open", ["model"], registry=r)
+        self.incidents_open = Gauge("goldwatch_incidents_open", "Open incidents of the model", ["model"], registry=r)
+        self.rollback_ready = Gauge("goldwatch_rollback_ready", "1 when a verified rollback target exists",
+                                    ["model"], registry=r)
+        self.paused = Gauge("goldwatch_model_paused", "1 while the model is paused (no action, no page)",
+                            ["model"], registry=r)
+        self.acting = Gauge("goldwatch_model_acting", "0 once the flap guard stopped automatic action", ["model"],
+                            registry=r)
+        self.rollbacks = Counter("goldwatch_rollbacks", "Rollbacks, by outcome (ok, failed, interrupted, manual)",
+                                 ["model", "outcome"], registry=r)
+        self.evidence = Counter("goldwatch_evidence_reports", "Evidence reported from outside the sidecar",
+                                ["model", "kind", "status"], registry=r)
+        # not per model (each incident's own times are in /v1/incidents and its page): fleet-wide distributions
+        self.ttd = Histogram("goldwatch_time_to_detect_seconds",
+                             "Incident detected minus started (the last passing check)",
+                             buckets=INCIDENT_BUCKETS, registry=r)
+        self.ttr = Histogram("goldwatch_time_to_recover_seconds", "Incident recovered minus detected",
+                             buckets=INCIDENT_BUCKETS, registry=r)
+        self.build = Info("goldwatch_build", "goldwatch's version", registry=r)
+        self.build.info({"version": version})
+
+    def observe_run(self, model: str, check: str, status: str, *, duration_s: float, finished_at: float) -> None:
+        self.runs.labels(model, check, status).inc()
+        self.duration.labels(check).observe(max(0.0, duration_s))
+        if status == "pass":
+            self.last_success.labels(model, check).set(finished_at)
+
+    def observe_lateness(self, check: str, lateness_s: float) -> None:
+        self.lateness.labels(check).observe(lateness_s)
+
+    def set_model(self, model: str, *, healthy: bool, incidents_open: int, rollback_ready: bool | None,
+                  paused: bool, acting: bool) -> None:
+        self.healthy.labels(model).set(1 if healthy else 0)
+        self.incidents_open.labels(model).set(incidents_open)
+        if rollback_ready is not None:
+            self.rollback_ready.labels(model).set(1 if rollback_ready else 0)
+        self.paused.labels(model).set(1 if paused else 0)
+        self.acting.labels(model).set(1 if acting else 0)
+
+    def render(self, accept: str) -> tuple[bytes, str]:
+        """The exposition for an ``Accept`` header: (body, content type)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+def document_metrics(registry: CollectorRegistry) -> None:
+    """The sidecar's metrics in ``registry``, for the reference documentation (goldwatch.reference)."""
+    from goldwatch._version import __version__
+
+    SidecarMetrics(version=__version__, registry=registry)

@@ -1,0 +1,239 @@
+"""Carrying decisions out: journal first, then the page, the rollback or the reload, then the incident's times.
+
+:class:`Responder` is what turns a :class:`~.policy.Decision` into effects, for the service: it opens, updates and
+resolves incidents (in the journal, with when each started, was detected, acted on and recovered, and through the
+:class:`~goldwatch.watchdog.alerts.AlertManager`, one incident per model and check class), and runs rollbacks and
+reloads through the model's :class:`~.targets.Target` on a worker thread, as an asyncio task a shutdown waits for
+(never cancels half-way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from goldwatch.checks import Check
+from goldwatch.errors import GoldwatchError
+from goldwatch.logs import get_logger
+from goldwatch.watchdog.alerts import ActionTaken, AlertManager, Timing
+from goldwatch.watchdog.sidecar.checks import RunRequest
+from goldwatch.watchdog.sidecar.context import ModelContext
+from goldwatch.watchdog.sidecar.evidence import Evidence, EvidenceKinds
+from goldwatch.watchdog.sidecar.journal import IncidentRow, Journal, check_to_dict
+from goldwatch.watchdog.sidecar.metrics import SidecarMetrics
+from goldwatch.watchdog.sidecar.policy import FLAP_GUARD_CLASS, Decision, IncidentView, ModelView
+from goldwatch.watchdog.sidecar.scheduler import Scheduler
+from goldwatch.watchdog.sidecar.workers import in_thread
+
+__all__ = ["Responder", "default_actor"]
+
+log = get_logger(__name__)
+
+
+class Responder:
+    """Carries out decisions for the service (see the module docstring). ``deliver`` is set whenever an alert was
+    queued, to wake the delivery task."""
+
+    def __init__(self, *, journal: Journal, alerts: AlertManager, metrics: SidecarMetrics, kinds: EvidenceKinds,
+                 scheduler: Scheduler, clock: Callable[[], float]) -> None:
+        self.journal = journal
+        self.alerts = alerts
+        self.metrics = metrics
+        self.kinds = kinds
+        self.scheduler = scheduler
+        self.clock = clock
+        self.deliver = asyncio.Event()
+
+    def record(self, model: str | None, kind: str | None, action: str, reason: str,
+                detail: Mapping[str, Any] | None = None) -> None:
+        self.journal.record(model=model or "*", kind=kind, action=action, reason=reason, at=self.clock(),
+                            detail=detail)
+        log.info("%s%s: %s: %s", model or "sidecar", f"/{kind}" if kind else "", action, reason)
+
+    async def carry_out(self, ctx: ModelContext, d: Decision, ev: Evidence, before: ModelView) -> None:
+        if d.action in ("ignore", "hold"):
+            if ctx.notes.get(ev.kind) != d.reason:  # journal a reason when it changes, not on every run
+                ctx.notes[ev.kind] = d.reason
+                self.record(ctx.name, ev.kind, d.action, d.reason)
+            return
+        ctx.notes.pop(ev.kind, None)
+        if d.action == "page":
+            await self.page(ctx, d, ev, before)
+        elif d.action == "resolve":
+            await self.resolve(ctx, d, at=ev.finished_at)
+        elif d.action == "stop":
+            self.record(ctx.name, ev.kind, "stop", d.reason)
+            self.journal.set_stopped(ctx.name, at=self.clock(), reason=d.reason)
+            ctx.view = dataclasses.replace(ctx.view, stopped=True)
+        elif d.action == "forget" and d.source:
+            self.record(ctx.name, None, "forget", d.reason)
+            self.journal.forget_source(ctx.name, d.source)
+        elif d.action in ("rollback", "reload"):
+            self.record(ctx.name, ev.kind, d.action, f"starting: {d.reason}")
+            task = asyncio.create_task(self.act(ctx, d.action, ev))
+            ctx.action = task
+            # shielded: a shutdown cancels the checks, never an action half-way; stop() waits for it
+            await asyncio.shield(task)
+
+    async def page(self, ctx: ModelContext, d: Decision, ev: Evidence, before: ModelView) -> None:
+        assert d.check_class is not None
+        assert d.severity is not None
+        failed = ev.failed
+        summary = d.reason if d.check_class == FLAP_GUARD_CLASS else f"{ev.summary()} ({d.reason})"
+        kind = FLAP_GUARD_CLASS if d.check_class == FLAP_GUARD_CLASS else ev.kind
+        started = before.kind(ev.kind).last_pass_at if kind == ev.kind else None
+        existing = self.journal.open_incident_for(ctx.name, d.check_class)
+        incident_id = self.journal.open_incident(
+            model=ctx.name, check_class=d.check_class, kind=kind, severity=d.severity, summary=summary,
+            started_at=started, detected_at=ev.finished_at, rto_s=ctx.rto_s,
+            checks=[] if kind == FLAP_GUARD_CLASS else failed, served_version=ctx.view.served_version)
+        known = ctx.view.incidents.get(d.check_class)
+        ctx.view = dataclasses.replace(ctx.view, incidents={
+            **ctx.view.incidents,
+            d.check_class: dataclasses.replace(known, severity=d.severity) if known is not None and existing
+            is not None else IncidentView(d.check_class, kind, ev.finished_at, severity=d.severity)})
+        note_key = f"page:{d.check_class}"
+        if existing is None or ctx.notes.get(note_key) != summary:  # a page per change, not per run
+            ctx.notes[note_key] = summary
+            self.record(ctx.name, ev.kind, "page", f"{d.severity}: {summary}",
+                         detail={"incident": incident_id, "check_class": d.check_class, "new": existing is None})
+        if kind == FLAP_GUARD_CLASS:
+            await self.trigger(ctx, d.check_class, checks=[], severity=d.severity, summary=f"{ctx.name}: {d.reason}")
+        else:
+            await self.trigger(ctx, d.check_class, checks=list(ev.checks), severity=d.severity,
+                                timing=Timing(detected_at=ev.finished_at, started_at=started, rto_s=ctx.rto_s),
+                                details={"note": d.reason, "incident": incident_id, "source": ev.source})
+
+    async def trigger(self, ctx: ModelContext, check_class: str, *, checks: list[Check], severity: str,
+                       action: ActionTaken | None = None, timing: Timing | None = None, summary: str | None = None,
+                       details: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.alerts.trigger(ctx.name, check_class, checks=checks, severity=severity,  # type: ignore[arg-type]
+                                served_version=ctx.view.served_version, action=action, timing=timing,
+                                summary=summary, details=details)
+        except GoldwatchError as exc:  # a page that cannot be rendered must not stop the decision
+            self.record(ctx.name, None, "alert-error", f"the page could not be queued: {exc}")
+        self.deliver.set()
+
+    async def resolve(self, ctx: ModelContext, d: Decision, *, at: float) -> None:
+        assert d.check_class is not None
+        incidents = dict(ctx.view.incidents)
+        incidents.pop(d.check_class, None)
+        ctx.view = dataclasses.replace(ctx.view, incidents=incidents)
+        row = self.journal.open_incident_for(ctx.name, d.check_class)
+        if row is None:
+            return
+        done = self.journal.resolve_incident(row.id, at=at)
+        if done.ttd_s is not None:
+            self.metrics.ttd.observe(max(0.0, done.ttd_s))
+        if done.ttr_s is not None:
+            self.metrics.ttr.observe(max(0.0, done.ttr_s))
+        text = f"{ctx.name}: {d.check_class} checks pass again ({d.reason})" + _times(done)
+        self.record(ctx.name, done.kind, "resolve", text, detail=done.to_dict())
+        try:
+            self.alerts.resolve(ctx.name, d.check_class, summary=text)
+        except GoldwatchError as exc:
+            self.record(ctx.name, None, "alert-error", f"the resolve could not be queued: {exc}")
+        self.deliver.set()
+
+    async def act(self, ctx: ModelContext, action: str, ev: Evidence) -> None:
+        kind = self.kinds.get(ev.kind)
+        cls = kind.check_class
+        ctx.view = dataclasses.replace(ctx.view, acting=True)
+        started = self.clock()
+        incident = self.journal.open_incident_for(ctx.name, cls)
+        try:
+            if action == "rollback":
+                taken = await self.rollback(ctx, reason=f"{ev.kind} failed: {ev.summary()}", automatic=True,
+                                             incident_id=incident.id if incident else None,
+                                             evidence={"kind": ev.kind,
+                                                       "failed": [check_to_dict(c) for c in ev.failed][:20]})
+            else:
+                taken = await self.reload(ctx)
+        finally:
+            finished = self.clock()
+            view = ctx.view
+            incidents = dict(view.incidents)
+            if cls in incidents:
+                incidents[cls] = dataclasses.replace(incidents[cls], acted_at=started,
+                                                     action="rollback" if action == "rollback" else "reload")
+            ctx.view = dataclasses.replace(
+                view, acting=False, last_action_at=finished, incidents=incidents,
+                rollbacks=view.rollbacks + ((started,) if action == "rollback" else ()))
+        if incident is not None:
+            self.journal.mark_acted(incident.id, at=started, action={
+                "kind": action, "from": taken.from_version, "to": taken.to_version, "summary": taken.description})
+        await self.trigger(ctx, cls, checks=list(ev.checks), severity=kind.severity, action=taken,
+                            timing=Timing(detected_at=ev.finished_at,
+                                          started_at=incident.started_at if incident else None,
+                                          recovered_at=finished if taken.kind != "none" else None,
+                                          rto_s=ctx.rto_s),
+                            details={"note": taken.description})
+        # what is served now is checked at once, SHA-256 included: the incident resolves when it all passes (not
+        # rollback readiness: it hashes the next target, competing with the checks that decide recovery)
+        self.scheduler.run_now(ctx.name, [k for k in ctx.checks if k != "rollback_readiness"],
+                               RunRequest(reason=f"after the {action}", full=True))
+
+    async def rollback(self, ctx: ModelContext, *, reason: str, automatic: bool, incident_id: int | None,
+                        evidence: Mapping[str, Any], reload: bool = True, actor: str | None = None) -> ActionTaken:
+        from_version = ctx.view.served_version
+        rb = self.journal.begin_rollback(model=ctx.name, incident_id=incident_id, automatic=automatic,
+                                         at=self.clock(), from_version=from_version, reason=reason)
+        try:
+            result = await in_thread(ctx.target.rollback, reason=reason, actor=actor or default_actor(),
+                                     evidence=dict(evidence), reload=reload, name=f"goldwatch:{ctx.name}:rollback")
+        except GoldwatchError as exc:
+            text = f"rollback of {ctx.name} failed: {exc}"
+            self.journal.finish_rollback(rb, at=self.clock(), to_version=None, outcome="failed", detail={"error": text})
+            self.metrics.rollbacks.labels(ctx.name, "failed").inc()
+            self.record(ctx.name, None, "rollback-failed", text)
+            return ActionTaken(kind="none", description=text, from_version=from_version)
+        outcome = "ok" if result.ok else ("switched" if result.switched else "failed")
+        if not automatic:
+            outcome = f"manual-{outcome}"
+        self.journal.finish_rollback(rb, at=self.clock(), to_version=result.to_version, outcome=outcome,
+                                     detail={"summary": result.summary(), "phases": result.phases,
+                                             "skipped": [dataclasses.asdict(s) for s in result.skipped],
+                                             "error": result.error, "warnings": result.warnings})
+        self.metrics.rollbacks.labels(ctx.name, outcome).inc()
+        if result.switched:
+            ctx.view = dataclasses.replace(ctx.view, served_version=result.to_version)
+        self.record(ctx.name, None, "rolled-back" if result.switched else "rollback-failed", result.summary(),
+                     detail={"phases": result.phases, "from": result.from_version, "to": result.to_version,
+                             "ok": result.ok, "error": result.error})
+        if not result.switched:
+            return ActionTaken(kind="none", description=f"rollback FAILED: {result.error}",
+                               from_version=from_version)
+        return ActionTaken(kind="fallback" if result.fallback else "rollback",
+                           description=result.summary().removesuffix(f" in {result.total_s:.3g} s"),
+                           from_version=result.from_version, to_version=result.to_version)
+
+    async def reload(self, ctx: ModelContext) -> ActionTaken:
+        t0 = self.clock()
+        try:
+            await in_thread(ctx.target.reload, name=f"goldwatch:{ctx.name}:reload")
+        except GoldwatchError as exc:
+            text = f"the server did not reload {ctx.name}: {exc}"
+            self.record(ctx.name, "version", "reload-failed", text)
+            return ActionTaken(kind="none", description=text)
+        text = f"told the server to reload {ctx.name} {ctx.view.served_version} ({self.clock() - t0:.2f} s)"
+        self.record(ctx.name, "version", "reloaded", text)
+        return ActionTaken(kind="none", description=text, to_version=ctx.view.served_version)
+
+
+def default_actor() -> str:
+    return f"goldwatch-sidecar@{socket.gethostname()}"
+
+
+def _times(row: IncidentRow) -> str:
+    parts = []
+    if row.ttd_s is not None:
+        parts.append(f"TTD {row.ttd_s:.1f} s (since the last passing check)")
+    if row.ttr_s is not None:
+        parts.append(f"TTR {row.ttr_s:.1f} s")
+    if row.within_rto is not None and row.rto_s is not None:
+        parts.append(f"RTO {row.rto_s:g} s {'met' if row.within_rto else 'MISSED'}")
+    return f"; {', '.join(parts)}" if parts else ""
