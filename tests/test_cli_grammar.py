@@ -189,9 +189,10 @@ def _deprecated_spellings() -> dict[str, set[str]]:
 
 
 def test_the_docs_teach_the_current_spellings() -> None:
-    """Every `goldwatch ...` command line in the README, docs/ and examples/ci uses the current spellings."""
+    """Every `goldwatch ...` command line in the README, docs/ and examples/ uses the current spellings."""
     root = Path(__file__).resolve().parents[1]
-    files = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "examples").rglob("*.yml"))]
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md")),
+             *sorted(p for p in (root / "examples").rglob("*") if p.suffix in (".yml", ".yaml", ".md", ".sh"))]
     deprecated = _deprecated_spellings()
     groups = {c.path for c in COMMANDS if c.is_group}
     known = {c.path for c in COMMANDS}

@@ -76,11 +76,11 @@ def _directory(name: str, path: Path, *, purpose: str, created_by: str) -> Check
 def registry(cfg: GoldwatchConfig) -> list[Check]:
     """The registry database (SQLite in the root, or a fleet's PostgreSQL) readable and of a schema this goldwatch
     reads; the root (its artifact store) and the serving directory writable."""
-    from goldwatch.watchdog.registry.storage.url import configured_database
+    from goldwatch.watchdog.registry import database_from_config
 
     root = Path(os.environ.get("GOLDWATCH_REGISTRY_ROOT") or cfg.registry.root).absolute()
     try:
-        url = configured_database(cfg.registry)
+        url = database_from_config(cfg.registry)
     except GoldwatchError as err:
         return [Check(name="registry", status="fail", summary=f"the registry database is misconfigured: {err}")]
     if url is not None and url.backend == "postgresql":
@@ -135,10 +135,11 @@ def _sqlite(db: Path, root: Path) -> Check:
 
 def _postgres(url: DatabaseUrl, root: Path, cfg: GoldwatchConfig) -> Check:
     from goldwatch.watchdog.registry.names import default_host
+    from goldwatch.watchdog.registry.settings import host_from_config
     from goldwatch.watchdog.registry.storage.database import Database
 
     try:
-        host = cfg.registry.host or default_host("postgresql")
+        host = host_from_config(cfg.registry) or default_host("postgresql")
         db = Database.connect(url, lock_path=root / "registry.lock", host=host, check=False)
     except GoldwatchError as err:
         return Check(name="registry", status="fail", summary=f"the registry database is not reachable: {err}",

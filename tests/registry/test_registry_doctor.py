@@ -11,6 +11,7 @@ import pytest
 from goldwatch.doctor import diagnose
 from goldwatch.watchdog.registry import Registry
 from goldwatch.watchdog.registry.storage import DATABASE_URL_ENV
+from goldwatch.watchdog.registry.storage.schema import SCHEMA_VERSION
 
 
 def _registry_check(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -35,7 +36,7 @@ def test_doctor_reads_the_registry_database(tmp_path: Path, monkeypatch: pytest.
     after = _registry_check(root, monkeypatch)
     assert after["status"] == "pass"
     backend = "SQLite, readable, integrity ok" if database_backend == "sqlite" else "PostgreSQL, reachable"
-    assert f"{backend}, schema 2" in after["summary"]
+    assert f"{backend}, schema {SCHEMA_VERSION}" in after["summary"]
 
 
 @pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)  # the URL below is the point: one run

@@ -3,8 +3,10 @@
 ``implementation: goldwatch.watchdog.agent.mlserver_faults.FaultInjectingModel``. An inference request whose
 ``parameters`` hold ``{"goldwatch_fault": {"tensor": NAME, "byte": B, "bit": K}}`` flips bit ``K`` of byte ``B`` of
 that resident tensor in the worker that serves it, and answers with the flipped block (output ``flipped_block``)
-instead of running the model. Refused unless the server runs with ``GOLDWATCH_FAULT_INJECTION=1``, so that a
-production server given this class by mistake cannot be corrupted through its API.
+instead of running the model. ``{"goldwatch_fault": {"agent": "stop"}}`` silences the worker's agent (a wedged
+agent: the sidecar must call its checks stale, never roll back) and ``{"agent": "start"}`` starts it again (output
+``agent_running``). Refused unless the server runs with ``GOLDWATCH_FAULT_INJECTION=1``, so that a production
+server given this class by mistake cannot be corrupted through its API.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class FaultInjectingModel(GoldwatchModel):
             return await super().predict(payload)
         if os.environ.get(FAULT_INJECTION_ENV) != "1":
             raise InferenceError(f"fault injection is disabled: start the server with {FAULT_INJECTION_ENV}=1")
+        if isinstance(fault, dict) and "agent" in fault:
+            return self._agent_fault(str(fault["agent"]))
         module = self.served().module
         if module is None:
             raise InferenceError("fault injection needs a torch model (ONNX Runtime's memory is not reachable)")
@@ -45,4 +49,19 @@ class FaultInjectingModel(GoldwatchModel):
             model_name=self.name, model_version=self.version,
             outputs=[NumpyCodec.encode_output("flipped_block", np.array([flip.block], dtype=np.int64))],
             parameters={"goldwatch_flip": dataclasses.asdict(flip)},
+        )
+
+    def _agent_fault(self, what: str) -> InferenceResponse:
+        agent = self.served().agent
+        if agent is None:
+            raise InferenceError("this model runs no agent (watch = false, or an ONNX model without a golden probe)")
+        if what == "stop":
+            agent.stop(close_reporter=False)  # silent, as a wedged agent is: nothing more reaches the sidecar
+        elif what == "start":
+            agent.start()
+        else:
+            raise InferenceError(f'bad {FAULT_PARAMETER} parameter: agent must be "stop" or "start", got {what!r}')
+        return InferenceResponse(
+            model_name=self.name, model_version=self.version,
+            outputs=[NumpyCodec.encode_output("agent_running", np.array([int(agent.running)], dtype=np.int64))],
         )

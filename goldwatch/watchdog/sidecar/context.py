@@ -7,13 +7,13 @@ import dataclasses
 from typing import Any
 
 from goldwatch.config import ServeCheckConfig, ServeWatchConfig
-from goldwatch.errors import InvalidInputError
+from goldwatch.errors import InvalidInputError, StateError
 from goldwatch.watchdog.sidecar.checks import ScheduledCheck
 from goldwatch.watchdog.sidecar.evidence import Evidence
 from goldwatch.watchdog.sidecar.policy import ModelView
 from goldwatch.watchdog.sidecar.targets import Target
 
-__all__ = ["ConflictError", "ModelContext", "UnknownModelError"]
+__all__ = ["BusyError", "ConflictError", "ModelContext", "UnknownModelError"]
 
 
 class UnknownModelError(InvalidInputError):
@@ -22,6 +22,10 @@ class UnknownModelError(InvalidInputError):
 
 class ConflictError(InvalidInputError):
     """The request cannot be carried out in the model's current state (HTTP 409)."""
+
+
+class BusyError(StateError):
+    """Too much is queued for the model: try again shortly (HTTP 429)."""
 
 
 @dataclasses.dataclass
@@ -43,3 +47,6 @@ class ModelContext:
     action: asyncio.Task[Any] | None = None
     rollback_ready: bool | None = None
     startup: str | None = None
+    # reports from outside, decided on in arrival order by one task per model (the HTTP answer does not wait)
+    reports: asyncio.Queue[tuple[Evidence, asyncio.Future[Any] | None]] | None = None
+    reported: dict[str, str] = dataclasses.field(default_factory=dict)  # source -> status of its last report

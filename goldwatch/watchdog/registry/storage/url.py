@@ -20,19 +20,15 @@ PosixPath('/var/lib/goldwatch/registry.db')
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from goldwatch.errors import ConfigError
 from goldwatch.logs import mask_url
 
-if TYPE_CHECKING:
-    from goldwatch.config import RegistryConfig
-
-__all__ = ["DATABASE_URL_ENV", "DatabaseUrl", "configured_database", "mask_url", "parse_database_url", "sqlite_url"]
+__all__ = ["DATABASE_URL_ENV", "DatabaseUrl", "mask_url", "parse_database_url", "sqlite_url"]
 
 # The environment variable a database URL (which may hold a password) is read from by default.
 DATABASE_URL_ENV = "GOLDWATCH_DATABASE_URL"
@@ -93,27 +89,3 @@ def parse_database_url(url: str, *, where: str = "database URL") -> DatabaseUrl:
         return DatabaseUrl("postgresql", raw, password=password)
     raise ConfigError(f"unsupported database scheme {scheme!r}", where=where,
                       hint="use sqlite:///path/registry.db or postgresql://user@host:5432/dbname")
-
-
-def configured_database(config: RegistryConfig, *, given: str | None = None) -> DatabaseUrl | None:
-    """The database URL ``given`` on the command line (``--db``, never with a password), else the one in the
-    environment variable ``config.database_url_env`` names, else ``config.database_url``; None: SQLite in the root.
-    The password kept apart (``database_password_env`` / ``_file``) is attached when the URL has none."""
-    from goldwatch.config import resolve_secret
-
-    url = None
-    if given:
-        url = parse_database_url(given, where="--db")
-        if url.password:
-            raise ConfigError("--db carries a password, which any user can read from the process list", where="--db",
-                              hint=f"put the URL in ${config.database_url_env}, or the password in "
-                                   "registry.database_password_env / database_password_file")
-    elif os.environ.get(config.database_url_env, "").strip():
-        url = parse_database_url(os.environ[config.database_url_env].strip(), where=f"${config.database_url_env}")
-    elif config.database_url:
-        url = parse_database_url(config.database_url, where="goldwatch.toml: registry.database_url")
-    if url is None:
-        return None
-    password = resolve_secret(env=config.database_password_env, file=config.database_password_file,
-                              what="database password")
-    return url.with_password(password)
