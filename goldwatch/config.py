@@ -298,7 +298,8 @@ class LiveColumnConfig(_Section):
     """One watched column of live traffic (see :mod:`goldwatch.watchdog.live.schema`)."""
 
     name: str = Field(min_length=1, max_length=200, description="the feature's name in results and metrics")
-    kind: Literal["numeric", "categorical"] = "numeric"
+    kind: Literal["numeric", "categorical"] = Field(
+        "numeric", description="numeric (KS or a distance test) or categorical (chi-squared; strings, class ids)")
     tensor: str | None = Field(None, description="OIP v2 tensor (or v1 object key) it is read from; default: name")
     index: int | None = Field(None, ge=0, description="its index along the tensor's last axis")
     derive: Literal["argmax"] | None = Field(None, description="argmax: the predicted class of a scores tensor")
@@ -311,7 +312,8 @@ class LiveDriftConfig(_Section):
     feature within 2 windows of 5,000 rows and a 10% NaN spike within 1 (benchmarks/RESULTS.md).
     """
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: the model's live traffic is not watched (the sink refuses its "
+                          "events as an unknown model, counted)")
     reference: Path | None = Field(None, description="reference rows: .csv, .parquet or .npz (columns by name)")
     reference_versions: dict[str, Path] = Field(
         {}, description="a reference file per served version (a rollback switches to the version's own)")
@@ -327,7 +329,9 @@ class LiveDriftConfig(_Section):
     test: Literal["ks", "psi", "js", "hellinger", "kl"] = Field(
         "ks", description="numeric test (KS against the pre-sorted reference); categories: chi-squared")
     alpha: float = Field(0.01, gt=0, lt=1, description="significance level after the correction")
-    correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    correction: Literal["bonferroni", "bh", "none"] = Field(
+        "bonferroni", description="multiple-testing correction over a window's features: Bonferroni (family-wise) "
+        "or Benjamini-Hochberg (false discovery rate)")
     min_effect: float | None = Field(
         0.05, ge=0, description="effect-size floor (KS statistic, total variation distance) a drift must reach")
     threshold: float | None = Field(None, gt=0, description="distance tests: drift above this (default per test)")
@@ -370,13 +374,14 @@ class LiveDriftConfig(_Section):
 
 
 class LiveDriftModelConfig(LiveDriftConfig):
-    """``[[live_drift.models]]``: one model, by the name it is watched under (``[[serve.watch]] name``)."""
+    """One model, by the name it is watched under (``[[serve.watch]] name``)."""
 
     name: str = Field(pattern=_NAME_PATTERN, description="the model's name in metrics, incidents and the API")
 
 
 class LiveDriftSection(_Section):
-    """``[live_drift]``: the models whose live traffic is watched for drift."""
+    """The models whose live traffic is watched for drift (standalone, or beside ``[serve.watch.drift]``), and the
+    sink's bounds."""
 
     checkpoint: Path | None = Field(
         None, description="standalone: SQLite file for detector and window state (the sidecar uses its journal)")

@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["LiveDriftCollector"]
+__all__ = ["LiveDriftCollector", "document_metrics"]
 
 _P = "goldwatch_live_drift_"
 
@@ -112,3 +112,13 @@ class LiveDriftCollector(Collector):
         yield events
         yield unparseable
         yield windows
+
+
+def document_metrics(registry: Any) -> None:
+    """Live drift's metrics in ``registry`` (a collector over one example model, ``metrics_features`` set), for the
+    reference documentation (goldwatch.reference); nothing starts."""
+    from goldwatch.config import LiveDriftModelConfig, LiveDriftSection
+    from goldwatch.watchdog.live.service import LiveDrift
+
+    section = LiveDriftSection(models=[LiveDriftModelConfig(name="fraud", metrics_features=["amount"])])
+    registry.register(LiveDriftCollector(LiveDrift.from_config(section)))

@@ -1,4 +1,6 @@
-"""Thin starlette routes over :class:`~goldwatch.watchdog.live.service.LiveDrift`, for the sidecar to mount.
+"""Live drift's HTTP endpoints, on ``goldwatch serve``'s API port when a model's live traffic is watched (and in any
+ASGI app that mounts them): thin starlette routes over :class:`~goldwatch.watchdog.live.service.LiveDrift`. The same
+sink also listens on ``[live_drift] sink_port`` when set (:class:`~goldwatch.watchdog.live.sinkserver.SinkServer`).
 
 =======================================  ==========================================================================
 ``POST /v1/cloudevents``                 the payload-logger sink (KServe's ``logger.url``; Seldon): binary or
@@ -33,7 +35,7 @@ from starlette.routing import Route
 from goldwatch.errors import GoldwatchError
 from goldwatch.watchdog.live.service import LiveDrift, UnknownModelError
 
-__all__ = ["SinkMiddleware", "live_drift_routes"]
+__all__ = ["SinkMiddleware", "document_routes", "live_drift_routes"]
 
 Authorize = Callable[[Request], Awaitable[Response | None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -41,7 +43,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class _Sink:
-    """The payload-logger sink as a raw ASGI app (a starlette Route endpoint that is not a function)."""
+    """The payload-logger sink (KServe's ``logger.url``, Seldon): one CloudEvent, binary or structured mode; 200
+    with an empty body as soon as it is queued (the model from ``Ce-Inferenceservicename`` / ``Ce-Modelid``, or the
+    path).
+
+    A raw ASGI app (a starlette Route endpoint that is not a function): no request object on the hot path."""
 
     def __init__(self, live: LiveDrift) -> None:
         self.live = live
@@ -125,6 +131,8 @@ def live_drift_routes(live: LiveDrift, *, authorize: Authorize | None = None) ->
     """The routes above; ``authorize(request)`` returns a response to refuse a state-changing request, or None."""
 
     async def observe(request: Request) -> Response:
+        """Rows observed elsewhere (needs the bearer token): ``{"inputs": ..., "outputs": ..., "version": ...}``,
+        each an object of column -> values or a list of OIP v2 tensors; 202 once queued, 503 when the queue is full."""
         if authorize is not None:
             refused = await authorize(request)
             if refused is not None:
@@ -158,6 +166,8 @@ def live_drift_routes(live: LiveDrift, *, authorize: Authorize | None = None) ->
         return Response(status_code=202)
 
     async def drift(request: Request) -> Response:
+        """The model's live drift as JSON: state, ingestion counts, the window being filled, the last windows
+        (``?windows=N``, default 20)."""
         try:
             windows = int(request.query_params.get("windows", "20"))
         except ValueError:
@@ -168,6 +178,7 @@ def live_drift_routes(live: LiveDrift, *, authorize: Authorize | None = None) ->
             return _error(404, exc)
 
     async def page(request: Request) -> Response:
+        """The model's live drift as an HTML page: reference-vs-current histograms of the worst features."""
         try:
             return HTMLResponse(live.html(request.path_params["model"]))
         except UnknownModelError as exc:
@@ -181,3 +192,11 @@ def live_drift_routes(live: LiveDrift, *, authorize: Authorize | None = None) ->
         Route("/v1/models/{model}/drift", drift, methods=["GET"]),
         Route("/v1/models/{model}/drift.html", page, methods=["GET"]),
     ]
+
+
+def document_routes() -> list[Route]:
+    """The live-drift routes as ``goldwatch serve`` mounts them on its API port (over one example model), for the
+    reference documentation (goldwatch.reference); nothing starts."""
+    from goldwatch.config import LiveDriftModelConfig, LiveDriftSection
+
+    return live_drift_routes(LiveDrift.from_config(LiveDriftSection(models=[LiveDriftModelConfig(name="fraud")])))
