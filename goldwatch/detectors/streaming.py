@@ -69,6 +69,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -617,6 +618,7 @@ class ADWIN(StreamDetector):
         self._split_list = sizes
         self._cap = cap
         self._consts: dict[int, list[tuple[float, float, float, float]]] = {}
+        self._ks: dict[int, list[int]] = {}  # split sizes below each window size (blocks)
 
     @property
     def estimation(self) -> np.ndarray:
@@ -629,10 +631,12 @@ class ADWIN(StreamDetector):
 
     _x_sums: list[float]
     _x_sqs: list[float]
+    _x_ps: list[float]  # prefix sums of _x_sums (ps[i] - ps[0]: the oldest i blocks), rebuilt every cap blocks
+    _x_pq: list[float]  # the same for _x_sqs
+    _x_rebase: int
     _x_cur_sum: float
     _x_cur_sq: float
     _x_cur_n: int
-    _x_width: int
     _x_since: int
 
     def _load_scalar(self) -> None:
@@ -642,9 +646,16 @@ class ADWIN(StreamDetector):
         self._x_sums = self._block_sum[0, order].tolist()
         self._x_sqs = self._block_sq[0, order].tolist()
         self._x_cur_sum, self._x_cur_sq = float(self._cur_sum[0]), float(self._cur_sq[0])
-        self._x_cur_n, self._x_width = int(self._cur_n[0]), int(self._width[0])
+        self._x_cur_n = int(self._cur_n[0])
         self._x_since = int(self._since_alarm[0])
+        self._rebase()
         self._live = True
+
+    def _rebase(self) -> None:
+        """Prefix sums afresh from the blocks (differences of a long-running sum would lose precision)."""
+        self._x_ps = [0.0, *accumulate(self._x_sums)]
+        self._x_pq = [0.0, *accumulate(self._x_sqs)]
+        self._x_rebase = self._cap
 
     def _store_scalar(self) -> None:
         cap = self._block_sum.shape[1]
@@ -657,7 +668,8 @@ class ADWIN(StreamDetector):
         self._block_sq[0, slots] = self._x_sqs
         self._head[0], self._n_blocks[0] = head, nb
         self._cur_sum[0], self._cur_sq[0], self._cur_n[0] = self._x_cur_sum, self._x_cur_sq, self._x_cur_n
-        self._width[0], self._since_alarm[0] = self._x_width, self._x_since
+        self._width[0] = nb * self.clock + self._x_cur_n  # the scalar path keeps no width: it follows from these
+        self._since_alarm[0] = self._x_since
 
     def update(self, x: Any) -> None:
         if type(x) is not float or not self._one or x - x != 0.0:
@@ -667,7 +679,6 @@ class ADWIN(StreamDetector):
             self._load_scalar()
         self._x_cur_sum += x
         self._x_cur_sq += x * x
-        self._x_width += 1
         n = self._x_cur_n + 1
         if n < self.clock:
             self._x_cur_n = n
@@ -681,49 +692,48 @@ class ADWIN(StreamDetector):
             self.drift_detected = _FALSE
 
     def _close_one(self) -> bool:
-        sums, sqs, clock = self._x_sums, self._x_sqs, self.clock
-        sums.append(self._x_cur_sum)
-        sqs.append(self._x_cur_sq)
+        sums, sqs, ps, pq = self._x_sums, self._x_sqs, self._x_ps, self._x_pq
+        block, block_sq = self._x_cur_sum, self._x_cur_sq
+        sums.append(block)
+        sqs.append(block_sq)
         self._x_cur_sum = self._x_cur_sq = 0.0
+        self._x_rebase -= 1
+        if self._x_rebase <= 0:
+            self._rebase()
+            ps, pq = self._x_ps, self._x_pq
+        else:
+            ps.append(ps[-1] + block)
+            pq.append(pq[-1] + block_sq)
         if len(sums) > self._cap:
-            del sums[0], sqs[0]
-            self._x_width -= clock
+            del sums[0], sqs[0], ps[0], pq[0]
         since = self._x_since = min(self._x_since + 1, self._NEVER)
         nb = len(sums)
         if nb < 2:
             return False
-        ks = self._split_list[: bisect_left(self._split_list, nb)]
-        # sums of the newest k blocks for every split size k below nb, then of the whole window
-        pre = self._newest_sums(sums, ks)
-        cut = self._cut_index(pre, pre[-1] + sum(sums[: nb - ks[-1]]), sum(sqs), nb, len(ks))
+        ks = self._ks.get(nb)
+        if ks is None:
+            ks = self._ks[nb] = self._split_list[: bisect_left(self._split_list, nb)]
+        # sums of the newest k blocks for every split size k below nb, and of the whole window
+        last = ps[-1]
+        pre = [last - ps[-1 - k] for k in ks]
+        cut = self._cut_index(pre, last - ps[0], pq[-1] - pq[0], nb, len(ks))
         if cut < 0:
             return False
-        pre_sq = self._newest_sums(sqs, ks)  # only needed once a split is significant (rare)
+        last_sq = pq[-1]
+        pre_sq = [last_sq - pq[-1 - k] for k in ks]  # only needed once a split is significant (rare)
         if since >= nb:
             alarm = True
         else:  # is the part since the last alarm split by the change? (see _detect)
-            j = bisect_left(ks, since)
-            lo = nb - ks[j - 1] if j else nb
-            t = (pre[j - 1] if j else 0.0) + sum(sums[nb - since : lo])
-            t_sq = (pre_sq[j - 1] if j else 0.0) + sum(sqs[nb - since : lo])
-            alarm = self._cut_index(pre, t, t_sq, since, j) >= 0
+            alarm = self._cut_index(pre, last - ps[-1 - since], last_sq - pq[-1 - since], since,
+                                    bisect_left(ks, since)) >= 0
         while cut >= 0:  # drop older parts until no split of the window is significant
             nb = ks[cut]
             cut = self._cut_index(pre, pre[cut], pre_sq[cut], nb, cut)
-        del sums[: len(sums) - nb], sqs[: len(sqs) - nb]
-        self._x_width = nb * clock
+        drop = len(sums) - nb
+        del sums[:drop], sqs[:drop], ps[:drop], pq[:drop]
         if alarm:
             self._x_since = 0
         return alarm
-
-    @staticmethod
-    def _newest_sums(blocks: list[float], ks: list[int]) -> list[float]:
-        nb, acc, prev, out = len(blocks), 0.0, len(blocks), []
-        for k in ks:
-            acc += sum(blocks[nb - k : prev])
-            out.append(acc)
-            prev = nb - k
-        return out
 
     def _cut_index(self, pre: list[float], total: float, total_sq: float, nb: int, count: int) -> int:
         """Index (into the split sizes) of the largest significant split of a window of the newest ``nb`` blocks

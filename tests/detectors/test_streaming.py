@@ -390,3 +390,22 @@ def test_adwin_window_shrinks_after_a_change() -> None:
     assert det.width[0] == 3500
     assert det.width[1] < 1000
     assert det.estimation[1] == pytest.approx(3.0, abs=0.3)
+
+
+def test_adwin_scalar_path_over_a_long_stream_far_from_zero() -> None:
+    """Past the block store's capacity (the oldest blocks leave) and far from zero (where running sums lose
+    precision), one stream of Python floats alarms at the steps the vectorized path does and keeps its window."""
+    rng = np.random.default_rng(8)
+    values = 1e6 + rng.normal(size=40_000)
+    values[12_000:] += 1.0
+    values[30_000:] -= 2.0
+    scalar, rows = ADWIN(), ADWIN()
+    steps = run_scalar(scalar, values.tolist())
+    alarms = run(rows, values[:, None], 1)
+    assert steps == np.flatnonzero(alarms[:, 0]).tolist()
+    assert len(steps) >= 2
+    assert scalar.width.tolist() == rows.width.tolist()
+    np.testing.assert_allclose(scalar.estimation, rows.estimation, rtol=1e-12)
+    stable = ADWIN()
+    assert run_scalar(stable, (1e6 + rng.normal(size=20_000)).tolist()) == []
+    assert stable.width.tolist() == [8192]  # the store's capacity: the oldest blocks left
