@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goldwatch.config import parse_config
+from goldwatch.config import GoldwatchConfig, parse_config
 from goldwatch.errors import ConfigError
 from goldwatch.watchdog.live import LiveDrift
 
@@ -56,3 +56,19 @@ def test_relative_reference_paths_are_resolved_against_the_config_directory(tmp_
     live = LiveDrift.from_config(cfg.live_drift, base_dir=tmp_path)
     assert live.monitor("m").references is not None
     assert live.monitor("m").references.get(None).source == str(tmp_path / "ref.csv")
+
+
+def test_the_sidecar_refuses_references_that_are_not_there(tmp_path) -> None:
+    from goldwatch.watchdog.live.sidecar import sidecar_models
+
+    (tmp_path / "ref-v1.npz").write_bytes(b"")
+    watch = {"name": "fraud", "url": "http://127.0.0.1:8080/v2/models/fraud",
+             "drift": {"reference": str(tmp_path / "gone.parquet"),
+                       "reference_versions": {"1": str(tmp_path / "ref-v1.npz"), "2": str(tmp_path / "v2.npz")}}}
+    cfg = GoldwatchConfig.model_validate({"serve": {"watch": [watch]}})
+    models, problems = sidecar_models(cfg)
+    assert [m.name for m in models] == ["fraud"]
+    assert len(problems) == 2
+    assert "[serve.watch.drift] of 'fraud': reference " in problems[0]
+    assert "gone.parquet' does not exist" in problems[0]
+    assert "reference_versions.2" in problems[1]

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from goldwatch.config import GoldwatchConfig, LiveDriftModelConfig, LiveDriftSection
@@ -83,6 +84,14 @@ def sidecar_models(config: GoldwatchConfig) -> tuple[list[LiveDriftModelConfig],
         LiveDriftSection.model_validate(config.live_drift.model_dump() | {"models": [m.model_dump() for m in models]})
     except ValueError as exc:  # pydantic's ValidationError: names and aliases repeated across the two places
         problems.append(f"live drift: {exc}")
+    for m in models:  # a reference that is not there would leave every window untested, quietly
+        where = f"[serve.watch.drift] of {m.name!r}" if m.name in from_watch else f"[[live_drift.models]] {m.name!r}"
+        paths = [("reference", m.reference), ("reference_golden", m.reference_golden),
+                 *((f"reference_versions.{v}", p) for v, p in m.reference_versions.items())]
+        for key, path in paths:
+            if path is not None and not path.exists():
+                problems.append(f"{where}: {key} {str(path)!r} does not exist (relative paths are relative to the "
+                                f"directory goldwatch serve runs in, {Path.cwd()}); fix the path")
     return models, problems
 
 
