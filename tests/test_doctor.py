@@ -178,3 +178,30 @@ def test_doctor_probes_the_configured_sidecar(tmp_path: Path, free_port: int) ->
     config.write_text("")
     (none,) = diagnose(str(config), only=["sidecar"]).checks
     assert none.status == "skip"
+
+
+def test_doctor_reads_live_drifts_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from goldwatch.doctor import diagnose
+
+    monkeypatch.chdir(tmp_path)  # relative paths are relative to where goldwatch runs
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "ref.npz", age=rng.normal(40, 10, 500), score=rng.random(500))
+    config = tmp_path / "goldwatch.toml"
+    config.write_text('[[live_drift.models]]\nname = "fraud"\nreference = "ref.npz"\n'
+                      '[[live_drift.models.inputs]]\nname = "age"\n[[live_drift.models.outputs]]\nname = "score"\n'
+                      '[[live_drift.models]]\nname = "churn"\nreference = "ref.npz"\n'
+                      '[[live_drift.models.inputs]]\nname = "tenure"\n'
+                      '[[live_drift.models]]\nname = "ads"\nreference = "gone.parquet"\n')
+    checks = {c.name: c for c in diagnose(str(config), only=["live_drift"]).checks}
+    assert checks["live_drift:fraud"].status == "pass"
+    assert checks["live_drift:fraud"].summary == "reference ref.npz: 500 rows, 1 input column(s), 1 output column(s)"
+    assert checks["live_drift:churn"].status == "fail"
+    assert "column 'tenure'" in checks["live_drift:churn"].summary
+    assert checks["live_drift"].status == "fail"
+    assert "'ads': reference 'gone.parquet' does not exist" in checks["live_drift"].summary
+    assert "live_drift:ads" not in checks
+    config.write_text("")
+    (none,) = diagnose(str(config), only=["live_drift"]).checks
+    assert none.status == "skip"

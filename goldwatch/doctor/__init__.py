@@ -2,7 +2,7 @@
 
 One pass over everything a command could trip on later: goldwatch's version and each optional extra, the CPU,
 CUDA devices and the Triton fingerprint kernel, ONNX Runtime's providers, MLServer, Chromium, the config file, the
-registry, the alert path and the sidecar. Each finding is a :class:`~goldwatch.checks.Check`:
+registry, the alert path, the sidecar and live drift's references. Each finding is a :class:`~goldwatch.checks.Check`:
 
 * ``pass`` -- available and working
 * ``skip`` -- not available here (an extra not installed, no GPU, nothing configured): the summary says what that
@@ -43,6 +43,7 @@ SECTIONS: dict[str, Callable[[GoldwatchConfig], list[Check]]] = {
     "registry": setup.registry,
     "alerts": setup.alerts,
     "sidecar": setup.sidecar,
+    "live_drift": setup.live_drift,
 }
 
 

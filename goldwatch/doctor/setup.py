@@ -1,6 +1,7 @@
 """What the configuration sets up, checked without changing anything: the config file, the registry, the alert
-path (nothing is sent) and the sidecar (when one is configured). Doctor creates no registry, no outbox, no
-incident; its one write is a temporary file, removed at once, to prove a directory is writable."""
+path (nothing is sent), the sidecar (when one is configured) and live drift's references. Doctor creates no
+registry, no outbox, no incident; its one write is a temporary file, removed at once, to prove a directory is
+writable."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from goldwatch.errors import GoldwatchError
 if TYPE_CHECKING:
     from goldwatch.watchdog.registry.storage.url import DatabaseUrl
 
-__all__ = ["alerts", "config", "registry", "sidecar"]
+__all__ = ["alerts", "config", "live_drift", "registry", "sidecar"]
 
 
 def config(path: str | None) -> tuple[Check, GoldwatchConfig]:
@@ -237,3 +238,47 @@ def _probe_sidecar(where: str, base: str) -> Check:
                      summary=f"{base} is alive but not ready ({ready.status_code}): {ready.text[:200]}",
                      details={"url": base})
     return Check(name="sidecar", status="pass", summary=f"{base} ({where}): live and ready", details={"url": base})
+
+
+def live_drift(cfg: GoldwatchConfig) -> list[Check]:
+    """Each model whose live traffic is watched for drift: its reference loads and holds the model's columns (a
+    reference that does not would leave every window untested). Read only: a registry-linked reference, which
+    needs the registry opened, is left to ``goldwatch serve``'s start."""
+    from goldwatch.config import LiveDriftSection
+    from goldwatch.watchdog.live.service import LiveDrift
+    from goldwatch.watchdog.live.sidecar import missing_references, sidecar_models
+
+    if cfg.serve.watch:
+        models, problems = sidecar_models(cfg)
+    else:
+        models = [m for m in cfg.live_drift.models if m.enabled]
+        problems = [f"[[live_drift.models]] {m.name!r}: {missing}" for m in models for missing in missing_references(m)]
+    checks = [Check(name="live_drift", status="fail", summary=problem) for problem in problems]
+    if not models and not problems:
+        return [Check(name="live_drift", status="skip",
+                      summary="no live drift configured ([serve.watch.drift] or [[live_drift.models]])")]
+    for m in models:
+        name = f"live_drift:{m.name}"
+        if missing_references(m):
+            continue  # said above
+        if m.reference_registry:
+            checks.append(Check(name=name, status="skip", summary="the reference is the golden sets of the version "
+                                "the registry serves: goldwatch serve loads it at start (doctor opens no registry)"))
+            continue
+        try:
+            monitor = LiveDrift.from_config(LiveDriftSection(models=[m])).monitor(m.name)
+            if monitor.schema is None:
+                checks.append(Check(name=name, status="skip", summary="no columns configured and no golden set: "
+                                    "the first request names them, and its window reads the reference then"))
+                continue
+            assert monitor.references is not None
+            ref = monitor.references.get(None)
+        except (GoldwatchError, OSError) as err:
+            checks.append(Check(name=name, status="fail", summary=f"the reference cannot be used: {err}"))
+            continue
+        parts = [f"{len(p.numeric_names) + len(p.categorical_names)} {label} column(s)"
+                 for label, p in (("input", ref.inputs), ("output", ref.outputs)) if p is not None]
+        checks.append(Check(name=name, status="pass",
+                            summary=f"reference {ref.source}: {ref.inputs.n_rows:,} rows, {', '.join(parts)}",
+                            details={"source": ref.source, "rows": ref.inputs.n_rows}))
+    return checks

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from goldwatch.config import GoldwatchConfig, LiveDriftModelConfig, LiveDriftSection
+from goldwatch.config import GoldwatchConfig, LiveDriftConfig, LiveDriftModelConfig, LiveDriftSection
 from goldwatch.watchdog.sidecar.evidence import EvidenceKind
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from goldwatch.watchdog.live.service import LiveDrift
     from goldwatch.watchdog.sidecar.service import SidecarService
 
-__all__ = ["DATA_QUALITY_KIND", "DRIFT_KIND", "LiveDriftExtension", "sidecar_models"]
+__all__ = ["DATA_QUALITY_KIND", "DRIFT_KIND", "LiveDriftExtension", "missing_references", "sidecar_models"]
 
 log = logging.getLogger("goldwatch.live")
 
@@ -86,13 +86,16 @@ def sidecar_models(config: GoldwatchConfig) -> tuple[list[LiveDriftModelConfig],
         problems.append(f"live drift: {exc}")
     for m in models:  # a reference that is not there would leave every window untested, quietly
         where = f"[serve.watch.drift] of {m.name!r}" if m.name in from_watch else f"[[live_drift.models]] {m.name!r}"
-        paths = [("reference", m.reference), ("reference_golden", m.reference_golden),
-                 *((f"reference_versions.{v}", p) for v, p in m.reference_versions.items())]
-        for key, path in paths:
-            if path is not None and not path.exists():
-                problems.append(f"{where}: {key} {str(path)!r} does not exist (relative paths are relative to the "
-                                f"directory goldwatch serve runs in, {Path.cwd()}); fix the path")
+        problems += [f"{where}: {missing}" for missing in missing_references(m)]
     return models, problems
+
+
+def missing_references(model: LiveDriftConfig) -> list[str]:
+    """The reference files a model's live drift names that are not there, each as a sentence."""
+    paths = [("reference", model.reference), ("reference_golden", model.reference_golden),
+             *((f"reference_versions.{v}", p) for v, p in model.reference_versions.items())]
+    return [f"{key} {str(path)!r} does not exist (relative paths are relative to the directory goldwatch runs in, "
+            f"{Path.cwd()}); fix the path" for key, path in paths if path is not None and not path.exists()]
 
 
 class LiveDriftExtension:
