@@ -30,6 +30,9 @@ COMMANDS: dict[str, str] = {
     "alert": "goldwatch.cli.alert:alert",
     "serve": "goldwatch.cli.serve:serve",
     "status": "goldwatch.cli.serve:status",
+    "drill": "goldwatch.cli.recovery:drill",
+    "runbook": "goldwatch.cli.recovery:runbook",
+    "asset": "goldwatch.cli.recovery:asset",
 }
 
 
