@@ -348,8 +348,9 @@ def check_asset(asset: AssetConfig, *, scratch: Path, now: float | None = None,
             point = result
             break
     verifications.sort(key=lambda v: (v.taken_at if v.taken_at is not None else float("inf")), reverse=True)
-    checked_at = time.time() if now is None else float(now)
-    return AssetStatus(asset.name, checked_at, asset.rpo_seconds, tuple(verifications), point, _live(asset))
+    live = _live(asset)
+    checked_at = time.time() if now is None else float(now)  # when all of it was known: pages are dated so
+    return AssetStatus(asset.name, checked_at, asset.rpo_seconds, tuple(verifications), point, live)
 
 
 def flip_byte(path: Path, offset: int, *, mask: int = 0x01) -> None:

@@ -253,8 +253,8 @@ def _asset(c: _Ctx, a: AssetConfig) -> list[str]:
     ])
     text += _section("What goldwatch already did", [
         f"- Every {a.verify_interval_s:g} s it restored the snapshots under `{a.backups}`, newest first, into a "
-        "scratch folder and checked every file's digest against the snapshot's manifest, until one verified: that is the "
-        "newest verified restore point, and the training RPO is its age (in each page).",
+        "scratch folder and checked every file's digest against the snapshot's manifest, until one verified: that "
+        "is the newest verified restore point, and the training RPO is its age (in each page).",
         "- It restores nothing over the live data and deletes nothing: that is a person's decision.",
     ])
     text += _section("Check", _code(f"{cmd} verify {a.name}   # restore-and-verify now; exit 1 if a backup fails or "

@@ -328,12 +328,14 @@ class Responder:
             return RouteOutcome(False, ctx.view.route, None, text, tuple(proofs), finished - started)
         label = _LABEL.get(chosen.alternate, chosen.alternate)
         took = finished - started
+        rejected = [p for p in proofs if p is not chosen]
         text = (f"{lead}routed {ctx.name}'s traffic to the {label} {chosen.url} in {took:.2f} s "
-                f"({chosen.summary})")
+                f"({chosen.summary})" + "".join(f"; not to the {_LABEL.get(p.alternate, p.alternate)}: {p.summary}"
+                                                for p in rejected))
         detail = {"route": chosen.alternate, "from": PRIMARY, "url": chosen.url, "routed_at": finished,
                   "duration_s": round(took, 6), "verify_s": round(chosen.duration_s, 6),
                   "incident": incident.id if incident else None, "actor": actor, "headline": headline,
-                  "rejected": [{"alternate": p.alternate, "summary": p.summary} for p in proofs if p is not chosen]}
+                  "rejected": [{"alternate": p.alternate, "summary": p.summary} for p in rejected]}
         self.journal.put_checkpoint(ROUTE_NAMESPACE, ctx.name, {"route": chosen.alternate, "url": chosen.url,
                                                                "since": finished, "reason": d.reason})
         self.record(ctx.name, ev.kind if ev else None, "routed", text, detail=detail)
