@@ -50,6 +50,7 @@ def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, r
         raise InvalidInputError("name the stack to drill: --stack NAME, or --local-stack (not both)",
                                 where="goldwatch drill", hint="goldwatch drill all --local-stack")
     t0 = time.perf_counter()
+    extra: dict[str, float] = {}
     if local_stack:
         from goldwatch.watchdog.recovery.runbooks import write_runbooks
         from goldwatch.watchdog.recovery.stack import start_local_stack
@@ -60,6 +61,7 @@ def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, r
             _say(f"the stack is up in {stack.started_s:.1f} s; drilling {', '.join(keys)}")
             report = run_drill(target, keys, say=_say, undo_path=stack.root / "drill-undo.json",
                                config_path=str(stack.config_path))
+            extra = {"stack_s": round(stack.started_s, 3), "mlserver_start_s": round(stack.mlserver_start_s, 3)}
         directory = report_dir or out / "report"
         runbook_url = target.config.alerts.runbook_url
     else:
@@ -79,7 +81,7 @@ def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, r
     if as_json:
         from goldwatch.watchdog.recovery.report import report_dict
 
-        emit_json(report_dict(report) | {"total_s": round(total, 3), "files": {
+        emit_json(report_dict(report) | extra | {"total_s": round(total, 3), "files": {
             "markdown": str(files.markdown), "html": str(files.html), "json": str(files.json)}})
     else:
         _print(report, files, total)

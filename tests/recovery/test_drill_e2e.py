@@ -279,11 +279,11 @@ def test_faults_go_only_into_a_stack_named_as_a_drill_target(tmp_path: Path) -> 
     def drill(config: str, *args: str) -> tuple[int, str]:
         path = tmp_path / "goldwatch.toml"
         path.write_text(config)
-        result = CliRunner().invoke(main, ["--config", str(path), "drill", "all", *args])
+        result = CliRunner().invoke(main, ["--config", str(path), "drill", *args])
         return result.exit_code, result.output
 
     watch = '[[serve.watch]]\nname = "m"\nurl = "http://127.0.0.1:9/v2/models/m"\nserving_dir = "/nonexistent"\n'
-    code, out = drill(watch, "--stack", "staging")
+    code, out = drill(watch, "all", "--stack", "staging")
     assert code == 2
     assert "does not say [drill] drill_target = true" in out
     code, out = drill(watch + '[drill]\nstack = "prod"\ndrill_target = true\n', "--stack", "staging")

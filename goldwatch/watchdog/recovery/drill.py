@@ -321,9 +321,15 @@ class Drill:
         failing = [f"{k} {c.get('status')}: {(c.get('summary') or '')[:100]}"
                    for k, c in (m.get("checks") or {}).items() if c.get("status") in ("fail", "error")]
         incidents = [f"{i['check_class']}: {i['summary'][:120]}" for i in m.get("incidents") or ()]
-        return (f"{m['name']}: {'healthy' if m['healthy'] else 'unhealthy'}, route {m.get('route')}, serving "
+        text = (f"{m['name']}: {'healthy' if m['healthy'] else 'unhealthy'}, route {m.get('route')}, serving "
                 f"{m.get('served_version')}; failing: {'; '.join(failing) or 'none'}; open incidents: "
                 f"{'; '.join(incidents) or 'none'}")
+        if self.target.asset is not None:
+            with contextlib.suppress(Exception):
+                a = self._asset_view()
+                text += (f"; {a['name']}: restore point {a['restore_point']}, RPO {a['rpo_s']} s, open incidents: "
+                         f"{', '.join(a['open']) or 'none'}")
+        return text
 
     def _incident(self, subject: str, cls: str, *, since: float, state: str | None = None) -> dict[str, Any] | None:
         found = [i for i in self.target.sidecar.incidents(model=subject, limit=50)

@@ -347,13 +347,14 @@ class AlternateProof:
     checks: tuple[Check, ...] = ()
     golden: tuple[str, ...] = ()
     duration_s: float = 0.0
+    devices: tuple[str, ...] = ()  # where the golden sets' tolerances were calibrated
 
     def to_check(self) -> Check:
         status = "pass" if self.ok else ("fail" if self.ok is False else "error")
         failed = [c for c in self.checks if not c.ok]
         return Check(name=f"standby:{self.alternate}", status=status, summary=self.summary,  # type: ignore[arg-type]
                      measured={"checks_passed": sum(1 for c in self.checks if c.ok), "checks": len(self.checks)},
-                     details={"url": self.url, "golden": list(self.golden),
+                     details={"url": self.url, "golden": list(self.golden), "calibrated_on": list(self.devices),
                               "failed": [{"name": c.name, "summary": c.summary} for c in failed[:10]]},
                      duration_s=self.duration_s)
 
@@ -399,14 +400,21 @@ def verify_alternate(target: Target, alternate: str, *, golden: GoldenConfig, ca
         return AlternateProof(alternate, config.url, None, f"{label} could not be verified: {exc}", golden=names,
                               duration_s=time.perf_counter() - t0)
     took = time.perf_counter() - t0
+    devices = tuple(sorted({str(d) for g in sets for tol in g.tolerances.values()
+                            for d in (tol.derivation or {}).get("devices", ())}))
     bad = [c for c in checks if c.status == "fail"] or [c for c in checks if c.status == "error"]
     if bad:
         more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
         verdict = "fails its golden set" if bad[0].status == "fail" else "could not be compared with its golden set"
         return AlternateProof(alternate, config.url, False if bad[0].status == "fail" else None,
-                              f"{label} {verdict}: {bad[0].name}: {bad[0].summary}{more}", tuple(checks), names, took)
+                              f"{label} {verdict}: {bad[0].name}: {bad[0].summary}{more}", tuple(checks), names, took,
+                              devices)
+    where = ""
+    if alternate == "cpu_variant" and devices:
+        where = (f"; tolerances calibrated on {' and '.join(devices)}" if len(devices) > 1 else
+                 f"; tolerances calibrated on {devices[0]} only (the CPU/GPU difference was not measured)")
     return AlternateProof(alternate, config.url, True, f"{label} passes {len(checks)} golden check(s) of "
-                          f"{len(paths)} set(s) in {took:.2f} s", tuple(checks), names, took)
+                          f"{len(paths)} set(s) in {took:.2f} s{where}", tuple(checks), names, took, devices)
 
 
 class StandbyCheck:
