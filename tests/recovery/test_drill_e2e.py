@@ -187,8 +187,8 @@ def test_metrics_say_degraded_time_routes_and_rpo(drilled: Drilled) -> None:
 def test_every_page_links_its_scenarios_runbook_and_the_anchor_exists(drilled: Drilled) -> None:
     index = (drilled.runbooks / "README.md").read_text()
     expected = {"server": "fraud-server-unreachable", "integrity": "fraud-model-corrupted",
-                "golden": "fraud-model-wrong", "device": "fraud-gpu-lost", "backup": "fraud-training-training-data-lost",
-                "asset": "fraud-training-training-data-lost"}
+                "golden": "fraud-model-wrong", "device": "fraud-gpu-lost",
+                "backup": "fraud-training-training-data-lost", "asset": "fraud-training-training-data-lost"}
     seen = set()
     for req in drilled.stack.pagerduty.accepted:
         body = req.body
