@@ -441,6 +441,10 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20, description="largest request body accepted")
     jitter: float = Field(0.1, ge=0, le=0.5, description="each interval is varied by up to this fraction")
     shutdown_timeout_s: float = Field(8.0, gt=0, le=60, description="SIGTERM: a rollback in progress may finish")
+    heartbeat_s: float = Field(
+        30.0, gt=0, le=3600, description="how often the sidecar tells the registry it is alive (registry show's "
+        "'last seen'); on a shared registry a pod silent for 3 of these stops counting in the fleet's incidents",
+    )
     extensions: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]] = Field(
         [], description="'module:attribute' of sidecar extensions (evidence kinds, checks, routes) to load",
     )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -44,3 +47,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One PostgreSQL server for the whole session (skipped, with the reason, where the binaries are missing)."""
+    from goldwatch.watchdog.registry.storage.pg_testing import find_postgres_bin, running_postgres
+
+    if find_postgres_bin() is None:
+        if os.environ.get("GOLDWATCH_REQUIRE_POSTGRES"):
+            pytest.fail("GOLDWATCH_REQUIRE_POSTGRES is set but the PostgreSQL server binaries are missing")
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'goldwatch[postgres]')")
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """A URL of a fresh, empty schema of the session's server (password included: it stands for the env var)."""
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return str(postgres_server.url(schema=schema))

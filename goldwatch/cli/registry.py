@@ -10,7 +10,6 @@ comes from ``registry.database_password_env`` / ``_file`` (or libpq's ``PGPASSWO
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,22 +26,16 @@ if TYPE_CHECKING:
 def _database(opts: dict[str, Any]) -> DatabaseUrl | None:
     """The database URL the options, the environment and the config name (None: SQLite in the root)."""
     from goldwatch.config import resolve_secret
-    from goldwatch.watchdog.registry import parse_database_url
+    from goldwatch.watchdog.registry import database_from_config, parse_database_url
 
     cfg = state().config.registry
-    url = None
-    if opts.get("db"):
-        url = parse_database_url(opts["db"], where="--db")
-        if url.password:
-            raise ConfigError("--db carries a password, which any user can read from the process list", where="--db",
-                              hint=f"put the URL in ${cfg.database_url_env}, or the password in "
-                                   "registry.database_password_env / database_password_file")
-    elif os.environ.get(cfg.database_url_env, "").strip():
-        url = parse_database_url(os.environ[cfg.database_url_env].strip(), where=f"${cfg.database_url_env}")
-    elif cfg.database_url:
-        url = parse_database_url(cfg.database_url, where="goldwatch.toml: registry.database_url")
-    if url is None:
-        return None
+    if not opts.get("db"):
+        return database_from_config(cfg)
+    url = parse_database_url(opts["db"], where="--db")
+    if url.password:
+        raise ConfigError("--db carries a password, which any user can read from the process list", where="--db",
+                          hint=f"put the URL in ${cfg.database_url_env}, or the password in "
+                               "registry.database_password_env / database_password_file")
     password = resolve_secret(env=cfg.database_password_env, file=cfg.database_password_file,
                               what="database password")
     return url.with_password(password)
@@ -54,7 +47,7 @@ def _root(ctx: click.Context) -> tuple[Path, dict[str, Any]]:
 
 
 def _open(ctx: click.Context, model: str | None = None) -> Registry:
-    from goldwatch.watchdog.registry import Registry, Serving, make_pointer, make_reloader
+    from goldwatch.watchdog.registry import Registry, Serving, host_from_config, make_pointer, make_reloader
 
     root, opts = _root(ctx)
     cfg = state().config.registry
@@ -77,7 +70,7 @@ def _open(ctx: click.Context, model: str | None = None) -> Registry:
                                  timeout_s=cfg.ready_timeout_s)
         serving[model] = Serving(pointer, reloader=reloader, fallback=cfg.fallback_model,
                                  ready_timeout_s=cfg.ready_timeout_s)
-    return Registry.open(root, serving=serving, database=_database(opts), host=cfg.host)
+    return Registry.open(root, serving=serving, database=_database(opts), host=host_from_config(cfg))
 
 
 def _evidence(text: str | None) -> dict[str, Any] | None:
@@ -329,10 +322,10 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 
     SQLite registries are upgraded when opened; a shared PostgreSQL registry only by this command.
     """
-    from goldwatch.watchdog.registry import Registry
+    from goldwatch.watchdog.registry import Registry, host_from_config
 
     root, opts = _root(ctx)
-    before, after = Registry.migrate(root, database=_database(opts), host=state().config.registry.host)
+    before, after = Registry.migrate(root, database=_database(opts), host=host_from_config(state().config.registry))
     if as_json:
         emit_json({"from": before, "to": after, "changed": before != after})
     elif before == after:

@@ -21,7 +21,9 @@ The agent calls, on every rank (after the model is loaded, and then periodically
     if report is not None and not report.ok: ...                         # rank 0 (or all ranks with broadcast=True)
 
 :func:`shard_partials` + :func:`gather_partials` + :func:`verify_partials` are the three steps, for callers that
-move the partials themselves (a Dask task, an HTTP post to a sidecar).
+move the partials themselves (a Dask task, an HTTP post to a sidecar); :func:`holders` names the ranks whose bytes a
+mismatch falls in. The in-process agent (:mod:`goldwatch.watchdog.agent.sharded`) runs them at each pass on a gloo
+group of its own.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "ByteShard",
     "TensorShard",
     "gather_partials",
+    "holders",
     "shard_partials",
     "verify_partials",
     "verify_sharded",
@@ -217,15 +220,23 @@ def verify_partials(
     return report
 
 
+def holders(m: Mismatch, partials: Iterable[PartialFingerprint]) -> list[str]:
+    """The origins (``rank N``) whose primary partials hold bytes of the mismatch's range: who to suspect.
+    Empty for a mismatch without a byte range (a dtype or shape)."""
+    if m.start is None or m.stop is None:
+        return []
+    start, stop = m.start, m.stop
+    return sorted({p.origin for p in partials if p.tensor == m.tensor and not p.replica
+                   and bool(((p.starts < stop) & (p.stops > start)).any())})
+
+
 def _attributed(m: Mismatch, parts: list[PartialFingerprint]) -> Mismatch:
     """A mismatch of the merged tensor, with the origins that hold the bytes of its block (who to suspect)."""
     m = dataclasses.replace(m, file="resident")
-    if m.start is None or m.stop is None:
+    found = holders(m, parts)
+    if not found:
         return m
-    holders = sorted({p.origin for p in parts if bool(((p.starts < m.stop) & (p.stops > m.start)).any())})
-    if not holders:
-        return m
-    return dataclasses.replace(m, message=f"{m.message}; held by {', '.join(holders)}")
+    return dataclasses.replace(m, message=f"{m.message}; held by {', '.join(found)}")
 
 
 def verify_sharded(

@@ -120,6 +120,12 @@ def test_artifact_verified_against_manifest(world: GateWorld, tmp_path) -> None:
     assert art.summary.startswith("candidate.onnx: tensor 'W' block 0")
     assert "digest differs" in art.summary
     assert by_name(bad, "golden:golden:cpu:logits:max_abs_error")[0].status == "fail"
+    # the golden set was built from the approved bytes: the corrupted copy's other digest is the corruption the
+    # artifact check names, not a golden set of another version (whose advice would be to rebuild the set)
+    (note,) = by_name(bad, "golden:golden:built_from")
+    assert note.status == "skip"
+    assert "differ from its manifest" in note.summary
+    assert "golden build" not in note.summary
 
 
 def test_missing_manifest_is_an_error(world: GateWorld, tmp_path) -> None:

@@ -2,18 +2,16 @@
 
 Every test of the modules that open a registry database runs twice: on SQLite (the default) and on a real
 PostgreSQL server started once per session (``initdb`` in a temp dir, a free port on 127.0.0.1; see
-:mod:`goldwatch.watchdog.registry.storage.pg_testing`). The PostgreSQL run gives each test a schema of its own and
-points ``$GOLDWATCH_DATABASE_URL`` at it, so ``Registry.open(root)`` -- in the test and in any subprocess it
-starts -- uses PostgreSQL without the test saying so.
+:mod:`goldwatch.watchdog.registry.storage.pg_testing`; its fixtures live in ``tests/conftest.py``, shared with the
+sidecar's fleet tests). The PostgreSQL run gives each test a schema of its own and points
+``$GOLDWATCH_DATABASE_URL`` at it, so ``Registry.open(root)`` -- in the test and in any subprocess it starts -- uses
+PostgreSQL without the test saying so.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -50,31 +48,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
-    """One PostgreSQL server for the whole session (skipped, with the reason, where the binaries are missing)."""
-    from goldwatch.watchdog.registry.storage.pg_testing import find_postgres_bin, running_postgres
-
-    if find_postgres_bin() is None:
-        if os.environ.get("GOLDWATCH_REQUIRE_POSTGRES"):
-            pytest.fail("GOLDWATCH_REQUIRE_POSTGRES is set but the PostgreSQL server binaries are missing")
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'goldwatch[postgres]')")
-    with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-def postgres_url(postgres_server: Any) -> str:
-    """A URL of a fresh, empty schema of the session's server (password included: it stands for the env var)."""
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:16]
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return str(postgres_server.url(schema=schema))
 
 
 @pytest.fixture(autouse=True)

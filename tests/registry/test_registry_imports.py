@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models", "names", "_integrity_adapter", "storage.url", "storage.schema"),
     ("storage.database", "storage.pg_testing", "store", "pointer", "reload"),
     ("storage", "mlflow_backend"),
-    ("db", "serving", "journal", "ledger"),
+    ("db", "serving", "journal", "ledger", "incidents", "settings"),
     ("switching",),
     ("rollback", "retention"),
     ("core",),

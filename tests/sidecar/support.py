@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import numpy as np
 
 from goldwatch.golden_sets import build_golden_set
 from goldwatch.runtimes.mlserver_testing import NpzReferenceRuntime, write_npz_model_dir
 from goldwatch.watchdog.registry import Registry, Serving, make_pointer
+
+if TYPE_CHECKING:
+    from goldwatch.watchdog.sidecar.service import SidecarService
 
 ROUTING_KEY = "S1d3carR0ut1ngK3yTEST0123456789a"
 TOKEN = "sidecar-test-token-5b8e0c1d"
@@ -127,3 +135,29 @@ def sidecar_config(root: Path, *, port: int, watches: Sequence[Mapping[str, Any]
 def sidecar_env(pagerduty_url: str) -> dict[str, str]:
     return {"GOLDWATCH_PAGERDUTY_ROUTING_KEY": ROUTING_KEY, "GOLDWATCH_PAGERDUTY_EVENTS_URL": pagerduty_url,
             "GOLDWATCH_SERVE_TOKEN": TOKEN}
+
+
+@contextlib.contextmanager
+def running(service: SidecarService) -> Iterator[str]:
+    """Run ``service`` and its HTTP API (uvicorn) on an event loop in a thread; yields its URL once ready."""
+    from goldwatch.watchdog.sidecar.runner import bind, serve_forever
+
+    sock = bind("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve_forever(service, sock, stop=stop),),
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(20)
+        assert not thread.is_alive()

@@ -205,11 +205,11 @@ def test_pause_resume_and_external_evidence_round_trip(api: tuple[str, SidecarSe
     report = {"source": "agent:pod-1:99", "kind": "resident", "version": None, "interval_s": 60,
               "checks": [{"name": "resident:fingerprint", "status": "fail", "summary": "tensor 'w' block 0 differs",
                           "details": {"tensor": "w", "block": 0}}]}
-    held = _post(url, "/v1/models/fraud/evidence", json=report).json()
+    held = _post(url, "/v1/models/fraud/evidence?wait=true", json=report).json()
     assert held["status"] == "fail"
     assert [d["action"] for d in held["decisions"]] == ["hold"]
     assert _post(url, "/v1/models/fraud/resume", json={}).json()["paused"] is True
-    acted = _post(url, "/v1/models/fraud/evidence", json=report).json()
+    acted = _post(url, "/v1/models/fraud/evidence?wait=true", json=report).json()
     # no registry: a resident mismatch pages critical and says why it cannot roll back
     assert [(d["action"], d["check_class"]) for d in acted["decisions"]] == [("page", "resident")]
     assert "rollback is off" in acted["decisions"][0]["reason"]
@@ -218,7 +218,7 @@ def test_pause_resume_and_external_evidence_round_trip(api: tuple[str, SidecarSe
     assert inc["severity"] == "critical"
     assert inc["checks"][0]["details"] == {"tensor": "w", "block": 0}
     good = {**report, "checks": [{"name": "resident:fingerprint", "status": "pass"}]}
-    resolved = _post(url, "/v1/models/fraud/evidence", json=good).json()
+    resolved = _post(url, "/v1/models/fraud/evidence?wait=true", json=good).json()
     assert [(d["action"], d["check_class"]) for d in resolved["decisions"]] == [("resolve", "resident")]
     sources = httpx.get(url + "/v1/status").json()["models"][0]["sources"]
     assert [s["source"] for s in sources] == ["agent:pod-1:99"]
@@ -234,8 +234,8 @@ def test_extension_kind_and_route_are_live(api: tuple[str, SidecarService]) -> N
     windows = httpx.get(url + "/v1/drift/windows", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert windows == {"windows": {"fraud/w1": {"n": 3}}}
     report = {"source": "drift-sink", "kind": "drift", "checks": [{"name": "drift:x", "status": "fail"}]}
-    first = _post(url, "/v1/models/fraud/evidence", json=report).json()
-    second = _post(url, "/v1/models/fraud/evidence", json=report).json()
+    first = _post(url, "/v1/models/fraud/evidence?wait=true", json=report).json()
+    second = _post(url, "/v1/models/fraud/evidence?wait=true", json=report).json()
     assert [d["action"] for d in first["decisions"]] == ["hold"]
     assert [(d["action"], d["check_class"]) for d in second["decisions"]] == [("page", "drift")]
     inc = [i for i in httpx.get(url + "/v1/incidents?state=open").json()["incidents"] if i["check_class"] == "drift"]
@@ -284,7 +284,12 @@ def test_the_in_process_agents_own_report_is_accepted_as_is(api: tuple[str, Side
               measured={"mismatched_blocks": 0, "pass": 1}, threshold={"mismatched_blocks": 0},
               details={"tensors": 3}),))
     resp = _post(url, "/v1/models/fraud/evidence", json=report.to_json())
-    assert resp.status_code == 200, resp.text
+    assert resp.status_code == 202, resp.text  # validated and queued: decided on right after, never waited for
     assert resp.json()["status"] == "pass"
-    sources = {s["source"] for s in httpx.get(url + "/v1/status").json()["models"][0]["sources"]}
+    assert "decisions" not in resp.json()
+    deadline = time.monotonic() + 10
+    sources: set[str] = set()
+    while "agent:pod-9:31337" not in sources and time.monotonic() < deadline:
+        sources = {s["source"] for s in httpx.get(url + "/v1/status").json()["models"][0]["sources"]}
+        time.sleep(0.05)
     assert "agent:pod-9:31337" in sources

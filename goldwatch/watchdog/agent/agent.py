@@ -28,6 +28,7 @@ where they live and compares them with the manifest block by block.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -46,9 +47,11 @@ from goldwatch.watchdog.agent.reporter import DEFAULT_TOKEN_ENV, HttpReporter, R
 from goldwatch.watchdog.agent.resident import memory_layout, resident_tensors
 from goldwatch.watchdog.agent.results import BlockMismatch, PassResult
 from goldwatch.watchdog.agent.scan import DEFAULT_SLICE_BYTES, StreamCache, run_pass
+from goldwatch.watchdog.agent.sharded import ShardedResult, ShardedWatch
 
 __all__ = [
     "DEFAULT_DUTY_CYCLE", "DEFAULT_GPU_SLICE_BYTES", "DEFAULT_INTERVAL_S", "ResidentAgent", "verify_file", "watch",
+    "with_shards",
 ]
 
 log = get_logger(__name__)
@@ -102,6 +105,8 @@ class ResidentAgent(PeriodicAgent):
         slice_bytes: int = DEFAULT_SLICE_BYTES,
         gpu_slice_bytes: int = DEFAULT_GPU_SLICE_BYTES,
         metrics_registry: Any = None,
+        group: Any = None,
+        collective_timeout_s: float | None = None,
     ) -> None:
         super().__init__(model=model, interval_s=interval_s, version=version, reporter=reporter,
                          metrics_registry=metrics_registry)
@@ -119,9 +124,14 @@ class ResidentAgent(PeriodicAgent):
             file_verified = True
         self.manifest = manifest
         self.module = module
+        # sharded parameters (DTensors): each rank fingerprints its shards, one rank merges them at every pass
+        self.sharded = ShardedWatch.plan(
+            module, manifest, group=group, rename=rename, exclude=exclude,
+            collective_timeout_s=collective_timeout_s or max(120.0, 3 * interval_s))
         self.expectations, self.coverage = plan_expectations(
             module, manifest, artifact=artifact, file_verified=file_verified, attest=attest, exclude=exclude,
             rename=rename, source=source, resolve=resolve,
+            covered_elsewhere=self.sharded.coverage() if self.sharded is not None else None,
         )
         self._layout = memory_layout(resident_tensors(module))
         self._streams = StreamCache()
@@ -135,6 +145,16 @@ class ResidentAgent(PeriodicAgent):
         log.info("watching %s: %s", model, self.coverage.summary())
 
     def _check(self, *, paced: bool) -> Check:
+        local = self._local_check(paced=paced)
+        if self.sharded is None or self._stop.is_set():
+            return local
+        # every rank takes part in the collective after its own pass, whatever that pass found
+        shards = self.sharded.run(stop=self._stop, duty_cycle=self.duty_cycle if paced else 1.0)
+        self.metrics.bytes_checked.labels(model=self.model).inc(shards.local_bytes)
+        self.metrics.busy_seconds.labels(model=self.model).inc(shards.busy_s)
+        return with_shards(local, shards)
+
+    def _local_check(self, *, paced: bool) -> Check:
         self._passes += 1
         number = self._passes
         moved = self._layout ^ memory_layout(resident_tensors(self.module))
@@ -221,6 +241,63 @@ class ResidentAgent(PeriodicAgent):
             summary=f"{result.tensors_checked} resident tensors ({result.bytes_checked / 2**20:.1f} MiB) match; "
             + self.coverage.summary(),
         )
+
+
+def with_shards(local: Check, shards: ShardedResult) -> Check:
+    """One rank's check: its own pass (``local``) and the collective check of the sharded tensors. On the rank that
+    merged, a differing shard block fails the check, named by tensor, block, byte range and the ranks that hold it.
+
+    >>> from goldwatch.watchdog.agent.sharded import ShardMismatch
+    >>> bad = ShardMismatch("embed.weight", "embed.weight", 2, 2 << 20, 3 << 20, (1,), "block",
+    ...                     "tensor 'embed.weight' block 2 differs; held by rank 1")
+    >>> shards = ShardedResult(merged=True, dst=0, world=2, tensors=1, local_bytes=1 << 20, busy_s=0.01, wall_s=0.02,
+    ...                        tensors_verified=1, bytes_verified=3 << 20, mismatches=(bad,))
+    >>> check = with_shards(Check("resident:fingerprint", "pass", "1 resident tensor matches", measured={
+    ...     "mismatched_blocks": 0}), shards)
+    >>> check.status, check.details["tensor"], check.details["block"], check.details["ranks"]
+    ('fail', 'embed.weight', 2, [1])
+    >>> check.summary
+    "sharded tensor 'embed.weight' block 2 differs; held by rank 1 (merged across 2 ranks)"
+    """
+    measured = {**local.measured, "sharded_tensors": shards.tensors, "sharded_bytes_local": shards.local_bytes,
+                "ranks": shards.world}
+    info: dict[str, Any] = {"merged_on_rank": shards.dst, "ranks": shards.world, "tensors": shards.tensors}
+    if shards.merged:
+        info.update(tensors_verified=shards.tensors_verified, bytes_verified=shards.bytes_verified)
+    details = {**local.details, "sharded": info}
+    if shards.error is not None:
+        info["error"] = shards.error
+        if local.status == "fail":
+            return dataclasses.replace(local, measured=measured, details=details)
+        return Check(name=local.name, status="error", measured=measured, details=details,
+                     summary=f"the check of the sharded tensors across {shards.world} ranks could not run: "
+                     f"{shards.error}")
+    if not shards.mismatches:
+        status = local.status
+        summary = local.summary
+        if shards.merged and status == "skip" and not local.details.get("incomplete"):
+            status = "pass"  # this rank holds nothing but shards: the merge is its check
+            summary = ""
+        if shards.merged and status == "pass":
+            summary = (f"{summary}; " if summary else "") + (
+                f"{shards.tensors_verified} sharded tensor(s) ({shards.bytes_verified / 2**20:.1f} MiB) merged "
+                f"across {shards.world} ranks match")
+        return dataclasses.replace(local, status=status, summary=summary, measured=measured, details=details)
+    first = shards.mismatches[0]
+    bad = [m.to_dict() for m in shards.mismatches[:_MAX_LISTED]]
+    measured["mismatched_blocks"] = int(measured.get("mismatched_blocks") or 0) + len(shards.mismatches)
+    where = "" if "held by" in first.message or not first.ranks else \
+        f"; held by rank {', '.join(str(r) for r in first.ranks)}"
+    summary = (f"sharded {first.message}{where} (merged across {shards.world} ranks)"
+               + (f" (+{len(shards.mismatches) - 1} more)" if len(shards.mismatches) > 1 else ""))
+    if local.status == "fail":  # this rank's own bytes differ too: its first block stays at the top level
+        details["mismatches"] = [*local.details.get("mismatches", []), *bad]
+        return dataclasses.replace(local, summary=f"{local.summary}; {summary}", measured=measured, details=details)
+    details.update(tensor=first.tensor, block=first.block, start=first.start, stop=first.stop,
+                   ranks=list(first.ranks), mismatches=bad, mismatch_count=len(shards.mismatches),
+                   tensors=sorted({m.tensor for m in shards.mismatches}))
+    return Check(name=local.name, status="fail", summary=summary, measured=measured, details=details,
+                 threshold={"mismatched_blocks": 0})
 
 
 def watch(

@@ -4,7 +4,7 @@
 
     {"name": "fraud", "implementation": "goldwatch.watchdog.agent.mlserver.GoldwatchModel",
      "parameters": {"uri": "./current",
-                    "extra": {"goldwatch": {"sidecar_url": "http://127.0.0.1:9090", "interval_s": 60}}}}
+                    "extra": {"goldwatch": {"sidecar_url": "http://127.0.0.1:9180", "interval_s": 60}}}}
 
 ``uri`` names a goldwatch model directory (``goldwatch-model.json``), an ``.onnx`` file or a directory holding one;
 a registry ``current`` link works and tells the runtime which manifest and version it serves. ``extra.goldwatch``

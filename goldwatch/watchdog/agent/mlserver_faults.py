@@ -8,7 +8,9 @@
 * ``{"perturb": X}`` adds ``X`` to every floating-point weight in memory (the files stay intact: the model
   silently answers wrong until it is reloaded, which undoes it);
 * ``{"device": "lost"}`` makes the model's device unusable as a lost GPU is: every inference fails with a device
-  error and the model's metadata reports the device lost; ``{"device": "restored"}`` undoes it.
+  error and the model's metadata reports the device lost; ``{"device": "restored"}`` undoes it;
+* ``{"agent": "stop"}`` silences the worker's agent (a wedged agent: the sidecar must call its checks stale, never
+  roll back) and ``{"agent": "start"}`` starts it again (output ``agent_running``).
 
 Refused unless the server runs with ``GOLDWATCH_FAULT_INJECTION=1``, so that a production server given this class
 by mistake cannot be corrupted through its API.
@@ -43,6 +45,8 @@ class FaultInjectingModel(GoldwatchModel):
             raise InferenceError(f"fault injection is disabled: start the server with {FAULT_INJECTION_ENV}=1")
         if not isinstance(fault, dict):
             raise InferenceError(f"bad {FAULT_PARAMETER} parameter: expected an object, got {type(fault).__name__}")
+        if "agent" in fault:
+            return self._agent_fault(str(fault["agent"]))
         if "device" in fault:
             return self._device(fault["device"])
         if "perturb" in fault:
@@ -90,3 +94,18 @@ class FaultInjectingModel(GoldwatchModel):
                     tensor.add_(float(amount))
                     changed += 1
         return self._applied({"perturb": float(amount), "tensors": changed})
+
+    def _agent_fault(self, what: str) -> InferenceResponse:
+        agent = self.served().agent
+        if agent is None:
+            raise InferenceError("this model runs no agent (watch = false, or an ONNX model without a golden probe)")
+        if what == "stop":
+            agent.stop(close_reporter=False)  # silent, as a wedged agent is: nothing more reaches the sidecar
+        elif what == "start":
+            agent.start()
+        else:
+            raise InferenceError(f'bad {FAULT_PARAMETER} parameter: agent must be "stop" or "start", got {what!r}')
+        return InferenceResponse(
+            model_name=self.name, model_version=self.version,
+            outputs=[NumpyCodec.encode_output("agent_running", np.array([int(agent.running)], dtype=np.int64))],
+        )

@@ -20,9 +20,9 @@ Sharded weights (a rank holds a slice of a manifest tensor) plug in through ``re
 :class:`ResidentTensor` and the manifest that returns the :class:`Expectation` of exactly the bytes that rank holds,
 or None to fall back to name matching. A resolver can take that fingerprint from the verified file -- the file
 tensor sliced as the rank's shard is, made contiguous, fingerprinted -- and the agent then checks the shard block by
-block like any other tensor. (Checking ranks against the manifest's whole-tensor blocks without reading the file is
-the other route: each rank's resident partial fingerprint, gathered and merged across ranks by the integrity
-package's rank-level partial/merge API; that needs a step across ranks which one process's agent does not take.)
+block like any other tensor. ``DTensor`` parameters take the other route, without reading the file: each rank's
+partial fingerprints, gathered and merged across ranks at every pass (:mod:`goldwatch.watchdog.agent.sharded`); the
+agent passes them here as ``covered_elsewhere``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,13 +159,15 @@ def plan_expectations(
     rename: Rename | None = None,
     source: str | None = None,
     resolve: Resolver | None = None,
+    covered_elsewhere: Mapping[str, TensorCoverage] | None = None,
 ) -> tuple[list[Expectation], Coverage]:
     """The expectations the agent checks on every pass, and the coverage report (see the module docstring).
 
     ``artifact`` is the model file or directory the manifest describes (verified by the caller when
     ``file_verified``); with it, dtype conversions are proven from the file's bytes. ``exclude``: fnmatch patterns
     of resident names left out (e.g. caches the server writes). ``rename``/``source``/``resolve``: see
-    :mod:`goldwatch.watchdog.agent.names` and the module docstring.
+    :mod:`goldwatch.watchdog.agent.names` and the module docstring. ``covered_elsewhere``: resident names checked by
+    another route (sharded tensors, merged across ranks), with their coverage entries: left out of the plan.
     """
     if attest not in ("auto", "never"):
         raise ArtifactError(f"attest must be 'auto' or 'never', got {attest!r}", where="attest")
@@ -176,8 +178,16 @@ def plan_expectations(
     matches, rule = match_names([t.names for t in tensors], set(index), rename=rename)
     expectations: list[Expectation] = []
     uncovered: list[TensorCoverage] = []
+    elsewhere: list[TensorCoverage] = []
+    elsewhere_by_name = dict(covered_elsewhere or {})
     used: set[str] = set()
     for i, r in enumerate(tensors):
+        other = next((elsewhere_by_name[n] for n in r.names if n in elsewhere_by_name), None)
+        if other is not None:
+            elsewhere.append(other)
+            if other.manifest_name:
+                used.add(other.manifest_name)
+            continue
         pattern = next((p for p in exclude if any(fnmatch.fnmatchcase(n, p) for n in r.names)), None)
         if pattern is not None:
             uncovered.append(TensorCoverage(r.name, "uncovered", r.nbytes, r.dtype, r.device, aliases=r.aliases,
@@ -219,7 +229,7 @@ def plan_expectations(
                 hint="allow attest='auto' to pin them at load after verifying the file, or exclude= them",
             )
     coverage = Coverage(
-        tensors=tuple(x.coverage() for x in expectations) + tuple(uncovered),
+        tensors=tuple(x.coverage() for x in expectations) + tuple(elsewhere) + tuple(uncovered),
         file_only=tuple(n for n in index if n not in used),
         file_verified=file_verified, name_rule=rule,
     )

@@ -108,7 +108,7 @@ class HttpReporter:
     ) -> None:
         if not sidecar_url.startswith(("http://", "https://")):
             raise ConfigError(f"the sidecar URL must start with http:// or https://, got {sidecar_url!r}",
-                              where="agent.sidecar_url", hint="e.g. http://127.0.0.1:9090")
+                              where="agent.sidecar_url", hint="e.g. http://127.0.0.1:9180")
         if token is None:
             token = resolve_secret(env=token_env, file=Path(token_file) if token_file else None, what="agent token")
         if not token:

@@ -29,8 +29,10 @@ __all__ = ["BlockMismatch", "Coverage", "Evidence", "How", "PassResult", "Tensor
 #: found the resident bytes equal to it and pinned that. ``attested``: fingerprinted at load (after the file was
 #: verified) and pinned -- the agent proves it does not change, not that it came from the file. ``unpacked``: an
 #: opaque packed/quantized weight read through its unpack function (a temporary copy) and pinned like ``attested``.
+#: ``sharded``: this rank holds a shard of the tensor (a DTensor); at each pass the ranks' partial fingerprints are
+#: merged on one rank, proving byte coverage, and compared with the file (:mod:`goldwatch.watchdog.agent.sharded`).
 #: ``uncovered``: not checked; ``reason`` says why.
-How = Literal["file", "derived", "attested", "unpacked", "uncovered"]
+How = Literal["file", "derived", "attested", "unpacked", "sharded", "uncovered"]
 
 
 @dataclasses.dataclass(frozen=True)

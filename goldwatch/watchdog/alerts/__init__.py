@@ -20,6 +20,7 @@ from goldwatch.watchdog.alerts.manager import (
     Timing,
     build_sinks,
     default_severity,
+    page_fingerprint,
 )
 from goldwatch.watchdog.alerts.notify import NotifyResult, notify_promotion, notify_rollback
 from goldwatch.watchdog.alerts.outbox import DeliveryReport, Outbox, OutboxEntry, RetryPolicy
@@ -52,5 +53,6 @@ __all__ = [
     "default_severity",
     "notify_promotion",
     "notify_rollback",
+    "page_fingerprint",
     "truncate_text",
 ]

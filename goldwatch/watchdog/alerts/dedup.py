@@ -20,6 +20,7 @@ green for a while, so a flapping check does not open a new incident on every fla
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import hashlib
 import re
@@ -186,6 +187,24 @@ class IncidentBook:
         incident = self.get(key)
         assert incident is not None  # just written in this transaction
         return TriggerDecision(incident=incident, send=reason != "unchanged", reason=reason)
+
+    def mark_passing(self, *, key: str, now: float) -> float | None:
+        """Record that the open incident of ``key`` passes (since now, unless it already was); returns since when,
+        or None when no incident is open."""
+        row = self._conn.execute("SELECT state, passing_since FROM incidents WHERE dedup_key = ?", (key,)).fetchone()
+        if row is None or row[0] != "open":
+            return None
+        since = now if row[1] is None else float(row[1])
+        self._conn.execute("UPDATE incidents SET passing_since = ?, updated_at = ? WHERE dedup_key = ?",
+                           (since, now, key))
+        return since
+
+    def pending_resolves(self, *, now: float, resolve_after_s: float) -> builtins.list[Incident]:
+        """Open incidents whose checks have passed for at least ``resolve_after_s``: due to be resolved."""
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM incidents WHERE state = 'open' AND passing_since IS NOT NULL "
+            "AND passing_since <= ? ORDER BY passing_since", (now - resolve_after_s,)).fetchall()
+        return [_incident(r) for r in rows]
 
     def on_pass(self, *, key: str, now: float, resolve_after_s: float) -> Incident | None:
         """Record a passing observation; returns the incident if it must be resolved now, else None.

@@ -68,6 +68,7 @@ __all__ = [
     "default_severity",
     "no_sink_error",
     "outbox_path",
+    "page_fingerprint",
 ]
 
 log = get_logger(__name__)
@@ -346,8 +347,13 @@ class AlertManager:
         timing: Timing | None = None,
         details: Mapping[str, Any] | None = None,
         force: bool = False,
+        send: bool | None = None,
     ) -> AlertOutcome:
-        """Open or update the incident of (model, check class); queued when new, changed, due, or ``force``."""
+        """Open or update the incident of (model, check class); queued when new, changed, due, or ``force``.
+
+        ``send`` overrides the book's decision (True: queue it, False: record it, queue nothing): for a caller
+        that decided elsewhere, e.g. a fleet's shared incident book (:mod:`goldwatch.watchdog.registry.incidents`).
+        """
         failed = [c for c in checks if not c.ok]
         if severity is None:
             severity = default_severity(check_class, only_errors=bool(failed) and all(
@@ -362,11 +368,8 @@ class AlertManager:
             custom_details=self._details(model, check_class, checks, served_version, action, timing, details),
             links=[Link(runbook, "Runbook")] if (runbook := self._runbook(model, check_class)) else (),
         )
-        # What makes an update worth a page: which checks fail and how, the served version, the action --
-        # not the exact numbers, which move on every evaluation and would page every minute.
-        fingerprint = hashlib.sha256(json.dumps(
-            [severity, sorted((c.name, c.status) for c in failed), served_version,
-             action.kind if action else None, summary], sort_keys=True).encode()).hexdigest()
+        fingerprint = page_fingerprint(severity=severity, checks=checks, served_version=served_version,
+                                       action=action, summary=summary)
         if not self.sinks:
             log.warning("no alert sink is configured: incident %s is recorded but nobody is paged", key)
         with self.outbox.transaction():
@@ -374,23 +377,48 @@ class AlertManager:
                 key=key, model=model, check_class=check_class, severity=severity, summary=text,
                 fingerprint=fingerprint, now=self._clock(), renotify_s=self.renotify_s,
             )
-            send = decision.send or force
-            ids = self._queue(event, key) if send else {}
-        reason = "forced" if force and not decision.send else decision.reason
+            queue = (decision.send or force) if send is None else send
+            ids = self._queue(event, key) if queue else {}
+        reason = decision.reason if send is None else ("forced" if send else "decided elsewhere")
+        if send is None and force and not decision.send:
+            reason = "forced"
         log.info("incident %s (#%d) %s: %s", key, decision.incident.number,
-                 "queued" if send else "not re-sent", reason)
+                 "queued" if queue else "not re-sent", reason)
         return AlertOutcome("trigger", key, bool(ids), reason, ids, decision.incident)
 
     def resolve(self, model: str, check_class: str, *, summary: str | None = None,
-                force: bool = False) -> AlertOutcome:
-        """Resolve the open incident of (model, check class) now; nothing is sent if none is open (unless ``force``)."""
+                force: bool = False, send: bool | None = None) -> AlertOutcome:
+        """Resolve the open incident of (model, check class) now; nothing is sent if none is open (unless ``force``).
+        ``send`` overrides that decision, as in :meth:`trigger`."""
         key = dedup_key(model, check_class)
         with self.outbox.transaction():
             incident = self.book.on_pass(key=key, now=self._clock(), resolve_after_s=0.0)
-            send = incident is not None or force
-            ids = self._queue(AlertEvent(action="resolve", dedup_key=key, summary=summary or ""), key) if send else {}
-        return AlertOutcome("resolve", key, bool(ids), "resolved" if incident else ("forced" if force else "not open"),
-                            ids, incident)
+            queue = (incident is not None or force) if send is None else send
+            ids = self._queue(AlertEvent(action="resolve", dedup_key=key, summary=summary or ""), key) if queue else {}
+        if send is not None:
+            reason = "forced" if send else "decided elsewhere"
+        else:
+            reason = "resolved" if incident else ("forced" if force else "not open")
+        return AlertOutcome("resolve", key, bool(ids), reason, ids, incident)
+
+    def passing(self, model: str, check_class: str) -> bool:
+        """(model, check class) passes now: True when its open incident now waits ``resolve_after_s`` before the
+        resolve is sent (:meth:`resolves_due` says when); False when there is nothing to wait for (no
+        ``resolve_after_s``, no open incident, or it has passed long enough): resolve now. A trigger meanwhile
+        keeps the incident open, and the wait starts again at the next pass."""
+        if self.resolve_after_s <= 0:
+            return False
+        now = self._clock()
+        with self.outbox.transaction():
+            since = self.book.mark_passing(key=dedup_key(model, check_class), now=now)
+        return since is not None and now - since < self.resolve_after_s
+
+    def resolves_due(self) -> list[Incident]:
+        """Open incidents whose checks have passed for ``resolve_after_s``: resolve each now."""
+        if self.resolve_after_s <= 0:
+            return []
+        with self.outbox.transaction():
+            return self.book.pending_resolves(now=self._clock(), resolve_after_s=self.resolve_after_s)
 
     def acknowledge(self, model: str, check_class: str) -> AlertOutcome:
         """Acknowledge the incident of (model, check class) (e.g. someone is on it); the book is unchanged."""
@@ -457,6 +485,23 @@ class AlertManager:
         for sink in self.sinks.values():
             sink.close()
         self.outbox.close()
+
+
+def page_fingerprint(*, severity: str, checks: Sequence[Check], served_version: str | None,
+                     action: ActionTaken | None, summary: str | None) -> str:
+    """What makes an update of an open incident worth a page: which checks fail and how, the served version, the
+    action -- not the exact numbers, which move on every evaluation and would page every minute.
+
+    >>> bad = Check(name="integrity:w", status="fail", summary="block 3 differs", measured={"blocks": 1})
+    >>> worse = Check(name="integrity:w", status="fail", summary="blocks 3, 4 differ", measured={"blocks": 2})
+    >>> page_fingerprint(severity="critical", checks=[bad], served_version="7", action=None, summary=None) == \\
+    ...     page_fingerprint(severity="critical", checks=[worse], served_version="7", action=None, summary=None)
+    True
+    """
+    failed = [c for c in checks if not c.ok]
+    return hashlib.sha256(json.dumps(
+        [severity, sorted((c.name, c.status) for c in failed), served_version,
+         action.kind if action else None, summary], sort_keys=True).encode()).hexdigest()
 
 
 def no_sink_error(config: AlertsConfig, *, what: str = "no alert sink is configured") -> ConfigError:

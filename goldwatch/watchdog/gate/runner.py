@@ -450,6 +450,15 @@ def _provenance(golden: areas.GoldenView, runtime: Any, checks: Sequence[Check])
     prefix = f"golden:{golden.name}:"
     failed = [c.name for c in checks if c.name.startswith(prefix) and c.status == "fail"]
     built_from = f"{golden.golden.model.source} ({recorded[:19]}...)"
+    corrupted = [c.name for c in checks if c.name.startswith("artifact:") and c.status == "fail"]
+    if corrupted:
+        # The manifest already proved that the candidate's bytes are not the approved ones: the golden failures
+        # are more evidence of that, and advice to build a new golden set from these bytes would be wrong.
+        return [Check(name=f"{prefix}built_from", status="skip",
+                      summary=f"not applicable: the candidate's bytes differ from its manifest ({', '.join(corrupted)})"
+                              f", so its digest differs from the model golden set {golden.name!r} was built from",
+                      measured={"golden_model_digest": recorded, "candidate_digest": current},
+                      details={"golden_model": golden.golden.model.to_dict()})]
     if failed:
         summary = (
             f"golden set {golden.name!r} was built from another model, {built_from}, not this candidate "

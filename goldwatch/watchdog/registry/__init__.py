@@ -11,6 +11,7 @@ Nothing here imports torch, onnxruntime, httpx or psycopg at import time.
 """
 
 from goldwatch.watchdog.registry.core import Registry, resolve_database
+from goldwatch.watchdog.registry.incidents import FleetDecision, FleetIncident, FleetIncidents, Takeover
 from goldwatch.watchdog.registry.models import (
     STATES,
     Event,
@@ -27,6 +28,7 @@ from goldwatch.watchdog.registry.names import default_actor, default_host
 from goldwatch.watchdog.registry.pointer import CurrentLinkPointer, NumberedPointer, PointerState, make_pointer
 from goldwatch.watchdog.registry.reload import CommandReloader, HttpHookReloader, OipReloader, make_reloader
 from goldwatch.watchdog.registry.serving import Serving
+from goldwatch.watchdog.registry.settings import database_from_config, host_from_config
 from goldwatch.watchdog.registry.storage import DatabaseUrl, mask_url, parse_database_url
 
 __all__ = [
@@ -35,6 +37,9 @@ __all__ = [
     "CurrentLinkPointer",
     "DatabaseUrl",
     "Event",
+    "FleetDecision",
+    "FleetIncident",
+    "FleetIncidents",
     "HostServing",
     "HttpHookReloader",
     "ModelVersion",
@@ -49,8 +54,11 @@ __all__ = [
     "Serving",
     "SkippedVersion",
     "State",
+    "Takeover",
+    "database_from_config",
     "default_actor",
     "default_host",
+    "host_from_config",
     "make_pointer",
     "make_reloader",
     "mask_url",

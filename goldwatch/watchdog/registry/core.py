@@ -47,6 +47,7 @@ from goldwatch._version import __version__
 from goldwatch.errors import GoldwatchError, RegistryError
 from goldwatch.logs import get_logger
 from goldwatch.watchdog.registry._integrity_adapter import Verification, verify
+from goldwatch.watchdog.registry.incidents import FleetIncidents
 from goldwatch.watchdog.registry.ledger import Ledger
 from goldwatch.watchdog.registry.models import (
     NO_RELOAD_WARNING,
@@ -150,6 +151,7 @@ class Registry:
         self.store = store
         self.db = db
         self.ledger = Ledger(db, store)
+        self.incidents = FleetIncidents(db)  # the fleet's shared incident book (used by sidecars on PostgreSQL)
         self._serving = serving
         self.recovered: list[RecoveryAction] = []
 

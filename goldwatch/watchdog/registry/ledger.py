@@ -320,6 +320,7 @@ class Ledger:
             intents = self.db.query("SELECT id, model FROM intents WHERE host = ? AND status = 'open'", (host,))
             self.db.execute("DELETE FROM serving WHERE host = ?", (host,))
             self.db.execute("DELETE FROM hosts WHERE host = ?", (host,))
+            self.db.execute("DELETE FROM fleet_participants WHERE host = ?", (host,))  # it sees no problem now
             self.db.execute("UPDATE intents SET status = 'reverted', ended_at = ? WHERE host = ? AND status = 'open'",
                             (now(), host))
             for r in rows:

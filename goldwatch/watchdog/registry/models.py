@@ -97,7 +97,7 @@ class HostServing:
     """What one host serves: the registry's record of the last switch of that host's own pointer.
 
     ``version`` is None when the host serves the fallback model; ``last_seen`` is when that host last opened the
-    registry (a pod that is gone stops updating it).
+    registry or sent a heartbeat (its sidecar does every ``serve.heartbeat_s``; a pod that is gone stops updating it).
     """
 
     model: str

@@ -22,6 +22,8 @@ The modules, one responsibility each:
 * :mod:`.responder` -- carrying decisions out (incidents, pages, rollbacks, reloads); :mod:`.startup` -- resuming
   after a restart and ``--verify-first``; :mod:`.views` -- what ``/v1/status`` shows; :mod:`.context` -- a
   watched model's state;
+* :mod:`.fleet` -- this pod in the registry: its heartbeat, and on a registry shared by a fleet (PostgreSQL) its
+  pages through the fleet's incident book (one page for the fleet, one resolve when the last pod recovers);
 * :mod:`.metrics` -- the Prometheus registry; :mod:`.api` -- the starlette routes; :mod:`.runner` -- uvicorn and
   signals; :mod:`.service` -- :class:`SidecarService`, which composes them;
 * :mod:`.process` -- running ``goldwatch serve`` as a process (demo, tests, benchmark); :mod:`.demo` --
@@ -40,7 +42,12 @@ Extension points (see :mod:`.extensions` for the loader):
 
    ``kind`` must be a registered external kind (``resident`` is built in); check names are ``class:detail``;
    ``measured`` and ``threshold`` hold scalars (finite numbers, strings, booleans, null); the body is at most
-   ``serve.max_body_bytes``; every problem is answered with a 400 naming its key path. A ``resident`` failure is
+   ``serve.max_body_bytes``; every problem is answered with a 400 naming its key path. A valid report is answered
+   ``202`` at once -- after a failure that is news was journaled -- and decided on right after by a task of the
+   model's own, in arrival order (:meth:`SidecarService.accept_evidence`): a reporter never waits for the rollback
+   its report causes. ``?wait=true`` answers ``200`` with the decisions instead; ``429`` (``Retry-After``) when too
+   many reports about the model wait. In-process, :meth:`SidecarService.submit_evidence` returns the decisions
+   (after any action). A ``resident`` failure is
    treated like a file mismatch: roll back to the verified version (which replaces the memory) and page critical,
    with the tensor and block from ``details``. Evidence about a version that is no longer served is recorded and
    otherwise ignored. A source that reported with ``interval_s`` and then stays silent for more than

@@ -16,7 +16,9 @@ route                                    auth    what
                                                  a person moves traffic (an alternate only once it verifies)
 ``POST /v1/models/{model}/pause``        bearer  ``{"reason": "...", "for_s": 1800}``: no action, no page
 ``POST /v1/models/{model}/resume``       bearer  end a pause or a flap-guard stop
-``POST /v1/models/{model}/evidence``     bearer  a report from another component (see the package docstring)
+``POST /v1/models/{model}/evidence``     bearer  a report from another component (see the package docstring): 202
+                                                 once validated and journaled, decided on right after (``?wait=true``:
+                                                 200 with the decisions); 429 when too many wait
 =======================================  ======  ===================================================================
 
 State-changing routes need ``Authorization: Bearer <token>`` (compared in constant time); with no token configured
@@ -37,7 +39,7 @@ from starlette.routing import BaseRoute, Route
 
 from goldwatch.errors import GoldwatchError, InvalidInputError
 from goldwatch.serialize import to_jsonable
-from goldwatch.watchdog.sidecar.service import ConflictError, SidecarService, UnknownModelError
+from goldwatch.watchdog.sidecar.service import BusyError, ConflictError, SidecarService, UnknownModelError
 
 __all__ = ["build_app"]
 
@@ -129,6 +131,10 @@ def build_app(service: SidecarService) -> Starlette:
                 return _error(404, str(exc))
             except ConflictError as exc:
                 return _error(409, exc.what, hint=exc.hint)
+            except BusyError as exc:
+                response = _error(429, str(exc))
+                response.headers["Retry-After"] = "2"
+                return response
             except InvalidInputError as exc:
                 return _error(400, str(exc))
             except GoldwatchError as exc:
@@ -231,7 +237,11 @@ def build_app(service: SidecarService) -> Starlette:
     async def evidence(request: Request) -> Response:
         body = await _read_json(request, limit, required=True)
         service.model(request.path_params["model"])
-        return _json(await service.submit_evidence(request.path_params["model"], body))
+        wait = request.query_params.get("wait", "false").lower()
+        if wait not in ("true", "false", "1", "0"):
+            raise _BodyError(400, f"wait must be true or false, got {wait!r}")
+        result = await service.accept_evidence(request.path_params["model"], body, wait=wait in ("true", "1"))
+        return _json(result, 200 if "decisions" in result else 202)
 
     routes: list[BaseRoute] = [
         Route("/livez", guarded(livez, auth=False), methods=["GET"]),

@@ -7,7 +7,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from goldwatch.config import ServeCheckConfig, ServeWatchConfig
-from goldwatch.errors import InvalidInputError
+from goldwatch.errors import InvalidInputError, StateError
 from goldwatch.watchdog.sidecar.checks import ScheduledCheck
 from goldwatch.watchdog.sidecar.evidence import Evidence
 from goldwatch.watchdog.sidecar.policy import ModelView
@@ -16,7 +16,7 @@ from goldwatch.watchdog.sidecar.targets import Target
 if TYPE_CHECKING:
     from goldwatch.watchdog.recovery.routes import Router
 
-__all__ = ["ConflictError", "ModelContext", "UnknownModelError"]
+__all__ = ["BusyError", "ConflictError", "ModelContext", "UnknownModelError"]
 
 
 class UnknownModelError(InvalidInputError):
@@ -25,6 +25,10 @@ class UnknownModelError(InvalidInputError):
 
 class ConflictError(InvalidInputError):
     """The request cannot be carried out in the model's current state (HTTP 409)."""
+
+
+class BusyError(StateError):
+    """Too much is queued for the model: try again shortly (HTTP 429)."""
 
 
 @dataclasses.dataclass
@@ -50,3 +54,6 @@ class ModelContext:
     startup: str | None = None
     router: Router | None = None
     degraded_counted_at: float | None = None
+    # reports from outside, decided on in arrival order by one task per model (the HTTP answer does not wait)
+    reports: asyncio.Queue[tuple[Evidence, asyncio.Future[Any] | None]] | None = None
+    reported: dict[str, str] = dataclasses.field(default_factory=dict)  # source -> status of its last report

@@ -18,8 +18,13 @@ True
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
+
+if TYPE_CHECKING:
+    from goldwatch.watchdog.sidecar.evidence import Evidence
 
 __all__ = ["SidecarMetrics"]
 
@@ -65,6 +70,25 @@ class SidecarMetrics:
                                  ["model", "outcome"], registry=r)
         self.evidence = Counter("goldwatch_evidence_reports", "Evidence reported from outside the sidecar",
                                 ["model", "kind", "status"], registry=r)
+        self.evidence_last = Gauge("goldwatch_evidence_last_report_timestamp_seconds",
+                                   "When the last report of this kind about the model arrived (epoch seconds)",
+                                   ["model", "kind"], registry=r)
+        # the in-process agent's own numbers, as its reports carry them: a server whose metrics port nobody
+        # scrapes (a torch server of one's own) still shows how the resident checks go (the last report's, of
+        # whichever worker sent it)
+        self.resident_rate = Gauge("goldwatch_resident_check_bytes_per_second",
+                                   "Fingerprinting speed of the agent's last full pass, while busy (bytes/s)",
+                                   ["model"], registry=r)
+        self.resident_duty = Gauge("goldwatch_resident_duty_cycle",
+                                   "Busy time / wall time of the agent's last full pass", ["model"], registry=r)
+        self.resident_last_pass = Gauge("goldwatch_resident_last_full_pass_timestamp_seconds",
+                                        "When the report of the agent's last full pass arrived (epoch seconds)",
+                                        ["model"], registry=r)
+        self.resident_bytes = Counter("goldwatch_resident_bytes_checked",
+                                      "Resident bytes the agents report having fingerprinted", ["model"], registry=r)
+        self.resident_mismatched = Gauge("goldwatch_resident_mismatched_blocks",
+                                         "Resident blocks that differ in the agent's last full pass", ["model"],
+                                         registry=r)
         # not per model (each incident's own times are in /v1/incidents and its page): fleet-wide distributions
         self.ttd = Histogram("goldwatch_time_to_detect_seconds",
                              "Incident detected minus started (the last passing check)",
@@ -89,6 +113,24 @@ class SidecarMetrics:
         if status == "pass":
             self.last_success.labels(model, check).set(finished_at)
 
+    def observe_evidence(self, ev: Evidence) -> None:
+        """A report from outside: counted; a resident report's full-pass numbers kept (see the gauges)."""
+        self.evidence.labels(ev.model, ev.kind, ev.status).inc()
+        self.evidence_last.labels(ev.model, ev.kind).set(ev.finished_at)
+        if ev.kind != "resident":
+            return
+        for check in ev.checks:
+            rate, duty, checked, blocks = (_number(check.measured.get(k)) for k in (
+                "bytes_per_s", "duty_cycle", "bytes_checked", "mismatched_blocks"))
+            if rate is None or duty is None or checked is None:
+                continue  # not a full pass (an early report of a bad block, an error, an ONNX probe)
+            self.resident_rate.labels(ev.model).set(rate)
+            self.resident_duty.labels(ev.model).set(duty)
+            self.resident_last_pass.labels(ev.model).set(ev.finished_at)
+            self.resident_bytes.labels(ev.model).inc(max(0.0, checked))
+            if blocks is not None:
+                self.resident_mismatched.labels(ev.model).set(blocks)
+
     def observe_lateness(self, check: str, lateness_s: float) -> None:
         self.lateness.labels(check).observe(lateness_s)
 
@@ -111,3 +153,7 @@ class SidecarMetrics:
         """The exposition for an ``Accept`` header: (body, content type)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

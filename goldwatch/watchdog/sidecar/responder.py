@@ -26,6 +26,7 @@ from goldwatch.watchdog.registry import RollbackResult
 from goldwatch.watchdog.sidecar.checks import AlternateProof, RunRequest
 from goldwatch.watchdog.sidecar.context import ModelContext
 from goldwatch.watchdog.sidecar.evidence import Evidence, EvidenceKinds
+from goldwatch.watchdog.sidecar.fleet import FleetLink
 from goldwatch.watchdog.sidecar.journal import IncidentRow, Journal, check_to_dict
 from goldwatch.watchdog.sidecar.metrics import SidecarMetrics
 from goldwatch.watchdog.sidecar.policy import FLAP_GUARD_CLASS, PRIMARY, Decision, IncidentView, ModelView
@@ -56,10 +57,11 @@ class RouteOutcome:
 
 class Responder:
     """Carries out decisions for the service (see the module docstring). ``deliver`` is set whenever an alert was
-    queued, to wake the delivery task."""
+    queued, to wake the delivery task. ``fleet``: on a registry shared by a fleet, pages and resolves go through
+    the fleet's incident book (:mod:`.fleet`)."""
 
     def __init__(self, *, journal: Journal, alerts: AlertManager, metrics: SidecarMetrics, kinds: EvidenceKinds,
-                 scheduler: Scheduler, clock: Callable[[], float],
+                 scheduler: Scheduler, clock: Callable[[], float], fleet: FleetLink | None = None,
                  verify_alternate: Callable[[ModelContext, str], AlternateProof] | None = None) -> None:
         self.journal = journal
         self.alerts = alerts
@@ -67,6 +69,7 @@ class Responder:
         self.kinds = kinds
         self.scheduler = scheduler
         self.clock = clock
+        self.fleet = fleet
         self.verify_alternate = verify_alternate
         self.deliver = asyncio.Event()
 
@@ -142,10 +145,14 @@ class Responder:
                        details: Mapping[str, Any] | None = None) -> None:
         if ctx.view.degraded:
             details = {**(details or {}), "route": ctx.view.route, "degraded_since": ctx.view.routed_at}
+        page: dict[str, Any] = dict(checks=checks, severity=severity, served_version=ctx.view.served_version,
+                                    action=action, timing=timing, summary=summary, details=details)
         try:
-            self.alerts.trigger(ctx.name, check_class, checks=checks, severity=severity,  # type: ignore[arg-type]
-                                served_version=ctx.view.served_version, action=action, timing=timing,
-                                summary=summary, details=details)
+            if self.fleet is not None and self.fleet.shared:  # the fleet's book: a database round trip
+                await in_thread(self.fleet.trigger, self.alerts, ctx.name, check_class, **page,
+                                name=f"goldwatch:{ctx.name}:page")
+            else:
+                self.alerts.trigger(ctx.name, check_class, **page)
         except GoldwatchError as exc:  # a page that cannot be rendered must not stop the decision
             self.record(ctx.name, None, "alert-error", f"the page could not be queued: {exc}")
         self.deliver.set()
@@ -166,10 +173,37 @@ class Responder:
         text = f"{ctx.name}: {d.check_class} checks pass again ({d.reason})" + _times(done)
         self.record(ctx.name, done.kind, "resolve", text, detail=done.to_dict())
         try:
-            self.alerts.resolve(ctx.name, d.check_class, summary=text)
+            if self.alerts.passing(ctx.name, d.check_class):
+                # alerts.resolve_after_s: the page stays open until the checks have passed that long (a flapping
+                # check keeps one incident); the tick sends the resolve then (send_resolves_due)
+                self.record(ctx.name, done.kind, "hold", f"the resolve waits until {d.check_class} has passed for "
+                            f"{self.alerts.resolve_after_s:g} s (alerts.resolve_after_s)")
+                return
+        except GoldwatchError as exc:
+            self.record(ctx.name, None, "alert-error", f"the resolve could not be held: {exc}")
+        await self.send_resolve(ctx, d.check_class, summary=text)
+
+    async def send_resolve(self, ctx: ModelContext, check_class: str, *, summary: str) -> None:
+        """The page's resolve: through the fleet's book on a shared registry (sent by the last pod that recovers)."""
+        try:
+            if self.fleet is not None and self.fleet.shared:
+                await in_thread(self.fleet.resolve, self.alerts, ctx.name, check_class, summary=summary,
+                                name=f"goldwatch:{ctx.name}:resolve")
+            else:
+                self.alerts.resolve(ctx.name, check_class, summary=summary)
         except GoldwatchError as exc:
             self.record(ctx.name, None, "alert-error", f"the resolve could not be queued: {exc}")
         self.deliver.set()
+
+    async def send_resolves_due(self, models: Mapping[str, ModelContext]) -> None:
+        """Resolves held for ``alerts.resolve_after_s`` whose checks have passed that long: send them now."""
+        for incident in self.alerts.resolves_due():
+            ctx = models.get(incident.model)
+            if ctx is None or incident.check_class in ctx.view.incidents:
+                continue  # not watched here, or failing again (its next page keeps the incident open)
+            await self.send_resolve(ctx, incident.check_class, summary=(
+                f"{ctx.name}: {incident.check_class} checks have passed for {self.alerts.resolve_after_s:g} s "
+                "(alerts.resolve_after_s)"))
 
     async def act(self, ctx: ModelContext, d: Decision, ev: Evidence) -> None:
         action = d.action

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,6 +25,8 @@ from goldwatch.errors import ConfigError, GoldwatchError, InvalidInputError, Sta
 from goldwatch.logs import get_logger, redact
 from goldwatch.serialize import to_jsonable
 from goldwatch.watchdog.alerts import AlertManager, Sink
+from goldwatch.watchdog.registry import database_from_config
+from goldwatch.watchdog.registry.names import HOST_ENV
 from goldwatch.watchdog.sidecar import startup, views
 from goldwatch.watchdog.sidecar.checks import (
     AlternateProof,
@@ -41,7 +44,7 @@ from goldwatch.watchdog.sidecar.checks import (
     rollback_ready,
     verify_alternate,
 )
-from goldwatch.watchdog.sidecar.context import ConflictError, ModelContext, UnknownModelError
+from goldwatch.watchdog.sidecar.context import BusyError, ConflictError, ModelContext, UnknownModelError
 from goldwatch.watchdog.sidecar.evidence import (
     SCHEDULER_SOURCE,
     Evidence,
@@ -51,6 +54,7 @@ from goldwatch.watchdog.sidecar.evidence import (
     parse_report,
 )
 from goldwatch.watchdog.sidecar.extensions import SidecarExtension, load_extension
+from goldwatch.watchdog.sidecar.fleet import FleetLink
 from goldwatch.watchdog.sidecar.journal import CheckRow, Journal, SourceRow, check_to_dict
 from goldwatch.watchdog.sidecar.metrics import SidecarMetrics
 from goldwatch.watchdog.sidecar.policy import (
@@ -68,7 +72,7 @@ from goldwatch.watchdog.sidecar.scheduler import Job, JobRun, JobSpec, Scheduler
 from goldwatch.watchdog.sidecar.targets import Target, open_target
 from goldwatch.watchdog.sidecar.workers import in_thread
 
-__all__ = ["DEFAULT_PAUSE_S", "ConflictError", "ModelContext", "SidecarService", "UnknownModelError"]
+__all__ = ["DEFAULT_PAUSE_S", "BusyError", "ConflictError", "ModelContext", "SidecarService", "UnknownModelError"]
 
 log = get_logger(__name__)
 
@@ -76,6 +80,7 @@ DEFAULT_PAUSE_S = 3600.0
 MAX_PAUSE_S = 7 * 86400.0
 TICK_S = 1.0
 JOURNAL_RETENTION_S = 30 * 86400.0
+MAX_QUEUED_REPORTS = 256  # per model: a minute of reports from a few hundred workers
 
 
 
@@ -139,6 +144,7 @@ class SidecarService:
                 problems.append(f"{where}: {exc}")
                 continue
             problems += self._static_problems(watch, where)
+        problems += _fleet_problems(config)
         loaded: list[SidecarExtension] = []
         if config.recovery.assets:
             # training assets (disaster recovery, scenario 5): their backups are restored and verified here too
@@ -156,9 +162,15 @@ class SidecarService:
             raise ConfigError(f"{len(problems)} problem(s) before the sidecar could start: " + "; ".join(problems),
                               where="goldwatch.toml [serve]", hint="fix them all, then start again; nothing ran")
         journal_path = serve.journal or Path(config.registry.root) / "sidecar.sqlite"
+        alerts_config = config.alerts
+        if alerts_config.source is None and os.environ.get(HOST_ENV, "").strip():
+            # the pod's name as the fleet knows it (registry show, the fleet's incidents) is the one responders see
+            alerts_config = alerts_config.model_copy(update={"source": os.environ[HOST_ENV].strip()})
+        self.fleet: FleetLink | None = None
         try:
             self.journal = Journal.open(journal_path)
-            self.alerts = AlertManager.from_config(config.alerts, default_dir=config.registry.root, sinks=sinks)
+            self.alerts = AlertManager.from_config(alerts_config, default_dir=config.registry.root, sinks=sinks)
+            self.fleet = FleetLink.open(config, clock=clock)
         except GoldwatchError:
             for _watch, target in targets:
                 target.close()
@@ -173,7 +185,8 @@ class SidecarService:
                                    on_skip=lambda job, why: self.metrics.skipped.labels(job.spec.model,
                                                                                        job.spec.kind).inc())
         self.responder = Responder(journal=self.journal, alerts=self.alerts, metrics=self.metrics, kinds=self.kinds,
-                                   scheduler=self.scheduler, clock=clock, verify_alternate=self._verify_alternate)
+                                   scheduler=self.scheduler, clock=clock, fleet=self.fleet,
+                                   verify_alternate=self._verify_alternate)
         if config.alerts.runbook_url:
             from goldwatch.watchdog.recovery.scenarios import runbook_link
 
@@ -313,7 +326,21 @@ class SidecarService:
         await startup.reassert_incidents(self)
         with contextlib.suppress(sqlite3.Error):
             self.journal.prune(older_than_s=JOURNAL_RETENTION_S, now=self.clock())
+        if self.fleet is not None:
+            try:
+                resent = await in_thread(self.fleet.resend_unconfirmed, self.alerts, name="goldwatch:fleet")
+            except GoldwatchError as exc:
+                log.warning("could not read the fleet's incident book: %s", exc)
+                resent = []
+            for t in resent:
+                self.responder.record(t.incident.model, None, "fleet-resend", f"{t.action} {t.incident.dedup_key}: "
+                                      f"{t.why}")
         self._tasks = [asyncio.create_task(self._deliver_alerts()), asyncio.create_task(self._tick())]
+        for ctx in self.models.values():
+            ctx.reports = asyncio.Queue(maxsize=MAX_QUEUED_REPORTS)
+            self._tasks.append(asyncio.create_task(self._decide_reports(ctx)))
+        if self.fleet is not None:
+            self._tasks.append(asyncio.create_task(self._heartbeat(self.fleet)))
         if any("golden" in ctx.checks for ctx in self.models.values()):
             # golden replay's output tests import scipy on first use (~1-2 s, much of it holding the GIL): pay that
             # at start, before the first round, not in the steady state or on the way to a rollback
@@ -380,6 +407,9 @@ class SidecarService:
             self.responder.record(None, None, "stop", "shutting down")
         with contextlib.suppress(Exception):
             self.alerts.close()
+        if self.fleet is not None:
+            with contextlib.suppress(Exception):
+                self.fleet.close()
         with contextlib.suppress(Exception):
             self.journal.close()
 
@@ -537,22 +567,73 @@ class SidecarService:
         self.journal.save_checks(checks)
         self.journal.save_sources(sources)
 
+    def _received(self, ctx: ModelContext, report: ExternalReport | Mapping[str, Any]) -> Evidence:
+        """A report from outside, validated (every problem at once, InvalidInputError) and counted."""
+        if not isinstance(report, ExternalReport):
+            report = parse_report(report, kinds=self.kinds)
+        ev = report.evidence(ctx.name, received_at=self.clock())
+        self.metrics.observe_evidence(ev)
+        return ev
+
     async def submit_evidence(self, model: str, report: ExternalReport | Mapping[str, Any]) -> dict[str, Any]:
         """Evidence from another component (the in-process agent, the drift sink): validated, then decided on.
 
         ``report`` is an :class:`~.evidence.ExternalReport` or the JSON body of ``POST .../evidence``. Returns what
-        was decided.
+        was decided (after any action it decided on: a rollback included). Over HTTP, :meth:`accept_evidence`
+        answers at once instead.
         """
         ctx = self.model(model)
-        if not isinstance(report, ExternalReport):
-            report = parse_report(report, kinds=self.kinds)
-        ev = report.evidence(model, received_at=self.clock())
-        self.metrics.evidence.labels(model, ev.kind, ev.status).inc()
-        decisions = await self.consider(ev)
-        return {"model": model, "kind": ev.kind, "status": ev.status, "version": ev.version,
-                "served_version": ctx.view.served_version,
-                "decisions": [{"action": d.action, "reason": d.reason, "check_class": d.check_class}
-                              for d in decisions]}
+        ev = self._received(ctx, report)
+        return self._outcome(ctx, ev, await self.consider(ev))
+
+    def _outcome(self, ctx: ModelContext, ev: Evidence, decisions: Sequence[Decision] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": ctx.name, "kind": ev.kind, "status": ev.status, "version": ev.version,
+                               "served_version": ctx.view.served_version}
+        if decisions is not None:
+            out["decisions"] = [{"action": d.action, "reason": d.reason, "check_class": d.check_class}
+                                for d in decisions]
+        return out
+
+    async def accept_evidence(self, model: str, report: ExternalReport | Mapping[str, Any], *, wait: bool = False,
+                              timeout_s: float = 120.0) -> dict[str, Any]:
+        """``POST .../evidence``: validate, journal a failure that is news, queue, and answer -- the decision (and a
+        rollback it may start) follows on the model's own task, in arrival order, so a reporter never waits for a
+        rollback. ``wait``: answer with the decisions instead (up to ``timeout_s``). A full queue raises
+        :class:`~.context.BusyError` (HTTP 429: the reporter retries)."""
+        ctx = self.model(model)
+        if ctx.reports is None:
+            raise StateError("the sidecar is not running yet", hint="retry once /readyz answers 200")
+        ev = self._received(ctx, report)
+        if ev.status in ("fail", "error") and ctx.reported.get(ev.source) != ev.status:
+            # journaled before the answer: a failure reported is on record even if this process dies right after
+            self.responder.record(ctx.name, ev.kind, "evidence", f"{ev.source}: {ev.summary()}",
+                                  detail={"source": ev.source, "version": ev.version, "status": ev.status,
+                                          "failed": [check_to_dict(c) for c in ev.failed][:20]})
+        ctx.reported[ev.source] = ev.status
+        fut: asyncio.Future[Any] | None = asyncio.get_running_loop().create_future() if wait else None
+        try:
+            ctx.reports.put_nowait((ev, fut))
+        except asyncio.QueueFull:
+            raise BusyError(f"{ctx.reports.maxsize} reports about {model} are waiting to be decided on",
+                            where="evidence", hint="retry in a few seconds") from None
+        if fut is None:
+            return {**self._outcome(ctx, ev, None), "queued": ctx.reports.qsize()}
+        decisions = await asyncio.wait_for(fut, timeout_s)
+        return self._outcome(ctx, ev, decisions)
+
+    async def _decide_reports(self, ctx: ModelContext) -> None:
+        assert ctx.reports is not None
+        while True:
+            ev, fut = await ctx.reports.get()
+            try:
+                decisions = await self.consider(ev)
+            except Exception as exc:  # one bad report must not stop the model's evidence from being decided on
+                log.exception("%s: deciding on a %s report failed", ctx.name, ev.kind)
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(decisions)
 
     def submit_evidence_threadsafe(self, model: str, report: ExternalReport | Mapping[str, Any], *,
                                    timeout_s: float = 30.0) -> dict[str, Any]:
@@ -571,10 +652,16 @@ class SidecarService:
                 self._flush_state()
             except sqlite3.Error as exc:  # a full disk must not stop the checks; the next tick tries again
                 log.error("cannot save the checks' state to the journal: %s", exc)
+            try:
+                await self.responder.send_resolves_due(self.models)
+            except (GoldwatchError, sqlite3.Error) as exc:
+                log.error("cannot send the resolves held for alerts.resolve_after_s: %s", exc)
             now = self.clock()
             for ctx in self.models.values():
                 self.responder.count_degraded(ctx, now)
                 assert ctx.lock is not None
+                if ctx.lock.locked():  # deciding or acting (a rollback takes seconds): next tick; never wait on it
+                    continue
                 async with ctx.lock:
                     if ctx.view.paused_until is not None and now >= ctx.view.paused_until:
                         ctx.view = dataclasses.replace(ctx.view, paused_until=None)
@@ -594,6 +681,23 @@ class SidecarService:
                             self.responder.record(ctx.name, None, "forget", d.reason)
                             self.journal.forget_source(ctx.name, d.source)
                     self.refresh_metrics(ctx)
+
+    async def _heartbeat(self, fleet: FleetLink) -> None:
+        """This host's heartbeat in the registry (``registry show``: last seen) every ``serve.heartbeat_s``; on a
+        shared registry, then the fleet's loose ends: what only vanished pods still saw is resolved, what a
+        vanished pod decided and never confirmed is sent."""
+        while True:
+            try:
+                await in_thread(fleet.heartbeat, name="goldwatch:heartbeat")
+                for t in await in_thread(fleet.sweep, self.alerts, list(self.models), name="goldwatch:fleet"):
+                    self.responder.record(t.incident.model, None, f"fleet-{t.action}",
+                                          f"{t.incident.dedup_key}: {t.why}")
+                    self.responder.deliver.set()
+            except GoldwatchError as exc:  # the database is away: the next beat tries again
+                log.warning("registry heartbeat failed: %s", exc)
+            except Exception:
+                log.exception("registry heartbeat failed")
+            await asyncio.sleep(fleet.heartbeat_s)
 
     async def _deliver_alerts(self) -> None:
         """Deliver queued alerts from a worker thread: right after a page, and every few seconds for retries."""
@@ -752,6 +856,26 @@ async def _warm(module: str) -> None:
 
     with contextlib.suppress(Exception):
         await in_thread(importlib.import_module, module, name="goldwatch:warm-imports")
+
+
+def _fleet_problems(config: GoldwatchConfig) -> list[str]:
+    """On a registry shared by a fleet, the registry root is the volume every pod mounts: the sidecar's own journal
+    and alert outbox (SQLite, this pod's state) must not default to it."""
+    if not any(w.uses_registry for w in config.serve.watch):
+        return []
+    try:
+        url = database_from_config(config.registry)
+    except GoldwatchError as exc:
+        return [f"registry: {exc}"]
+    if url is None or url.backend != "postgresql":
+        return []
+    missing = [key for key, value in (("serve.journal", config.serve.journal),
+                                      ("alerts.outbox_path", config.alerts.outbox_path)) if value is None]
+    if not missing:
+        return []
+    return [f"{' and '.join(missing)}: on a registry shared by a fleet (PostgreSQL), registry.root is the volume "
+            f"every pod mounts, and this pod's own SQLite state must not default into it; set {' and '.join(missing)}"
+            " to a pod-local path (e.g. an emptyDir volume)"]
 
 
 def _stale_kind(d: Decision) -> str:

@@ -27,6 +27,8 @@ from goldwatch.watchdog.registry import (
     Registry,
     RollbackResult,
     Serving,
+    database_from_config,
+    host_from_config,
     make_pointer,
     make_reloader,
 )
@@ -145,7 +147,9 @@ class RegistryTarget:
         self.serving = Serving(pointer, reloader=reloader, fallback=watch.fallback_model or registry.fallback_model,
                                ready_timeout_s=registry.ready_timeout_s)
         self._lock = threading.RLock()
-        self.registry = Registry.open(registry.root, serving={self.model: self.serving}, create=False)
+        # the database and this host's name as every registry client reads them from [registry] and the environment
+        self.registry = Registry.open(registry.root, serving={self.model: self.serving}, create=False,
+                                      database=database_from_config(registry), host=host_from_config(registry))
         known = self.registry.models()
         if self.model not in known:
             self.registry.close()

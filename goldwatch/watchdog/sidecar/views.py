@@ -13,12 +13,18 @@ from goldwatch.watchdog.sidecar.journal import check_to_dict
 if TYPE_CHECKING:
     from goldwatch.watchdog.sidecar.service import SidecarService
 
-__all__ = ["healthy", "kind_status", "schedule_stats", "status"]
+__all__ = ["healthy", "kind_status", "kinds_shown", "schedule_stats", "status"]
+
+
+def kinds_shown(service: SidecarService, ctx: ModelContext) -> list[str]:
+    """The scheduled kinds of checks, then the kinds reported from outside (the agent's ``resident``) once they
+    reported."""
+    return [*ctx.checks, *(k for k in ctx.view.kinds if k not in ctx.checks and k in service.kinds)]
 
 
 def healthy(service: SidecarService, ctx: ModelContext) -> bool:
     """Every paging check passes (or skips) and no incident above a warning is open."""
-    for kind in ctx.checks:
+    for kind in kinds_shown(service, ctx):
         state = ctx.view.kinds.get(kind)
         if state is not None and state.status in ("fail", "error") and service.kinds.get(kind).pages:
             return False
@@ -54,7 +60,7 @@ def status(service: SidecarService) -> dict[str, Any]:
             "alternates": {a: getattr(ctx.watch, a).url for a in view.rules.alternates},
             "rollbacks_last_hour": view.recent_rollbacks(now), "rollback_ready": ctx.rollback_ready,
             "startup": ctx.startup,
-            "checks": {kind: kind_status(service, ctx, kind) for kind in ctx.checks},
+            "checks": {kind: kind_status(service, ctx, kind) for kind in kinds_shown(service, ctx)},
             "incidents": [row.to_dict() for row in service.journal.incidents(state="open", model=ctx.name)],
             "sources": [dataclasses.asdict(s) | {"silent_s": round(now - s.last_seen, 3)}
                         for s in view.sources.values()],
