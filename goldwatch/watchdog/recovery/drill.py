@@ -79,7 +79,8 @@ class ScenarioResult:
     """One measured fault. Times are seconds after the fault was injected (None: did not happen).
 
     ``measured_s`` is the figure held against ``target_s``: the serving RTO, or for the training scenario the RPO.
-    ``status``: pass (target met, stack recovered and restored), fail, error (the drill could not run it), skip."""
+    ``status``: pass (target met, stack recovered and restored), fail (the target was missed, or ``problems``),
+    error (the drill could not complete it), skip (``summary`` says why)."""
 
     key: str
     slug: str
@@ -106,6 +107,7 @@ class ScenarioResult:
     timeline: tuple[TimelineEntry, ...] = ()
     notes: tuple[str, ...] = ()
     duration_s: float = 0.0
+    problems: tuple[str, ...] = ()  # what went wrong besides the figure (a scenario with problems fails)
 
     @property
     def met(self) -> bool:
@@ -151,6 +153,7 @@ class DrillTarget:
     client_url: str | None = None
     probe_inputs: dict[str, Any] | None = None
     answers: dict[str, dict[str, Any]] | None = None
+    tolerance: tuple[float, float] = (1e-4, 1e-4)  # (atol, rtol) of the clients' answers
 
     @property
     def watch(self) -> ServeWatchConfig:
@@ -214,9 +217,60 @@ def named_target(config: GoldwatchConfig, *, stack: str | None, token: str | Non
                                  f"{(done.stderr or done.stdout).strip()[-300:]}", where="[drill]")
         return run
 
-    return DrillTarget(name=stack, config=config, sidecar=SidecarClient(url.rstrip("/"), token), model=model,
-                       asset=asset, stop_server=command(drill.stop_command), start_server=command(drill.start_command),
-                       stop_how=" ".join(drill.stop_command or []), client_url=drill.client_url)
+    target = DrillTarget(name=stack, config=config, sidecar=SidecarClient(url.rstrip("/"), token), model=model,
+                         asset=asset, stop_server=command(drill.stop_command),
+                         start_server=command(drill.start_command), stop_how=" ".join(drill.stop_command or []),
+                         client_url=drill.client_url)
+    if drill.client_url:
+        target.probe_inputs, target.answers, target.tolerance = approved_answers(config, target.watch)
+    return target
+
+
+def approved_answers(config: GoldwatchConfig, watch: ServeWatchConfig, *, rows: int = 4,
+                     ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None, tuple[float, float]]:
+    """What clients may be answered, from the golden sets: the first ``rows`` inputs of the served version's set,
+    and the expected answers of every approved model whose set holds the same inputs (the served version and the
+    CPU variant, each known-good version, the fallback). Tolerance: the loosest calibrated one of the served set.
+    (None, None) when the served version has no golden set."""
+    import numpy as np
+
+    from goldwatch.golden_sets import GoldenSet
+    from goldwatch.watchdog.sidecar.targets import open_target
+
+    sets: dict[str, Path] = {}
+    try:
+        target = open_target(watch, config.registry)
+    except GoldwatchError:
+        return None, None, (1e-4, 1e-4)
+    try:
+        served = target.served()
+        if served.golden:
+            sets["served"] = Path(served.golden[0])
+        registry = getattr(target, "registry", None)
+        if registry is not None:
+            for mv in registry.list(target.model, state="known-good"):  # type: ignore[attr-defined]
+                if mv.golden:
+                    sets.setdefault(f"version {mv.version}", Path(mv.golden[0]))
+    finally:
+        target.close()
+    if watch.fallback is not None:
+        sets["fallback"] = Path(watch.fallback.golden[0])
+    if "served" not in sets:
+        return None, None, (1e-4, 1e-4)
+    base = GoldenSet.load(sets["served"])
+    inputs = {k: np.asarray(v)[:rows] for k, v in base.inputs.items()}
+    answers: dict[str, dict[str, Any]] = {}
+    for label, path in sets.items():
+        with contextlib.suppress(GoldwatchError, OSError):
+            g = base if label == "served" else GoldenSet.load(path)
+            same = set(g.inputs) == set(inputs) and all(
+                np.asarray(g.inputs[k])[:rows].shape == inputs[k].shape and
+                np.array_equal(np.asarray(g.inputs[k])[:rows], inputs[k]) for k in inputs)
+            if same:
+                answers[label] = {k: np.asarray(v)[:rows] for k, v in g.expected.items()}
+    atol = max([1e-4, *(t.atol for t in base.tolerances.values())])
+    rtol = max([1e-4, *(t.rtol for t in base.tolerances.values())])
+    return inputs, answers, (atol, rtol)
 
 
 # ---- running ----------------------------------------------------------------------------------------------------
@@ -582,7 +636,7 @@ class Drill:
             page_resolved_s=_round(page_resolved), acted_s=_rel(inc.get("acted_at"), mark.t0), restored_s=restored_s,
             resolved_s=_rel(inc.get("recovered_at"), mark.t0), client=client, action=action.get("kind"),
             incident=inc, pages=pages, timeline=self._timeline(mark, model, drill_lines),
-            notes=tuple(problems + notes))
+            notes=tuple(notes), problems=tuple(problems))
 
     def _s1(self, s: Scenario) -> ScenarioResult:
         w = self.target.watch
@@ -761,15 +815,15 @@ class Drill:
         failed = [f["snapshot"] for f in detail.get("failed") or ()]
         paged, page_resolved, pages = self._pages(mark, name, "backup")
         page_d = self._first(mark, name, lambda d: d["action"] == "page")
-        notes = []
+        problems = []
         if newest.snapshot not in failed:
-            notes.append(f"the corrupted backup {newest.snapshot} was not reported as failing")
+            problems.append(f"the corrupted backup {newest.snapshot} was not reported as failing")
         if not exact:
-            notes.append(f"RPO not exact: the sidecar found restore point {point} ({measured} s), the drill "
-                         f"expected {expected.snapshot} ({truth} s)")
+            problems.append(f"RPO not exact: the sidecar found restore point {point} ({measured} s), the drill "
+                            f"expected {expected.snapshot} ({truth} s)")
         if detail.get("live") != "fail":
-            notes.append(f"the lost file {lost.name} of the live {asset.kind} was not reported")
-        met = exact and measured is not None and float(measured) <= asset.rpo_seconds and not notes
+            problems.append(f"the lost file {lost.name} of the live {asset.kind} was not reported")
+        met = exact and measured is not None and float(measured) <= asset.rpo_seconds and not problems
         inc = self._incident(name, "backup", since=mark.t0)
         summary = (f"RPO {float(measured):.3f} s (target {asset.rpo_seconds:g} s): the newest verified restore point "
                    f"is {point}, exactly the backup before the corrupted {newest.snapshot}" if measured is not None
@@ -784,7 +838,7 @@ class Drill:
             rpo={"measured_s": measured, "expected_s": truth, "restore_point": point,
                  "expected_restore_point": expected.snapshot, "exact": exact, "failed_backups": failed,
                  "restore_point_taken_at": expected.taken_at, "checked_at": detail.get("checked_at")},
-            incident=inc, pages=pages, timeline=self._timeline(mark, name, lines), notes=tuple(notes))
+            incident=inc, pages=pages, timeline=self._timeline(mark, name, lines), problems=tuple(problems))
 
 
 _KINDS = {"server": ("readiness",), "integrity": ("files",), "golden": ("golden",), "device": ("device",)}
@@ -834,7 +888,8 @@ def run_drill(target: DrillTarget, keys: Sequence[str], *, say: Callable[[str], 
     notes = []
     serving = any(k != "5" for k in keys)
     if probe and serving and target.client_url and target.probe_inputs is not None and target.answers:
-        drill.prober = Prober(target.client_url, target.probe_inputs, target.answers)
+        drill.prober = Prober(target.client_url, target.probe_inputs, target.answers, atol=target.tolerance[0],
+                              rtol=target.tolerance[1])
         drill.prober.__enter__()
     elif serving:
         notes.append("the clients' view was not measured (no client_url, or no approved answers to judge by)")

@@ -134,8 +134,8 @@ def _scenario_md(r: ScenarioResult, runbook_url: str | None) -> list[str]:
     if link:
         facts.append(("runbook", link))
     out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts if v != "-"]
-    if r.notes:
-        out += [""] + [f"- {n}" for n in r.notes]
+    if r.problems or r.notes:
+        out += [""] + [f"- **{p}**" for p in r.problems] + [f"- {n}" for n in r.notes]
     if r.pages:
         out += ["", "Pages PagerDuty received:", ""] + [f"- {p}" for p in r.pages]
     if r.timeline:
@@ -246,7 +246,8 @@ def _scenario_html(r: ScenarioResult, runbook_url: str | None) -> str:
     link = _runbook(r, runbook_url)
     rows = "".join(f"<tr><td>{e.t:.3f}</td><td>{escape(e.source)}</td><td>{escape(e.what)}</td></tr>"
                    for e in r.timeline)
-    notes = "".join(f"<li>{escape(n)}</li>" for n in r.notes)
+    notes = "".join(f"<li><strong>{escape(p)}</strong></li>" for p in r.problems) + \
+        "".join(f"<li>{escape(n)}</li>" for n in r.notes)
     pages = "".join(f"<li>{escape(p)}</li>" for p in r.pages)
     extra = ""
     if r.rpo:

@@ -58,6 +58,7 @@ class LocalStack:
     pagerduty: Any  # PagerDutyStub
     sidecar: Any  # SidecarProcess
     token: str
+    sidecar_env: dict[str, str]
     primary_env: dict[str, str]
     backups: list[Any]  # the asset's backups taken at start (oldest first)
     probe_inputs: dict[str, np.ndarray]
@@ -105,6 +106,14 @@ class LocalStack:
                            stop_how="SIGKILL to the primary MLServer", pagerduty=self.pagerduty,
                            client_url=self.gateway.model_url(MODEL), probe_inputs=self.probe_inputs,
                            answers=self.answers)
+
+    def restart_sidecar(self) -> None:
+        """Stop ``goldwatch serve`` (SIGTERM) and start it again with the same config: what a pod restart does."""
+        from goldwatch.watchdog.sidecar.process import start_sidecar
+
+        self.sidecar.terminate()
+        self.sidecar = start_sidecar(self.config_path, url=self.sidecar.url, env=self.sidecar_env, token=self.token,
+                                     log_path=self.root / "sidecar.log", timeout=120.0)
 
     def close(self) -> None:
         for step in (self.sidecar.terminate, self.gateway.close, self.primary.stop, self.local.stop,
@@ -340,13 +349,13 @@ def start_local_stack(out: str | os.PathLike[str], *, seed: int = 0, device: str
                "GOLDWATCH_PAGERDUTY_EVENTS_URL": pagerduty.url}
         sidecar = start_sidecar(config_path, url=f"http://127.0.0.1:{port}", env=env, token=token,
                                 log_path=root / "sidecar.log", timeout=120.0)
-        stack.callback(sidecar.terminate)
+        stack.callback(lambda: holder[0].sidecar.terminate() if holder else sidecar.terminate())
         probe_inputs = {"x": frozen["x"][:4]}
         answers = {name: _answers(releases[name], probe_inputs) for name in ("1", "2", "fallback")}
         result = LocalStack(
             root=root, config_path=config_path, primary=primary, local=local, gateway=gateway, pagerduty=pagerduty,
-            sidecar=sidecar, token=token, primary_env=env_primary, backups=backups, probe_inputs=probe_inputs,
-            answers=answers, device=device, started_s=time.perf_counter() - t_start,
+            sidecar=sidecar, token=token, sidecar_env=env, primary_env=env_primary, backups=backups,
+            probe_inputs=probe_inputs, answers=answers, device=device, started_s=time.perf_counter() - t_start,
             mlserver_start_s=float(started.get("primary_s") or 0.0))
         holder.append(result)
         yield result
