@@ -26,14 +26,13 @@ def _say(msg: str) -> None:
               help="Build a local stack (MLServer x2, gateway, PagerDuty stand-in, goldwatch serve) under --out, "
                    "drill it, tear it down.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("goldwatch-drill"),
-              show_default=True, help="--local-stack: the folder it is built in (only a drill's own is overwritten).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where drill.md, drill.html and drill.json go (default: OUT/report, or ./drill-report).")
+              show_default=True, help="Folder the drill writes: the report in OUT/report (drill.md, drill.html, "
+                                      "drill.json) and, with --local-stack, the stack itself (only a folder a drill "
+                                      "made is ever overwritten).")
 @click.option("--seed", type=int, default=0, show_default=True, help="--local-stack: seed of its example models.")
 @json_option
 @guarded
-def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, report_dir: Path | None, seed: int,
-          as_json: bool) -> None:
+def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, seed: int, as_json: bool) -> None:
     """Inject each scenario's fault into a stack named as a drill target, measure detection, action, recovery and
     data loss, restore the stack, and write the DR report.
 
@@ -62,7 +61,6 @@ def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, r
             report = run_drill(target, keys, say=_say, undo_path=stack.root / "drill-undo.json",
                                config_path=str(stack.config_path))
             extra = {"stack_s": round(stack.started_s, 3), "mlserver_start_s": round(stack.mlserver_start_s, 3)}
-        directory = report_dir or out / "report"
         runbook_url = target.config.alerts.runbook_url
     else:
         from goldwatch.config import resolve_secret
@@ -72,11 +70,10 @@ def drill(scenario: str, stack_name: str | None, local_stack: bool, out: Path, r
         config = app.config
         token = resolve_secret(env=config.serve.token_env, file=config.serve.token_file, what="API token")
         target = named_target(config, stack=stack_name, token=token)
-        directory = report_dir or Path("drill-report")
-        report = run_drill(target, keys, say=_say, undo_path=directory / "drill-undo.json",
+        report = run_drill(target, keys, say=_say, undo_path=out / "report" / "drill-undo.json",
                            config_path=app.config_path)
         runbook_url = config.alerts.runbook_url
-    files = write_report(report, directory, runbook_url=runbook_url)
+    files = write_report(report, out / "report", runbook_url=runbook_url)
     total = time.perf_counter() - t0
     if as_json:
         from goldwatch.watchdog.recovery.report import report_dict
@@ -105,8 +102,9 @@ def _print(report: Any, files: Any, total: float) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runbooks"), show_default=True,
               help="Folder for README.md (every runbook, with the anchors pages link to) and MODEL/N-SCENARIO.md.")
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the runbooks instead of writing them.")
+@json_option
 @guarded
-def runbook(model: str | None, out: Path, to_stdout: bool) -> None:
+def runbook(model: str | None, out: Path, to_stdout: bool, as_json: bool) -> None:
     """Generate one Markdown runbook per disaster scenario from goldwatch.toml: how to recognise it (the page and the
     metric), what goldwatch already did, the exact commands to check and to undo, whom to escalate to.
 
@@ -116,11 +114,22 @@ def runbook(model: str | None, out: Path, to_stdout: bool) -> None:
     from goldwatch.watchdog.recovery.runbooks import runbooks, write_runbooks
 
     app = state()
-    if to_stdout:
-        for book in runbooks(app.config, subject=model, config_path=app.config_path):
-            click.echo(book.text)
-        return
+    if to_stdout or as_json:
+        books = runbooks(app.config, subject=model, config_path=app.config_path)
+        if as_json and to_stdout:
+            emit_json([{"subject": b.subject, "scenario": b.scenario.slug, "anchor": b.anchor, "path": str(b.path),
+                        "text": b.text} for b in books])
+            return
+        if to_stdout:
+            for book in books:
+                click.echo(book.text)
+            return
     written = write_runbooks(app.config, out, subject=model, config_path=app.config_path)
+    if as_json:
+        emit_json({"index": str(written[0]), "runbooks": [
+            {"subject": b.subject, "scenario": b.scenario.slug, "anchor": b.anchor, "path": str(out / b.path)}
+            for b in books]})
+        return
     click.echo(f"goldwatch runbook: {len(written) - 1} runbook(s) and their index {written[0]}")
 
 
@@ -146,12 +155,18 @@ def _scratch() -> Path:
 
 @asset.command("register")
 @click.argument("name")
+@json_option
 @guarded
-def asset_register(name: str) -> None:
-    """Write the live asset's manifest (every file's digest; tensors' fingerprints for checkpoints)."""
+def asset_register(name: str, as_json: bool) -> None:
+    """Write the live asset's manifest (every file's digest; tensors' fingerprints for checkpoints) to the asset's
+    configured manifest path."""
     from goldwatch.watchdog.recovery.assets import register
 
-    click.echo(f"goldwatch asset: {name}: manifest written to {register(_asset(name))}")
+    manifest = register(_asset(name))
+    if as_json:
+        emit_json({"asset": name, "manifest": str(manifest)})
+        return
+    click.echo(f"goldwatch asset: {name}: manifest written to {manifest}")
 
 
 @asset.command("backup")
@@ -219,12 +234,13 @@ def asset_list(name: str, as_json: bool) -> None:
 
 @asset.command("restore")
 @click.argument("name")
-@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="An empty (or new) folder to restore into.")
 @click.option("--snapshot", default=None, help="The snapshot to restore (default: the newest that verifies).")
+@json_option
 @guarded
-def asset_restore(name: str, dest: Path, snapshot: str | None) -> None:
-    """Restore a snapshot (default: the newest one that restores and verifies) into --to and verify every digest
+def asset_restore(name: str, dest: Path, snapshot: str | None, as_json: bool) -> None:
+    """Restore a snapshot (default: the newest one that restores and verifies) into --out and verify every digest
     there. Exit 1 if it does not verify (the files stay for inspection)."""
     from goldwatch.integrity import ArtifactManifest, verify_artifact
     from goldwatch.watchdog.recovery.assets import check_asset, list_backups, restore_backup
@@ -233,6 +249,9 @@ def asset_restore(name: str, dest: Path, snapshot: str | None) -> None:
     if snapshot is None:
         status = check_asset(a, scratch=_scratch())
         if status.restore_point is None:
+            if as_json:
+                emit_json({"asset": name, "snapshot": None, "restored": None, "ok": False,
+                           "problems": ["no snapshot restores and verifies"]})
             click.echo(f"goldwatch asset: {name}: no snapshot restores and verifies", err=True)
             finish(False)
         assert status.restore_point is not None
@@ -244,7 +263,11 @@ def asset_restore(name: str, dest: Path, snapshot: str | None) -> None:
                                 hint=f"goldwatch asset list {name} shows them")
     restored = restore_backup(a, chosen, dest)
     report = verify_artifact(restored, ArtifactManifest.load(chosen.manifest))
-    if report.ok:
+    if as_json:
+        emit_json({"asset": name, "snapshot": chosen.snapshot, "taken_at": chosen.taken_at_iso,
+                   "restored": str(restored), "ok": report.ok,
+                   "problems": [m.message for m in report.mismatches]})
+    elif report.ok:
         click.echo(f"goldwatch asset: {name}: {chosen.snapshot} (taken {chosen.taken_at_iso}) restored to {restored}; "
                    "every digest matches")
     else:

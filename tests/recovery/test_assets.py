@@ -210,12 +210,15 @@ def test_the_asset_commands(tmp_path: Path) -> None:
     data = json.loads(out)
     assert data[0]["rpo_s"] is not None  # the older snapshot still verifies
     assert [c["status"] for c in data[0]["checks"] if c["name"].startswith("backup:")] == ["fail", "pass"]
-    code, out = gw("restore", "train", "--to", str(tmp_path / "restored"))
+    code, out = gw("restore", "train", "--out", str(tmp_path / "restored"))
     assert code == 0, out
     assert backups[1].snapshot in out
     assert (tmp_path / "restored" / "train" / "part-2.npy").is_file()
-    code, out = gw("restore", "train", "--to", str(tmp_path / "bad"), "--snapshot", backups[0].snapshot)
+    code, out = gw("restore", "train", "--out", str(tmp_path / "bad"), "--snapshot", backups[0].snapshot, "--json")
     assert code == 1
+    bad = json.loads(out)
+    assert (bad["snapshot"], bad["ok"]) == (backups[0].snapshot, False)
+    assert any("part-2.npy" in p for p in bad["problems"])
     code, out = gw("list", "train")
     assert code == 0
     assert backups[0].snapshot in out
@@ -283,3 +286,31 @@ def httpx_text(url: str) -> str:
     import httpx
 
     return httpx.get(url, timeout=10, trust_env=False).text
+
+
+def test_runbooks_from_the_config_say_what_this_configuration_does(tmp_path: Path) -> None:
+    """`goldwatch runbook`: one runbook per scenario and subject, each under the anchor pages link to; a model
+    without a degradation path is told it is paged about, not degraded."""
+    config = _cli_config(tmp_path)
+    text = config.read_text() + toml({"serve": {"watch": [
+        {"name": "fraud", "url": "http://127.0.0.1:9/v2/models/fraud", "serving_dir": str(tmp_path / "serving"),
+         "escalation": "fraud-ml on-call",
+         "fallback": {"url": "http://127.0.0.1:9/v2/models/fraud-small", "golden": [str(tmp_path / "g")]},
+         "route": {"kind": "command", "command": ["/usr/local/bin/set-route"]}},
+        {"name": "bare", "url": "http://127.0.0.1:9/v2/models/bare", "serving_dir": str(tmp_path / "serving2")}]}})
+    config.write_text(text)
+    result = CliRunner().invoke(main, ["--config", str(config), "runbook", "--out", str(tmp_path / "rb"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    index = Path(data["index"]).read_text()
+    got = {(r["subject"], r["scenario"]) for r in data["runbooks"]}
+    assert {("fraud", "server-unreachable"), ("bare", "gpu-lost"), ("train", "training-data-lost")} <= got
+    for r in data["runbooks"]:
+        assert f'<a id="{r["anchor"]}"></a>' in index
+        assert Path(r["path"]).is_file()
+    fraud = (tmp_path / "rb" / "fraud" / "1-server-unreachable.md").read_text()
+    bare = (tmp_path / "rb" / "bare" / "1-server-unreachable.md").read_text()
+    assert "/usr/local/bin/set-route" in fraud
+    assert "fraud-ml on-call" in fraud
+    assert "No degradation path is configured" in bare
+    assert "No degradation path is configured" not in fraud

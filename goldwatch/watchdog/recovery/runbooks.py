@@ -264,7 +264,7 @@ def _asset(c: _Ctx, a: AssetConfig) -> list[str]:
     text += _section("Undo / recover", [
         "Restore the newest verified snapshot beside the live data, check it, then swap it in; take a fresh backup "
         "once the source is healthy (a corrupted snapshot stays for the postmortem until you delete it).", "",
-        *_code(f"{cmd} restore {a.name} --to /tmp/{a.name}-restored   # --snapshot ID for an older one",
+        *_code(f"{cmd} restore {a.name} --out /tmp/{a.name}-restored   # --snapshot ID for an older one",
                f"{cmd} backup {a.name}")])
     return text
 
