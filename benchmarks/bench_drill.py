@@ -78,9 +78,8 @@ def _restore_anchor(size_mb: int) -> tuple[float, float, int]:
                     with open(path, "rb") as fh:
                         while chunk := fh.read(1 << 20):
                             digest.update(chunk)
-            took = time.perf_counter() - t0
-            shutil.rmtree(copy)
-            return took
+            shutil.rmtree(copy)  # the same work as goldwatch's: the scratch copy does not stay
+            return time.perf_counter() - t0
 
         def ours() -> float:
             t0 = time.perf_counter()
@@ -170,9 +169,10 @@ def main() -> int:
         f"### 2. Restore-and-verify of one snapshot: {size / 2**20:.0f} MiB in 4 MiB files (median of 3, warm)",
         "",
         table(["", "s", "MB/s", "ratio"], [
-            ["goldwatch: restore (copy) into scratch, SHA-256 of every file against the snapshot's manifest",
+            ["goldwatch: restore (copy) into scratch, SHA-256 of every file against the snapshot's manifest, "
+             "scratch removed",
              f"{ours_s:.3f}", f"{size / ours_s / 1e6:.0f}", f"{ours_s / anchor_s:.2f}x"],
-            ["anchor: shutil.copytree + hashlib SHA-256 of the copy", f"{anchor_s:.3f}",
+            ["anchor: shutil.copytree + hashlib SHA-256 of the copy, then the copy removed", f"{anchor_s:.3f}",
              f"{size / anchor_s / 1e6:.0f}", "1.00x"]]),
         "",
         f"- every target met in every run: {'yes' if all_met else '**no**'}",

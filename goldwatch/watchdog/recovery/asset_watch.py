@@ -137,22 +137,13 @@ class AssetWatch:
 
     # ---- extension ------------------------------------------------------------------------------------------
     def setup(self, service: SidecarService) -> None:
-        from prometheus_client import Counter, Gauge
-
         self.service = service
         service.subjects.update(self.assets)  # /v1/incidents?model=<asset> shows an asset's incidents
-        r = service.metrics.registry
-        self.rpo = Gauge("goldwatch_rpo_seconds", "Training RPO: the age of the asset's newest backup that restored "
-                         "and verified (+Inf when none does)", ["asset"], registry=r)
-        self.rpo_target = Gauge("goldwatch_rpo_target_seconds", "The asset's RPO target", ["asset"], registry=r)
-        self.restore_point = Gauge("goldwatch_restore_point_timestamp_seconds", "When the newest verified restore "
-                                   "point's data was read (epoch seconds)", ["asset"], registry=r)
-        self.verifications = Counter("goldwatch_backup_verifications", "Snapshots restored and verified, by "
-                                     "outcome (ok, failed)", ["asset", "outcome"], registry=r)
+        self.rpo, self.rpo_target, self.restore_point, self.verifications = _metrics(service.metrics.registry)
         for name, asset in self.assets.items():
             self.rpo_target.labels(name).set(asset.rpo_seconds)
             self.rpo.labels(name).set_function(functools.partial(self._rpo_now, name))
-        service.add_routes(self._routes())
+        service.add_routes(self._routes(service))
         service.on_start(self._start)
         service.on_stop(self._stop)
 
@@ -311,17 +302,19 @@ class AssetWatch:
             })
         return {"assets": out}
 
-    def _routes(self) -> list[Any]:
+    def _routes(self, service: Any) -> list[Any]:
         from starlette.requests import Request
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
 
-        service = self._service()
-
         async def assets(request: Request) -> Response:
+            """Every training asset: its newest verified restore point, its RPO against the target, its open
+            incidents and the checks of its last restore-and-verify."""
             return JSONResponse(to_jsonable(self.view()))
 
         async def verify(request: Request) -> Response:
+            """Restore ASSET's snapshots into the scratch folder and verify them now; answers the RPO and the
+            checks (needs the bearer token)."""
             denied = service.authorize(request.headers.get("authorization"))
             if denied is not None:
                 return JSONResponse({"error": denied[1]}, status_code=denied[0])
@@ -336,6 +329,32 @@ class AssetWatch:
 
         return [Route("/v1/assets", assets, methods=["GET"]),
                 Route("/v1/assets/{asset}/verify", verify, methods=["POST"])]
+
+
+def _metrics(registry: Any) -> tuple[Any, Any, Any, Any]:
+    """(RPO, RPO target, restore point time, verifications): the assets' metrics, created in ``registry``."""
+    from prometheus_client import Counter, Gauge
+
+    return (
+        Gauge("goldwatch_rpo_seconds", "Training RPO: the age of the asset's newest backup that restored and verified "
+              "(+Inf when none does)", ["asset"], registry=registry),
+        Gauge("goldwatch_rpo_target_seconds", "The asset's RPO target", ["asset"], registry=registry),
+        Gauge("goldwatch_restore_point_timestamp_seconds", "When the newest verified restore point's data was read "
+              "(epoch seconds)", ["asset"], registry=registry),
+        Counter("goldwatch_backup_verifications", "Snapshots restored and verified, by outcome (ok, failed)",
+                ["asset", "outcome"], registry=registry),
+    )
+
+
+def document_metrics(registry: Any) -> None:
+    """The training assets' metrics in ``registry``, for the reference documentation (goldwatch.reference)."""
+    _metrics(registry)
+
+
+def document_routes() -> list[Any]:
+    """The assets' routes as the sidecar serves them, for the reference documentation (goldwatch.reference): built
+    over an empty configuration, nothing started or called."""
+    return AssetWatch(GoldwatchConfig())._routes(service=None)
 
 
 def _observe_text(status: AssetStatus) -> str:
