@@ -331,7 +331,9 @@ class RouteConfig(_Section):
     (exit 0: done). ``route`` is ``primary``, ``fallback`` or ``cpu_variant``.
     """
 
-    kind: Literal["http", "command"] = "http"
+    kind: Literal["http", "command"] = Field(
+        "http", description="how traffic is moved: POST to url (http), or run command (command)",
+    )
     url: str | None = Field(None, pattern=r"^https?://\S+$", description="kind = http: the hook's URL")
     command: list[str] | None = Field(None, description="kind = command: the argv to run")
     timeout_s: float = Field(10.0, gt=0, le=300, description="a hook still going after this failed")
@@ -463,7 +465,10 @@ class AssetConfig(_Section):
     (disaster recovery, scenario 5). Training RPO = the age of the newest backup that restored and verified."""
 
     name: str = Field(pattern=_NAME_PATTERN, description="the asset's name in metrics, incidents and pages")
-    kind: Literal["dataset", "checkpoint"] = "dataset"
+    kind: Literal["dataset", "checkpoint"] = Field(
+        "dataset", description="dataset: files checked by digest; checkpoint: tensors fingerprinted too, so "
+                               "corruption is located to a tensor and block",
+    )
     path: Path = Field(description="the live asset: a file or directory")
     manifest: Path | None = Field(
         None, description="the live asset's manifest (goldwatch asset register): checked on every run when set",

@@ -209,6 +209,8 @@ def build_app(service: SidecarService) -> Starlette:
         return _json(result, 200 if result["ok"] else 502)
 
     async def route(request: Request) -> Response:
+        """Move MODEL's traffic to ``primary``, ``fallback`` or ``cpu_variant`` (an alternate is verified by its
+        golden sets first; needs the bearer token)."""
         body = await _read_json(request, limit, required=True)
         _only(body, {"route", "reason", "actor"})
         where, reason = _field(body, "route", str), _field(body, "reason", str)
