@@ -261,6 +261,9 @@ def test_an_unproven_cpu_variant_is_never_routed_to_and_a_restart_keeps_the_rout
         model = stack.sidecar.status()["models"][0]
         assert (model["route"], model["degraded_since"]) == ("fallback", since)
         assert _metrics(stack)[("goldwatch_degraded", (("model", "fraud"),))] == 1.0
+        shown = CliRunner().invoke(main, ["status", "--url", stack.sidecar.url])
+        assert shown.exit_code in (0, 1), shown.output
+        assert "DEGRADED: traffic on the fallback since" in shown.output
     finally:
         _hook(stack, {"device": "restored"})
         settings.write_text(original)
