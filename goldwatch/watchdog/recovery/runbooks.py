@@ -177,7 +177,10 @@ def _corrupted(c: _Ctx, w: ServeWatchConfig) -> list[str]:
 def _wrong(c: _Ctx, w: ServeWatchConfig) -> list[str]:
     s = scenario("3")
     check, route = _model_base(c, w)
-    golden = " ".join(f"--golden {shlex.quote(str(g))}" for g in w.golden) or "--golden GOLDEN_SET"
+    replay = (f"{c.gw} golden replay --model {w.url} " + " ".join(f"--golden {shlex.quote(str(g))}" for g in w.golden)
+              if w.golden else  # the served version's golden sets, as the registry links them: the sidecar knows
+              c.post(f"/v1/models/{w.name}/check", '{"checks": ["golden"], "wait": true}')
+              + "   # replay the served version's golden sets now")
     text = _head(w.name, s)
     text += _section("How to recognise it", [
         f"- Page `goldwatch/{w.name}/golden` (critical): which output moved, by how much, against which calibrated "
@@ -197,7 +200,7 @@ def _wrong(c: _Ctx, w: ServeWatchConfig) -> list[str]:
     else:
         did.append("- If no verified known-good version was left, it paged that (no fallback is configured).")
     text += _section("What goldwatch already did", did)
-    text += _section("Check", _code(*check, f"{c.gw} golden replay --model {w.url} {golden}"))
+    text += _section("Check", _code(*check, replay))
     text += _section("Undo / recover", [
         "Find what changed (a runtime or driver upgrade, preprocessing, a dependency): the bytes did not. Promote a "
         "version that passes its golden sets, or fix the serving environment and reload the model; goldwatch "
