@@ -156,13 +156,37 @@ _COLOURS = {"fault": "#cf222e", "detected": "#9a6700", "paged": "#8250df", "acte
             "resolved": "#4c72b0"}
 
 
+def _lanes(items: list[tuple[float, str]], *, width: float, lanes: int) -> list[tuple[float, int, str]]:
+    """Place each label (centre x, text) in the first lane where it overlaps no label already there: (x, lane,
+    anchor). Labels near an edge are anchored to stay inside the picture.
+
+    >>> _lanes([(10.0, "fault 0.00"), (14.0, "detected 0.03"), (300.0, "resolved 7.64")], width=400, lanes=4)
+    [(10.0, 0, 'start'), (14.0, 1, 'start'), (300.0, 0, 'middle')]
+    """
+    taken: list[list[tuple[float, float]]] = [[] for _ in range(lanes)]
+    placed = []
+    for x, text in items:
+        size = 5.6 * len(text) + 6  # 10 px sans-serif, generously
+        anchor, lo = "middle", x - size / 2
+        if lo < 0:
+            anchor, lo = "start", x
+        elif x + size / 2 > width:
+            anchor, lo = "end", x - size
+        hi = lo + size
+        lane = next((i for i, spans in enumerate(taken) if all(hi <= a or lo >= b for a, b in spans)), lanes - 1)
+        taken[lane].append((lo, hi))
+        placed.append((x, lane, anchor))
+    return placed
+
+
 def timeline_svg(r: ScenarioResult) -> str:
     """The scenario's milestones on one time axis, with the clients' outage shaded."""
     marks = [("fault", 0.0), ("detected", r.detected_s), ("paged", r.paged_s), ("acted", r.acted_s),
              ("restored", r.restored_s), ("resolved", r.resolved_s)]
     shown = [(k, v) for k, v in marks if v is not None]
     end = max([v for _k, v in shown] + [r.target_s or 0.0, 0.5]) * 1.08
-    w, h, left, right = 760, 92, 20, 20
+    w, h, left, right, axis = 760, 120, 20, 20, 54
+    lane_y = (axis - 12, axis + 22, axis - 26, axis + 36, axis - 40)  # above, below, further above, ...
     scale = (w - left - right) / end
 
     def x(t: float) -> float:
@@ -173,21 +197,28 @@ def timeline_svg(r: ScenarioResult) -> str:
     c = r.client or {}
     if c.get("first_bad_s") is not None:
         x0, x1 = x(float(c["first_bad_s"])), x(float(c["restored_s"]))
-        out.append(f'<rect class="tl-outage" x="{x0:.1f}" y="30" width="{max(1.0, x1 - x0):.1f}" height="24">'
-                   f'<title>clients saw failures or wrong answers: {c["lost"]} requests</title></rect>')
-    out.append(f'<line class="tl-axis" x1="{left}" x2="{w - right}" y1="42" y2="42"/>')
+        out.append(f'<rect class="tl-outage" x="{x0:.1f}" y="{axis - 12}" width="{max(1.0, x1 - x0):.1f}" '
+                   f'height="24"><title>clients saw failures or wrong answers: {c["lost"]} requests</title></rect>')
+    out.append(f'<line class="tl-axis" x1="{left}" x2="{w - right}" y1="{axis}" y2="{axis}"/>')
     for i in range(6):
         t = end * i / 5
-        out.append(f'<text class="tl-tick" x="{x(t):.1f}" y="86" text-anchor="middle">{t:.1f} s</text>')
-    if r.target_s is not None and r.target_name == "serving RTO":
-        out.append(f'<line x1="{x(r.target_s):.1f}" x2="{x(r.target_s):.1f}" y1="22" y2="62" class="limit"/>'
-                   f'<text x="{x(r.target_s):.1f}" y="18" class="limit-label" text-anchor="middle">'
+        out.append(f'<text class="tl-tick" x="{x(t):.1f}" y="{h - 4}" text-anchor="middle">{t:.1f} s</text>')
+    labels = [(x(t), f"{name} {t:.2f}") for name, t in shown]
+    target = r.target_s is not None and r.target_name == "serving RTO"
+    if target:
+        assert r.target_s is not None
+        labels.append((x(r.target_s), f"target {r.target_s:g} s"))
+    placed = _lanes(labels, width=w, lanes=len(lane_y))
+    for (name, t), (lx, lane, anchor) in zip(shown, placed, strict=False):
+        out.append(f'<circle class="tl-dot" cx="{x(t):.1f}" cy="{axis}" r="6" fill="{_COLOURS[name]}"><title>{name}: '
+                   f'{t:.3f} s</title></circle><text class="tl-label" x="{lx:.1f}" y="{lane_y[lane]}" '
+                   f'text-anchor="{anchor}">{name} {t:.2f}</text>')
+    if target:
+        assert r.target_s is not None
+        lx, lane, anchor = placed[-1]
+        out.append(f'<line x1="{lx:.1f}" x2="{lx:.1f}" y1="{axis - 20}" y2="{axis + 20}" class="limit"/>'
+                   f'<text x="{lx:.1f}" y="{lane_y[lane]}" class="limit-label" text-anchor="{anchor}">'
                    f'target {r.target_s:g} s</text>')
-    for i, (name, t) in enumerate(shown):
-        y_label = 30 if i % 2 else 66
-        out.append(f'<circle class="tl-dot" cx="{x(t):.1f}" cy="42" r="6" fill="{_COLOURS[name]}"><title>{name}: '
-                   f'{t:.3f} s</title></circle><text class="tl-label" x="{x(t):.1f}" y="{y_label}" '
-                   f'text-anchor="middle">{name} {t:.2f}</text>')
     out.append("</svg>")
     return "".join(out)
 
