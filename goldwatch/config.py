@@ -76,8 +76,10 @@ class _Section(BaseModel):
 
 
 class LoggingConfig(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level (--log-level wins)")
+    format: Literal["text", "json"] = Field(
+        "text", description="text for people, json (one object per line) for log shippers (--log-format wins)"
+    )
 
 
 class DetectorsConfig(_Section):
@@ -88,7 +90,10 @@ class DetectorsConfig(_Section):
         "ks", description="detector name from the detector registry, e.g. 'ks', 'psi'"
     )
     p_threshold: float = Field(0.05, gt=0, lt=1, description="family-wise (or FDR) significance level")
-    correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    correction: Literal["bonferroni", "bh", "none"] = Field(
+        "bonferroni", description="multiple-testing correction across features: bonferroni (family-wise), bh "
+        "(Benjamini-Hochberg, false discovery rate) or none"
+    )
     min_effect: float | None = Field(
         None, ge=0, description="effect-size floor: a feature drifts only if its statistic is also at least this"
     )
@@ -96,7 +101,9 @@ class DetectorsConfig(_Section):
         False, description="without min_effect, use the detector's recommended floor (KS 0.1, CvM 0.5, Anderson 5)"
     )
     threshold: float | None = Field(None, gt=0, description="distance detectors: drift above this (default per test)")
-    nan_policy: Literal["raise", "omit"] = "raise"
+    nan_policy: Literal["raise", "omit"] = Field(
+        "raise", description="NaN/inf in the data: refuse it (raise) or drop it per feature (omit)"
+    )
 
 
 class DaskConfig(_Section):
@@ -128,8 +135,12 @@ class GoldenConfig(_Section):
 
     repeats: int = Field(5, ge=1, le=1000, description="runs per device when calibrating tolerances")
     safety_factor: float = Field(4.0, ge=1.0, description="tolerance = measured noise x safety factor (+ floor)")
-    min_top1_agreement: float = Field(1.0, ge=0, le=1)
-    min_cosine: float = Field(0.9999, ge=-1, le=1)
+    min_top1_agreement: float = Field(
+        1.0, ge=0, le=1, description="class scores: fraction of golden inputs whose top-1 class must stay the same"
+    )
+    min_cosine: float = Field(
+        0.9999, ge=-1, le=1, description="embeddings: smallest cosine similarity to the golden answer, per sample"
+    )
     drift_alpha: float = Field(
         0.01, ge=0, lt=1, description="output-distribution test level per replay (Bonferroni); 0 disables it"
     )
@@ -142,20 +153,33 @@ class GoldenConfig(_Section):
 class RegistryConfig(_Section):
     """Where the registry keeps its database and artifact store, and how the server is told to reload."""
 
-    root: Path = Path(".goldwatch")
+    root: Path = Field(
+        Path(".goldwatch"), description="registry directory: its database and content-addressed artifact store "
+        "($GOLDWATCH_REGISTRY_ROOT and --registry-root win)"
+    )
     keep_known_good: int = Field(3, ge=1, description="retention: known-good versions kept per model")
     layout: Literal["current-link", "numbered", "mlflow-alias"] = Field(
         "current-link",
         description="serving pointer: a 'current' symlink, Triton numbered version dirs, or an MLflow model alias",
     )
-    serving_dir: Path | None = None
+    serving_dir: Path | None = Field(
+        None, description="directory the inference server reads: promote and rollback switch the served version "
+        "there (unset: they change states only)"
+    )
     mlflow_registry_uri: str | None = Field(None, description="layout 'mlflow-alias': the MLflow registry URI")
     mlflow_alias: str = Field("champion", min_length=1, description="layout 'mlflow-alias': the alias moved")
-    reload: Literal["none", "oip", "http", "command"] = "none"
-    reload_url: str | None = None
-    reload_command: list[str] | None = None
-    fallback_model: Path | None = None
-    ready_timeout_s: float = Field(30.0, gt=0)
+    reload: Literal["none", "oip", "http", "command"] = Field(
+        "none", description="how the server is told to load the switched version: oip (the OIP v2 repository API "
+        "of Triton and MLServer), http (POST to reload_url), command (run reload_command) or none"
+    )
+    reload_url: str | None = Field(None, description="reload 'oip': the server's base URL; 'http': the URL to POST to")
+    reload_command: list[str] | None = Field(
+        None, description="reload 'command': the command and its arguments (never a shell string)"
+    )
+    fallback_model: Path | None = Field(
+        None, description="model served when no verified known-good version is left to roll back to"
+    )
+    ready_timeout_s: float = Field(30.0, gt=0, description="seconds to wait for the server to serve a switch")
     # The database: SQLite at <root>/registry.db unless a URL says otherwise (a fleet: postgresql://...).
     database_url: str | None = Field(
         None, description="e.g. postgresql://goldwatch@db.internal:5432/registry (no password: see below)"
@@ -196,7 +220,9 @@ class GateConfig(_Section):
     )
     metric_min_relative_change: float = Field(0.0, description="required gain as a fraction of the baseline's")
     drift_p_threshold: float = Field(0.01, gt=0, lt=1, description="output drift vs baseline: significance level")
-    drift_correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    drift_correction: Literal["bonferroni", "bh", "none"] = Field(
+        "bonferroni", description="multiple-testing correction of the output drift test across output columns"
+    )
     drift_min_effect: float = Field(
         0.01, ge=0, description="output drift vs baseline counts only beyond this fraction of the output's scale "
         "(the std of the baseline's values): the effect floor, reported in the output's units",
@@ -229,26 +255,33 @@ class PagerDutyConfig(_Section):
         None, pattern=r"^https?://\S+$",
         description="Events API base URL; $GOLDWATCH_PAGERDUTY_EVENTS_URL wins; default https://events.pagerduty.com",
     )
-    events_url_env: str = "GOLDWATCH_PAGERDUTY_EVENTS_URL"
-    routing_key_env: str = "GOLDWATCH_PAGERDUTY_ROUTING_KEY"
-    routing_key_file: Path | None = None
+    events_url_env: str = Field(
+        "GOLDWATCH_PAGERDUTY_EVENTS_URL", description="environment variable that overrides events_url"
+    )
+    routing_key_env: str = Field(
+        "GOLDWATCH_PAGERDUTY_ROUTING_KEY",
+        description="environment variable holding the Events API v2 integration (routing) key",
+    )
+    routing_key_file: Path | None = Field(
+        None, description="file holding the routing key (e.g. a mounted secret); the environment variable wins"
+    )
     rate_limit_per_minute: int = Field(120, ge=1, description="PagerDuty allows about 120 events/min per key")
-    timeout_s: float = Field(10.0, gt=0, le=300)
+    timeout_s: float = Field(10.0, gt=0, le=300, description="seconds per request to the Events API")
 
 
 class WebhookConfig(_Section):
     """A generic JSON webhook (e.g. a Slack incoming webhook); the URL comes from url_env or url_file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the webhook's name in messages and the outbox")
     url_env: str | None = Field(None, description="env var holding the webhook URL (URLs often embed a token)")
-    url_file: Path | None = None
-    rate_limit_per_minute: int = Field(60, ge=1)
-    timeout_s: float = Field(10.0, gt=0, le=300)
+    url_file: Path | None = Field(None, description="file holding the webhook URL (url_env wins)")
+    rate_limit_per_minute: int = Field(60, ge=1, description="events per minute sent to this webhook at most")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="seconds per request")
 
 
 class AlertsConfig(_Section):
     source: str | None = Field(None, description="host/pod name shown to responders; default: the hostname")
-    runbook_url: str | None = None
+    runbook_url: str | None = Field(None, description="runbook link sent with every incident")
     rto_seconds: float = Field(60.0, gt=0, description="recovery-time objective reported with each incident")
     pagerduty: PagerDutyConfig = PagerDutyConfig()
     webhooks: list[WebhookConfig] = []
@@ -268,7 +301,7 @@ class ServeCheckConfig(_Section):
     """One scheduled check of a watched model: how often, and how long one run may take before it counts as an
     error (the run is abandoned, never waited for)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: this check never runs for this model")
     interval_s: float = Field(30.0, gt=0, description="seconds between two runs (each run is jittered)")
     timeout_s: float = Field(60.0, gt=0, description="a run still going after this is reported as an error")
 
@@ -368,8 +401,12 @@ class ServeWatchConfig(_Section):
         "oip", description="how the server is told to reload after a rollback (oip: its repository API)",
     )
     reload_url: str | None = Field(None, description="reload = http: the hook; oip: the server (default: from url)")
-    reload_command: list[str] | None = None
-    fallback_model: Path | None = None
+    reload_command: list[str] | None = Field(
+        None, description="reload = command: the command and its arguments (never a shell string)"
+    )
+    fallback_model: Path | None = Field(
+        None, description="served when no verified known-good version is left (default registry.fallback_model)"
+    )
     golden: list[Path] = Field([], description="golden sets replayed when the served version links none")
     mode: Literal["act", "observe"] = Field("act", description="observe: page, never act")
     rto_seconds: float | None = Field(None, gt=0, description="recovery-time objective (default alerts.rto_seconds)")
@@ -539,9 +576,9 @@ class AgentConfig(_Section):
         None, pattern=r"^https?://\S+$", description="goldwatch serve's base URL; none: metrics only"
     )
     token_env: str = Field("GOLDWATCH_SERVE_TOKEN", description="env var holding the sidecar's bearer token")
-    token_file: Path | None = None
-    report_timeout_s: float = Field(5.0, gt=0, le=60)
-    report_retries: int = Field(3, ge=0, le=10)
+    token_file: Path | None = Field(None, description="file holding the sidecar's bearer token (token_env wins)")
+    report_timeout_s: float = Field(5.0, gt=0, le=60, description="seconds per evidence report sent to the sidecar")
+    report_retries: int = Field(3, ge=0, le=10, description="retries of a report the sidecar did not accept")
     probe_samples: int = Field(16, ge=1, description="ONNX models: golden rows replayed per probe")
 
 
@@ -622,7 +659,7 @@ def parse_config(text: str, *, source: str = DEFAULT_CONFIG_NAME) -> GoldwatchCo
         raise ConfigError(
             f"{count}: " + "; ".join(problems),
             where=source,
-            hint="see the configuration reference in README.md",
+            hint="see docs/reference/config.md for every key, its type and default",
         ) from None
 
 

@@ -33,6 +33,8 @@ goldwatch.toml: detectors.window: expected an integer, got 'ten' (fix: write a w
 
 from __future__ import annotations
 
+from goldwatch.exit_codes import ExitCode
+
 __all__ = [
     "ArtifactError",
     "ClusterError",
@@ -58,7 +60,7 @@ class GoldwatchError(Exception):
     fix it. ``exit_code`` is what the CLI exits with.
     """
 
-    exit_code: int = 2
+    exit_code: int = int(ExitCode.ERROR)
 
     def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
         self.what = what

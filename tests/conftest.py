@@ -49,6 +49,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def _no_progress_unless_asked() -> Iterator[None]:
+    """Progress lines go to stderr after a task has run for 2 s, and click's CliRunner mixes stderr into
+    ``result.output``: on a busy machine they would land among the output a test parses. The progress tests turn
+    it back on (``monkeypatch.setenv("GOLDWATCH_PROGRESS", ...)``). Not through ``monkeypatch``: an autouse
+    fixture that requests it would set it up before every other fixture, and its undo would then run last,
+    undoing later fixtures' own environment restores (tests/registry's database backend)."""
+    old = os.environ.get("GOLDWATCH_PROGRESS")
+    os.environ["GOLDWATCH_PROGRESS"] = "off"
+    yield
+    if old is None:
+        os.environ.pop("GOLDWATCH_PROGRESS", None)
+    else:
+        os.environ["GOLDWATCH_PROGRESS"] = old
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """One PostgreSQL server for the whole session (skipped, with the reason, where the binaries are missing)."""

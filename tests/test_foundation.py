@@ -227,7 +227,7 @@ def test_unwritable_output_path_names_the_path_not_a_temp_file(tmp_path: Path) -
     artifact = tmp_path / "w.bin"
     artifact.write_bytes(b"\0" * 64)
     target = tmp_path / "missing-dir" / "m.json"
-    result = CliRunner().invoke(main, ["fingerprint", str(artifact), "-o", str(target)])
+    result = CliRunner().invoke(main, ["fingerprint", str(artifact), "--out", str(target)])
     assert result.exit_code == 2
     assert f"{target}: cannot access the file" in result.output
     assert not target.parent.exists()

@@ -13,7 +13,10 @@ import click
 
 from goldwatch._version import __version__
 from goldwatch.cli._common import AppState
+from goldwatch.cli._progress import MODES, make_reporter
+from goldwatch.exit_codes import ExitCode
 from goldwatch.logs import configure_logging
+from goldwatch.progress import reporting
 
 __all__ = ["main"]
 
@@ -33,7 +36,13 @@ COMMANDS: dict[str, str] = {
     "drill": "goldwatch.cli.recovery:drill",
     "runbook": "goldwatch.cli.recovery:runbook",
     "asset": "goldwatch.cli.recovery:asset",
+    "doctor": "goldwatch.cli.doctor:doctor",
+    "docs": "goldwatch.cli.docs:docs",
+    "completion": "goldwatch.cli.completion:completion",
 }
+# Services run many checks at once, for days: their work is logged and measured, never shown as progress (one
+# process-wide progress display would mix concurrent checks).
+SERVICES = frozenset({"serve"})
 
 
 class LazyGroup(click.Group):
@@ -81,13 +90,32 @@ class LazyGroup(click.Group):
     default=None,
     help="text for people, json for log shippers (default: from the config, else text).",
 )
+@click.option(
+    "--progress",
+    "progress_mode",
+    type=click.Choice(MODES),
+    default="auto",
+    show_default=True,
+    envvar="GOLDWATCH_PROGRESS",
+    help="Progress of long work on stderr: a bar with rate and ETA on a terminal, log lines in CI and with "
+    "--log-format json (auto), or always bar / log, or off.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str | None) -> None:
-    """goldwatch: model integrity and drift watchdog.
-
-    Exit codes: 0 all checks passed, 1 a check failed, 2 usage, input or environment error.
-    """
+def main(
+    ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str | None, progress_mode: str
+) -> None:
     ctx.obj = AppState(config_path, log_level=log_level, log_format=log_format)
     # Logging is set from the flags now and again from the config when a command loads it, so that a broken
     # config still lets `goldwatch config check` report it cleanly.
     configure_logging(level=log_level or "info", fmt=log_format or "text")  # type: ignore[arg-type]
+    reporter = make_reporter(progress_mode) if ctx.invoked_subcommand not in SERVICES else None
+    if reporter is not None and not ctx.resilient_parsing:
+        ctx.with_resource(reporting(reporter))
+
+
+main.help = f"""goldwatch: model integrity and drift watchdog.
+
+Exit codes: {ExitCode.summary()}.
+
+Every command that reports a result prints it as JSON on stdout with --json; files are written only where a
+named option says (--out, --junit, --markdown, --html, --verdict). Progress and messages go to stderr."""

@@ -1,4 +1,4 @@
-"""What every CLI command shares: error-to-exit-code mapping, ``--json`` output, progress bars, the config.
+"""What every CLI command shares: error-to-exit-code mapping, ``--json`` output, the config.
 
 The CLI only parses arguments, calls the library, prints, and maps outcomes to exit codes:
 
@@ -14,17 +14,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from goldwatch.config import GoldwatchConfig, load_config
 from goldwatch.errors import GoldwatchError, from_unexpected
+from goldwatch.exit_codes import ExitCode
 from goldwatch.logs import configure_logging, mask_url
+from goldwatch.progress import listening
 from goldwatch.serialize import to_jsonable
 
 __all__ = [
@@ -36,14 +36,12 @@ __all__ = [
     "finish",
     "guarded",
     "json_option",
-    "progress",
     "show_progress",
 ]
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = int(ExitCode.OK), int(ExitCode.CHECK_FAILED), int(ExitCode.ERROR)
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 class AppState:
@@ -93,7 +91,7 @@ def guarded(func: F) -> F:
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("goldwatch: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(int(ExitCode.INTERRUPTED))
         except (click.exceptions.Exit, click.ClickException):
             raise  # click's own usage errors and exits keep their codes and messages
         except Exception as exc:  # never a traceback for the user: one message, exit 2, traceback in debug log
@@ -118,15 +116,5 @@ def finish(ok: bool) -> None:
 
 
 def show_progress() -> bool:
-    """Progress bars only for a person at a terminal: never in CI or when stderr is redirected."""
-    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("GOLDWATCH_NO_PROGRESS")
-
-
-@contextmanager
-def progress(iterable: Iterable[T], *, label: str, length: int | None = None) -> Iterator[Iterable[T]]:
-    """Wrap ``iterable`` in a progress bar on a TTY; pass it through unchanged otherwise."""
-    if not show_progress():
-        yield iterable
-        return
-    with click.progressbar(iterable, length=length, label=label, file=sys.stderr) as bar:
-        yield bar
+    """True when this command's progress is shown (``--progress`` is not ``off``; see goldwatch.cli._progress)."""
+    return listening()

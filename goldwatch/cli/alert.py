@@ -206,7 +206,8 @@ def _age(seconds: float) -> str:
 
 
 @alert.command("list")
-@click.option("--status", type=click.Choice(["all", "pending", "dead"]), default="all", show_default=True)
+@click.option("--status", type=click.Choice(["all", "pending", "dead"]), default="all", show_default=True,
+              help="Which events: pending (queued for delivery), dead (dead letters), or all.")
 @json_option
 @guarded
 def list_cmd(status: str, as_json: bool) -> None:

@@ -1,8 +1,8 @@
 """``goldwatch gate``: the CI gate before promotion. Exit 0 pass, 1 a check failed, 2 the gate could not run.
 
-Reports: ``--junit`` (CI test view), ``--markdown`` (e.g. append to ``$GITHUB_STEP_SUMMARY``), ``--json`` (the
-verdict, schema in docs/gate.md; ``-`` for stdout) and ``--html`` (self-contained, with plots). When the gate
-cannot run, the reports that can be written still are, recording the error.
+Reports: ``--junit`` (CI test view), ``--markdown`` (e.g. append to ``$GITHUB_STEP_SUMMARY``), ``--verdict`` (the
+JSON verdict, schema in docs/gate.md; ``--json`` prints it on stdout) and ``--html`` (self-contained, with plots).
+When the gate cannot run, the reports that can be written still are, recording the error.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from goldwatch.cli._common import EXIT_ERROR, guarded, state
+from goldwatch.cli._grammar import JsonOrLegacyFile, deprecated_alias
 
 if TYPE_CHECKING:  # the gate's modules are imported inside the command, keeping `goldwatch --help` fast
     from goldwatch.watchdog.gate.reports import ReportPaths
@@ -32,15 +33,19 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--baseline", metavar="MODEL", help="Model to compare with (e.g. the one in production).")
 @click.option("--baseline-registry", metavar="NAME",
               help="Compare with NAME's newest known-good version in the registry.")
-@click.option("--registry", "registry_root", type=click.Path(file_okay=False, path_type=Path),
-              help="Registry root (default: [registry] root of goldwatch.toml).")
+@click.option("--registry-root", "registry_root", type=click.Path(file_okay=False, path_type=Path),
+              envvar="GOLDWATCH_REGISTRY_ROOT", help="Registry directory (default: registry.root from the config).")
+@deprecated_alias("--registry", target="registry_root", replacement="--registry-root DIR",
+                  type=click.Path(file_okay=False, path_type=Path))
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
               help="Integrity manifest to verify the candidate's bytes against.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "all"]), default="cpu", show_default=True,
               help="all: CPU, plus CUDA and CPU/CUDA agreement when a GPU is present.")
 @click.option("--junit", type=_PATH, help="Write JUnit XML here.")
 @click.option("--markdown", type=_PATH, help="Write a Markdown summary here.")
-@click.option("--json", "json_path", type=_PATH, help="Write the JSON verdict here ('-' for stdout).")
+@click.option("--verdict", "verdict_path", type=_PATH, help="Write the JSON verdict here (schema in docs/gate.md).")
+@click.option("--json", "json_path", cls=JsonOrLegacyFile, replacement="--verdict", legacy_type=_PATH,
+              help="Print the JSON verdict on stdout (the human summary then goes to stderr).")
 @click.option("--html", type=_PATH, help="Write the self-contained HTML report here.")
 @click.option("--evidently", is_flag=True,
               help="Embed an Evidently drift report of the outputs in the HTML (needs goldwatch[reports]).")
@@ -65,7 +70,8 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 def gate(
     candidate: str, golden: tuple[str, ...], baseline: str | None, baseline_registry: str | None,
     registry_root: Path | None, manifest: Path | None, device: str, junit: Path | None, markdown: Path | None,
-    json_path: Path | None, html: Path | None, evidently: bool, promote: bool, model_name: str | None,
+    verdict_path: Path | None, json_path: str | Path | None, html: Path | None, evidently: bool, promote: bool,
+    model_name: str | None,
     min_top1_agreement: float | None, metric_min_absolute_change: float | None,
     metric_min_relative_change: float | None, drift_p_threshold: float | None,
     latency_budget_ms_p50: float | None, latency_budget_ms_p95: float | None, latency_repeats: int | None,
@@ -89,8 +95,10 @@ def gate(
     from goldwatch.cli.golden import output_map_option
 
     outputs = output_map_option(output_map)
-    to_stdout = json_path is not None and str(json_path) == "-"
-    paths = ReportPaths(junit=junit, markdown=markdown, json=None if to_stdout else json_path, html=html)
+    to_stdout = json_path == "-"
+    if json_path not in (None, "-") and verdict_path is None:  # the deprecated `--json FILE`
+        verdict_path = Path(json_path)
+    paths = ReportPaths(junit=junit, markdown=markdown, json=verdict_path, html=html)
     problems = paths.problems()
     if problems:
         # Do no work, but record the error in every report that can be written, so the CI job shows why.

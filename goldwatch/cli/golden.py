@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
+from goldwatch.cli._grammar import deprecated_alias
 from goldwatch.errors import InvalidInputError
 
 DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
@@ -105,7 +106,7 @@ def build(
         emit_json(golden_set)
         return
     click.echo(f"golden set: {out} ({golden_set.n_samples} samples, model {golden_set.model.source})")
-    click.echo(f"  digest {golden_set.digest} (pin it: goldwatch golden replay --golden-digest ...)")
+    click.echo(f"  digest {golden_set.digest} (pin it: --golden {out}@{golden_set.digest})")
     guesses = golden_set.provenance.get("roles", {})
     for name, tol in golden_set.tolerances.items():
         d = tol.derivation
@@ -124,9 +125,11 @@ def build(
 
 @golden.command("replay")
 @click.option("--model", "model", required=True, help="Model file/directory or OIP v2 URL to check.")
-@click.option("--golden", "golden_dir", required=True, type=click.Path(file_okay=False), help="Golden set directory.")
-@click.option("--golden-digest", default=None, metavar="sha256:HEX",
-              help="Refuse the golden set unless its manifest has this digest (printed by golden build).")
+@click.option("--golden", "golden_dir", required=True, metavar="DIR",
+              help="Golden set directory; DIR@sha256:HEX also pins its digest (printed by golden build): a golden "
+                   "set whose manifest differs is refused.")
+@deprecated_alias("--golden-digest", target="golden_digest", replacement="--golden DIR@sha256:HEX",
+                  metavar="sha256:HEX")
 @DEVICE
 @click.option("--cross-device", is_flag=True, help="Also replay on the other device (CUDA) and compare the two.")
 @BATCH
@@ -134,18 +137,24 @@ def build(
 @json_option
 @guarded
 def replay_cmd(
-    model: str, golden_dir: str, golden_digest: str | None, device: str, cross_device: bool, batch_size: int | None,
-    output_map: tuple[str, ...], as_json: bool,
+    model: str, golden_dir: str, device: str, cross_device: bool, batch_size: int | None,
+    output_map: tuple[str, ...], as_json: bool, golden_digest: str | None = None,
 ) -> None:
     """Replay a golden set through MODEL. Exit 0 if every answer is within tolerance, 1 if not, 2 on error."""
     from goldwatch.golden_sets import replay
+    from goldwatch.golden_sets.format import check_digest_spelling, split_pinned
     from goldwatch.runtimes.torch import trusting_factories
 
+    folder, pinned = split_pinned(golden_dir)
+    if pinned is not None and golden_digest is not None and pinned != check_digest_spelling(golden_digest):
+        raise InvalidInputError("two different digests pin the golden set", where="--golden",
+                                hint="give the digest once: --golden DIR@sha256:HEX")
+    golden_digest = pinned or golden_digest
     config = state().config
     cfg = config.golden
     with trusting_factories(config.runtimes.trusted_factories):
         report = replay(
-            model, golden_dir, device=device, cross_device=cross_device,
+            model, folder, device=device, cross_device=cross_device,
             batch_size=batch_size or cfg.batch_size or None, min_top1_agreement=cfg.min_top1_agreement,
             min_cosine=cfg.min_cosine, drift_alpha=cfg.drift_alpha or None, drift_min_effect=cfg.drift_min_effect,
             golden_digest=golden_digest, output_map=output_map_option(output_map),

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from goldwatch import progress
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, show_progress, state
+from goldwatch.cli._grammar import deprecated_alias
 
 __all__ = ["fingerprint", "verify"]
 
-_PROGRESS_MIN_BYTES = 256 << 20  # no bar for small artifacts: it would only flicker
 
+def _artifact_bytes(path: Path, *, passes: int) -> int:
+    """Bytes to read: each file once for its digest, and tensor containers once more for their fingerprints."""
+    from goldwatch.integrity.manifest import detect_format
 
-def _artifact_bytes(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return 0
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    total = 0
+    for file in files:
+        size = file.stat().st_size
+        total += size * (passes if passes > 1 and detect_format(file) in ("safetensors", "onnx", "torch") else 1)
+    return total
 
 
 @contextmanager
 def _byte_progress(path: Path, *, label: str, passes: int) -> Iterator[Callable[[int], None] | None]:
-    """A callback advancing a progress bar on stderr (TTY only, large artifacts only), or None."""
-    total = _artifact_bytes(path) * passes
-    if not show_progress() or total < _PROGRESS_MIN_BYTES:
+    """A callback advancing a progress task over ``passes`` reads of the artifact's bytes, or None (no progress)."""
+    if not show_progress():
         yield None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    with progress.task(f"{label} {path.name}", total=_artifact_bytes(path, passes=passes), unit="B") as task:
+        yield task.advance
 
 
 @click.command("fingerprint")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the manifest here (default: print it on stdout).")
+@deprecated_alias("-o", "--output", target="output", replacement="--out FILE",
+                  type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--digest", type=click.Choice(["sha256", "blake3", "xxh3"]), default="sha256", show_default=True,
               help="File digest: sha256 (= HF LFS oid), or the fast blake3 / xxh3 (XXH3-128).")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local:N",
@@ -62,8 +66,9 @@ def fingerprint(path: Path, output: Path | None, digest: str, dask_address: str 
     exclude = [output] if output else []
     if spec is not None:
         with connect(spec, memory_limit=config.dask.local_memory_limit,
-                     timeout_s=config.dask.connect_timeout_s) as client, client.get_executor() as executor:
-            manifest = build_manifest(path, digest=digest, exclude=exclude, executor=executor)
+                     timeout_s=config.dask.connect_timeout_s) as client, client.get_executor() as executor, \
+                _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
+            manifest = build_manifest(path, digest=digest, exclude=exclude, executor=executor, on_bytes=on_bytes)
     else:
         with _byte_progress(path, label="fingerprinting", passes=2) as on_bytes:
             manifest = build_manifest(path, digest=digest, on_bytes=on_bytes, exclude=exclude)

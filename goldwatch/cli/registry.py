@@ -1,10 +1,11 @@
 """``goldwatch registry``: add, list, show, promote, quarantine, roll back, check, prune and migrate.
 
 The registry root, database, serving directory, layout, reload adapter and fallback come from ``[registry]`` in
-goldwatch.toml; ``--root``, ``--db``, ``--serving-dir`` and ``--layout`` override them. The database URL comes from
-``--db``, else the environment variable ``registry.database_url_env`` names (``$GOLDWATCH_DATABASE_URL``: the only
-place a URL may carry its password), else ``registry.database_url``, else SQLite in the root. A password kept apart
-comes from ``registry.database_password_env`` / ``_file`` (or libpq's ``PGPASSWORD`` / ``~/.pgpass``).
+goldwatch.toml; ``--registry-root``, ``--db``, ``--serving-dir`` and ``--layout`` override them. The database URL
+comes from ``--db``, else the environment variable ``registry.database_url_env`` names
+(``$GOLDWATCH_DATABASE_URL``: the only place a URL may carry its password), else ``registry.database_url``, else
+SQLite in the root. A password kept apart comes from ``registry.database_password_env`` / ``_file`` (or libpq's
+``PGPASSWORD`` / ``~/.pgpass``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from goldwatch import progress
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
+from goldwatch.cli._grammar import deprecated_alias
 from goldwatch.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
@@ -93,8 +96,9 @@ def _line(mv: Any) -> str:
 
 
 @click.group("registry")
-@click.option("--root", type=click.Path(file_okay=False), envvar="GOLDWATCH_REGISTRY_ROOT",
+@click.option("--registry-root", "root", type=click.Path(file_okay=False), envvar="GOLDWATCH_REGISTRY_ROOT",
               help="Registry directory (default: registry.root from the config, else ./.goldwatch).")
+@deprecated_alias("--root", target="root", replacement="--registry-root DIR", type=click.Path(file_okay=False))
 @click.option("--db", default=None, metavar="URL",
               help="Database URL: sqlite:///path or postgresql://user@host:5432/db, without a password "
                    "(default: $GOLDWATCH_DATABASE_URL, registry.database_url, else SQLite in the root).")
@@ -112,17 +116,20 @@ def registry(root: str | None, db: str | None, serving_dir: str | None, layout: 
 @click.option("--version", "version", default=None, help="Version name (default: the next number).")
 @click.option("--golden", multiple=True, type=click.Path(), help="Golden set to link (repeatable).")
 @click.option("--actor", default=None, help="Who is adding it (default: user@host).")
-@click.option("--reason", default="registered", show_default=True)
+@click.option("--reason", default="registered", show_default=True, help="Why (recorded in the audit trail).")
 @json_option
 @click.pass_context
 @guarded
 def add(ctx: click.Context, model: str, path: str, version: str | None, golden: tuple[str, ...],
         actor: str | None, reason: str, as_json: bool) -> None:
     """Store PATH (file or directory) as a new candidate version of MODEL and compute its manifest."""
+    from goldwatch.cli.integrity import _artifact_bytes
     from goldwatch.watchdog.registry.core import check_add_inputs
 
     check_add_inputs(model, path, version=version, golden=golden)  # before _open creates a registry
-    with _open(ctx) as reg:
+    # bytes read: copied into the store (hashed on the way), then digested and fingerprinted for the manifest
+    work = _artifact_bytes(Path(path), passes=1) + _artifact_bytes(Path(path), passes=2)
+    with _open(ctx) as reg, progress.task(f"registry add {Path(path).name}", total=work, unit="B"):
         mv = reg.add(model, path, version=version, golden=golden, actor=actor, reason=reason)
     if as_json:
         emit_json(mv)
@@ -132,7 +139,8 @@ def add(ctx: click.Context, model: str, path: str, version: str | None, golden: 
 
 @registry.command("list")
 @click.argument("model", required=False)
-@click.option("--state", "state_", type=click.Choice(["candidate", "known-good", "quarantined", "retired"]))
+@click.option("--state", "state_", type=click.Choice(["candidate", "known-good", "quarantined", "retired"]),
+              help="Only versions in this state.")
 @json_option
 @click.pass_context
 @guarded
@@ -236,7 +244,9 @@ def quarantine(ctx: click.Context, model: str, version: str, reason: str, actor:
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.option("--actor", default=None, help="Who (default: user@host).")
 @click.option("--keep-current", is_flag=True, help="Do not quarantine the version rolled back from.")
-@click.option("--golden", is_flag=True, help="Also replay each candidate target's linked golden sets on CPU.")
+@click.option("--replay-golden", "golden", is_flag=True,
+              help="Also replay each candidate target's linked golden sets on CPU.")
+@deprecated_alias("--golden", target="golden", replacement="--replay-golden", is_flag=True)
 @json_option
 @click.pass_context
 @guarded
@@ -270,7 +280,8 @@ def rollback(ctx: click.Context, model: str, reason: str, actor: str | None, kee
 @registry.command("check")
 @click.argument("model")
 @click.option("--load", is_flag=True, help="Also load the rollback target with its runtime.")
-@click.option("--golden", is_flag=True, help="Also replay the target's linked golden sets on CPU.")
+@click.option("--replay-golden", "golden", is_flag=True, help="Also replay the target's linked golden sets on CPU.")
+@deprecated_alias("--golden", target="golden", replacement="--replay-golden", is_flag=True)
 @json_option
 @click.pass_context
 @guarded
@@ -338,10 +349,14 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @click.argument("host")
 @click.option("--reason", required=True, help="Why (recorded in the audit trail).")
 @click.option("--actor", default=None, help="Who (default: user@host).")
+@json_option
 @click.pass_context
 @guarded
-def forget_host(ctx: click.Context, host: str, reason: str, actor: str | None) -> None:
+def forget_host(ctx: click.Context, host: str, reason: str, actor: str | None, as_json: bool) -> None:
     """Drop HOST's serving records (a pod that is gone for good), so `show` no longer lists it."""
     with _open(ctx) as reg:
         dropped = reg.forget_host(host, actor=actor, reason=reason)
-    click.echo(f"forgot {host}: {dropped} serving record(s) dropped")
+    if as_json:
+        emit_json({"host": host, "dropped": dropped})
+    else:
+        click.echo(f"forgot {host}: {dropped} serving record(s) dropped")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.detectors._backend import any_dask
 from goldwatch.detectors._validation import NanPolicy, as_samples, check_pair, feature_names_of, finite_groups
 from goldwatch.detectors.multiple_testing import CORRECTIONS, adjust_pvalues
@@ -77,6 +78,7 @@ def finish_report(
     )
 
 
+@progress.stage(lambda *_, test="ks", **__: f"drift test ({test})")
 def detect_drift(
     reference: Any,
     current: Any,

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch._optional import require
 from goldwatch.errors import DataError
 
@@ -36,6 +37,7 @@ __all__ = ["SUFFIXES", "is_lazy_source", "load_table", "open_table"]
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 
 
+@progress.stage(lambda path, **_: f"reading {Path(path).name}")
 def load_table(path: str | os.PathLike[str], *, key: str | None = None) -> Any:
     """Load samples from ``path``: a numpy array (.npy/.npz) or a pandas DataFrame (.csv/.parquet).
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.checks import Check
 from goldwatch.detectors._backend import as_torch_samples, is_torch
 from goldwatch.detectors._validation import as_samples, check_pair
@@ -125,6 +126,7 @@ def _median_bandwidth(z: Any, ops: Any, rng: np.random.Generator, max_points: in
     return float(np.sqrt(med / 2.0)) if med > 0 else 1.0
 
 
+@progress.stage(lambda *_, **__: "drift test (mmd)")
 def mmd_test(
     reference: Any,
     current: Any,

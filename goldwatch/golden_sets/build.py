@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch._version import __version__
 from goldwatch.errors import GoldenSetError, InvalidInputError
 from goldwatch.golden_sets.calibrate import calibrate
@@ -171,17 +172,20 @@ def build_golden_set(
             if _is_spec(model) and runtime.device == "cpu" and runtime.kind != "oip" and cuda_available():
                 devices.append("cuda")
         devices = [normalize_device(d) for d in devices]
-        expected = run_batches(runtime, arrays, batch_size=batch_size)
-        _check_finite(expected)
         runs: list[tuple[str, Mapping[str, np.ndarray]]] = []
-        for dev in devices:
-            other = runtime if dev == runtime.device else _load_on(model, dev)
-            try:
-                for _ in range(repeats):
-                    runs.append((dev, run_batches(other, arrays, batch_size=batch_size)))
-            finally:
-                if other is not runtime:
-                    other.close()
+        # one pass for the answers, then `repeats` per device to measure the noise
+        with progress.task(f"golden build: {n:,} samples x {1 + repeats * len(devices)} runs",
+                           total=n * (1 + repeats * len(devices)), unit="samples"):
+            expected = run_batches(runtime, arrays, batch_size=batch_size)
+            _check_finite(expected)
+            for dev in devices:
+                other = runtime if dev == runtime.device else _load_on(model, dev)
+                try:
+                    for _ in range(repeats):
+                        runs.append((dev, run_batches(other, arrays, batch_size=batch_size)))
+                finally:
+                    if other is not runtime:
+                        other.close()
         tolerances = calibrate(expected, runs, safety_factor=safety_factor)
     finally:
         if runtime is not model:

@@ -40,7 +40,7 @@ from goldwatch.runtimes.base import ModelIdentity, Signature
 
 __all__ = [
     "FORMAT", "MANIFEST_NAME", "SCHEMA_VERSION", "GoldenSet", "Role", "Tolerance", "check_digest_spelling", "immutable",
-    "require_digest",
+    "require_digest", "split_pinned",
 ]
 
 FORMAT = "goldwatch-golden-set"
@@ -310,6 +310,19 @@ def check_digest_spelling(digest: str, *, where: str = "--golden-digest") -> str
             hint="use the sha256:<64 hex digits> printed by goldwatch golden build",
         )
     return value
+
+
+def split_pinned(spec: str | os.PathLike[str], *, where: str = "--golden") -> tuple[Path, str | None]:
+    """``DIR`` or ``DIR@sha256:HEX`` (a golden set pinned to its digest): the folder, and the digest or None.
+
+    >>> split_pinned("golden@sha256:" + "AB" * 32)[1][:11], split_pinned("golden")
+    ('sha256:abab', (PosixPath('golden'), None))
+    """
+    text = os.fspath(spec)
+    folder, pinned, digest = text.rpartition("@sha256:")
+    if not pinned:
+        return Path(text), None
+    return Path(folder), check_digest_spelling("sha256:" + digest, where=where)
 
 
 def require_digest(found: str | None, pinned: str, *, where: str) -> None:

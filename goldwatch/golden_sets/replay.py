@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.checks import Check, CheckReport
 from goldwatch.detectors.paired import DEFAULT_MIN_EFFECT
 from goldwatch.errors import GoldenSetError
@@ -337,7 +338,9 @@ def replay(
         note = match.note()
         notes += [note] if note is not None else []
         t0 = time.perf_counter()
-        outputs = match.rename(run_batches(runtime, golden.inputs, batch_size=batch_size))
+        label = "golden replay" + (f" {golden.path.name}" if golden.path else "") + f" on {runtime.device}"
+        with progress.task(label, total=golden.n_samples, unit="samples"):
+            outputs = match.rename(run_batches(runtime, golden.inputs, batch_size=batch_size))
         inference_s = time.perf_counter() - t0
         _require_outputs(golden, outputs, where=where)
         checks = notes + _compare_all(golden, outputs, prefix="golden", where=where, options=options)
@@ -385,7 +388,8 @@ def _cross_device(
         return [Check(name=name, status="skip", summary="no CUDA GPU on this machine: cross-device replay skipped")]
     runtime = load_model(Path(model), device=other)
     try:
-        second = match.rename(run_batches(runtime, golden.inputs, batch_size=batch_size))
+        with progress.task(f"golden replay on {other}", total=golden.n_samples, unit="samples"):
+            second = match.rename(run_batches(runtime, golden.inputs, batch_size=batch_size))
     finally:
         runtime.close()
     device_outputs[other] = second

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from goldwatch import progress
 from goldwatch.errors import ArtifactError, InvalidInputError
 
 __all__ = ["ALGORITHMS", "DigestAlgorithm", "bytes_digest", "check_algorithm", "file_digest"]
@@ -81,7 +82,9 @@ def _update_mapped(hasher: Any, path: Path, on_bytes: Callable[[int], None] | No
 def file_digest(
     path: str | os.PathLike[str], algorithm: str, *, on_bytes: Callable[[int], None] | None = None
 ) -> str:
-    """Digest of the file at ``path``; ``on_bytes(n)`` is called as bytes are consumed (for progress bars)."""
+    """Digest of the file at ``path``; ``on_bytes(n)`` is called as bytes are consumed (default: the innermost
+    :mod:`goldwatch.progress` task, if one is open)."""
+    on_bytes = progress.byte_callback(on_bytes)
     algorithm = check_algorithm(algorithm)
     path = Path(path)
     hasher = _hasher(algorithm)

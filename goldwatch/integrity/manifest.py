@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch._fs import atomic_write
 from goldwatch._version import __version__
 from goldwatch.errors import ArtifactError, StateError
@@ -269,8 +270,10 @@ def file_tensors(
     """Parse the tensors of a container file and fingerprint each of them from the file's bytes (CPU).
 
     A DCP checkpoint's ``.metadata`` (format ``"dcp"``) stands for the whole checkpoint: its tensors are merged
-    from the chunks of every ``.distcp`` file beside it (``map_files`` runs the per-file tasks).
+    from the chunks of every ``.distcp`` file beside it (``map_files`` runs the per-file tasks). ``on_bytes(n)``
+    reports progress (default: the innermost :mod:`goldwatch.progress` task, if one is open).
     """
+    on_bytes = progress.byte_callback(on_bytes)
     if fmt == "dcp":
         from goldwatch.integrity.sharded import dcp_tensor_entries
 
@@ -393,7 +396,11 @@ def build_manifest(
     n = len(names)
     args = ([str(path)] * n, names, [algorithm] * n, [fingerprints] * n, [progress] * n)
     if executor is not None:
-        entries = list(executor.map(_file_entry, *args))
+        entries = []
+        for entry in executor.map(_file_entry, *args):
+            entries.append(entry)
+            if on_bytes is not None:  # the callback stays here: each file counts when its entry comes back
+                on_bytes(entry.size * (2 if entry.tensors else 1))
         map_files = executor.map
     else:
         workers = min(n, os.cpu_count() or 1)

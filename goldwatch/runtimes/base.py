@@ -19,12 +19,13 @@ import contextlib
 import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.errors import DataError, InvalidInputError
 from goldwatch.integrity.digest import file_digest
 
@@ -218,13 +219,15 @@ class BatchedRuntime:
         n = _batch_length(inputs, batch_size, where=self.identity.source)
         with self.batch_scope():
             if batch_size is None or batch_size >= n:
-                return self.infer(inputs)
+                result = self.infer(inputs)
+                progress.advance(n)
+                return result
             # contiguous once, so that every batch is a contiguous slice the library can take without a copy
             whole = {k: np.ascontiguousarray(v) for k, v in inputs.items()}
-            return self.infer_batches(whole, range(0, n, batch_size), batch_size)
+            return self.infer_batches(whole, progress.batch_starts(range(0, n, batch_size), n=n), batch_size)
 
     def infer_batches(
-        self, inputs: Mapping[str, np.ndarray], starts: range, batch_size: int
+        self, inputs: Mapping[str, np.ndarray], starts: Iterable[int], batch_size: int
     ) -> dict[str, np.ndarray]:
         """Run the checked, contiguous ``inputs`` batch by batch (inside :meth:`batch_scope`) and join the outputs.
         Subclasses may override it with a tighter loop: on a small model, each batch's Python work is a visible share
@@ -260,9 +263,12 @@ def run_batches(runtime: Runtime, inputs: Mapping[str, np.ndarray], *, batch_siz
         return result
     n = _batch_length(inputs, batch_size, where=runtime.identity.source)
     if batch_size is None or batch_size >= n:
-        return runtime.run(inputs)
+        result = runtime.run(inputs)
+        progress.advance(n)
+        return result
     parts = [
-        runtime.run({k: v[start : start + batch_size] for k, v in inputs.items()}) for start in range(0, n, batch_size)
+        runtime.run({k: v[start : start + batch_size] for k, v in inputs.items()})
+        for start in progress.batch_starts(range(0, n, batch_size), n=n)
     ]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

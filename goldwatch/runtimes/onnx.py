@@ -6,7 +6,7 @@ onnxruntime is imported when a model is loaded, never at import time of goldwatc
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ class OnnxRuntime(BatchedRuntime):
         return {name: np.asarray(out) for name, out in zip(self._output_names, outputs)}
 
     def infer_batches(
-        self, inputs: Mapping[str, np.ndarray], starts: range, batch_size: int
+        self, inputs: Mapping[str, np.ndarray], starts: Iterable[int], batch_size: int
     ) -> dict[str, np.ndarray]:
         """The batch loop with nothing but ``InferenceSession.run`` in it (inputs checked and contiguous)."""
         run, names = self._session.run, self._output_names

@@ -409,7 +409,7 @@ class TorchRuntime(BatchedRuntime):
         return self._torch.inference_mode()
 
     def infer_batches(
-        self, inputs: Mapping[str, np.ndarray], starts: range, batch_size: int
+        self, inputs: Mapping[str, np.ndarray], starts: Iterable[int], batch_size: int
     ) -> dict[str, np.ndarray]:
         """The batch loop with little but the module call in it (inputs checked and contiguous; inside
         ``inference_mode``)."""

@@ -38,7 +38,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _registry(workdir: Path, *args: str) -> Result:
     from goldwatch.cli import main
 
-    base = ["registry", "--root", str(workdir / "reg"), "--serving-dir", str(workdir / "serve")]
+    base = ["registry", "--registry-root", str(workdir / "reg"), "--serving-dir", str(workdir / "serve")]
     return CliRunner().invoke(main, [*base, *args], catch_exceptions=False)
 
 

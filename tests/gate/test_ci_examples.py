@@ -57,6 +57,7 @@ def test_github_actions_workflow(repo: Path) -> None:
     assert "goldwatch gate" in gate
     result = shell(gate, repo)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "deprecated" not in result.stderr  # the examples teach the current spellings
     check_reports(repo)
     summary = repo / "step-summary.md"
     result = shell(by_name["Job summary"]["run"], repo, GITHUB_STEP_SUMMARY=str(summary))
@@ -71,6 +72,7 @@ def test_gitlab_ci_job(repo: Path) -> None:
     assert job["artifacts"]["reports"]["junit"] == "reports/gate.xml"
     result = shell("\n".join(job["script"]), repo)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "deprecated" not in result.stderr
     check_reports(repo)
 
 

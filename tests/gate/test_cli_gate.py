@@ -26,7 +26,7 @@ def gate(*args: str | os.PathLike[str]):
 
 def reports(tmp_path: Path) -> list[str]:
     return ["--junit", str(tmp_path / "gate.xml"), "--markdown", str(tmp_path / "gate.md"),
-            "--json", str(tmp_path / "gate.json"), "--html", str(tmp_path / "gate.html")]
+            "--verdict", str(tmp_path / "gate.json"), "--html", str(tmp_path / "gate.html")]
 
 
 def junit_counts(path: Path) -> tuple[int, int, int]:
@@ -65,7 +65,7 @@ def test_fail_exit_1_lists_failures(world: GateWorld, tmp_path: Path) -> None:
 def test_flags_override_thresholds(world: GateWorld, tmp_path: Path) -> None:
     result = gate("--candidate", world.candidate, "--golden", world.golden, "--baseline", world.other,
                   "--min-top1-agreement", "0", "--drift-p-threshold", "1e-300", "--metric-min-absolute-change", "-1",
-                  "--json", tmp_path / "v.json")
+                  "--verdict", tmp_path / "v.json")
     thresholds = json.loads((tmp_path / "v.json").read_text())["thresholds"]
     assert thresholds["min_top1_agreement"] == 0
     assert thresholds["metric_min_absolute_change"] == -1
@@ -76,7 +76,7 @@ def test_config_file_thresholds(world: GateWorld, tmp_path: Path) -> None:
     cfg = tmp_path / "goldwatch.toml"
     cfg.write_text("[gate]\nmin_top1_agreement = 0.0\nlatency_budget_ms_p95 = 0.000001\n")
     result = CliRunner().invoke(main, ["--config", str(cfg), "gate", "--candidate", str(world.candidate),
-                                       "--golden", str(world.golden), "--json", "-"])
+                                       "--golden", str(world.golden), "--json"])
     assert result.exit_code == 1
     data = json.loads(result.stdout)
     assert data["thresholds"]["latency_budget_ms_p95"] == 1e-6
@@ -107,7 +107,7 @@ def test_golden_for_another_signature_exit_2(world: GateWorld, tmp_path: Path) -
 
 def test_unknown_baseline_exit_2(world: GateWorld, tmp_path: Path) -> None:
     result = gate("--candidate", world.candidate, "--golden", world.golden, "--baseline-registry", "nosuch",
-                  "--registry", tmp_path / "no-registry")
+                  "--registry-root", tmp_path / "no-registry")
     assert result.exit_code == 2
     assert "no registry here" in result.stderr
 
@@ -124,14 +124,14 @@ def test_unwritable_report_path_exit_2_but_junit_written(world: GateWorld, tmp_p
 
 
 def test_report_path_that_is_a_directory(world: GateWorld, tmp_path: Path) -> None:
-    result = gate("--candidate", world.candidate, "--golden", world.golden, "--json", tmp_path)
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--verdict", tmp_path)
     assert result.exit_code == 2
-    assert "Invalid value for '--json'" in result.stderr
+    assert "Invalid value for '--verdict'" in result.stderr
     assert "is a directory" in result.stderr
 
 
 def test_json_to_stdout_stays_parseable(world: GateWorld) -> None:
-    result = gate("--candidate", world.candidate, "--golden", world.golden, "--json", "-")
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["verdict"] == "pass"
     assert result.stderr.startswith("PASS: ")
@@ -190,21 +190,21 @@ def test_help_does_not_import_heavy_libraries() -> None:
 
 def test_promote_records_the_verdict_in_the_registry(world: GateWorld, tmp_path: Path) -> None:
     registry = tmp_path / "registry"
-    result = gate("--candidate", world.candidate, "--golden", world.golden, "--promote", "--registry", registry,
-                  "--model-name", "clf", "--json", tmp_path / "v.json", "--markdown", tmp_path / "v.md")
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--promote", "--registry-root", registry,
+                  "--model-name", "clf", "--verdict", tmp_path / "v.json", "--markdown", tmp_path / "v.md")
     assert result.exit_code == 0, result.output
     promotion = json.loads((tmp_path / "v.json").read_text())["promotion"]
     assert (promotion["model"], promotion["state"]) == ("clf", "known-good")
     assert f"Promoted `clf` version `{promotion['version']}` to **known-good**" in (tmp_path / "v.md").read_text()
     # the promoted version is now the baseline
     again = gate("--candidate", world.candidate, "--golden", world.golden, "--baseline-registry", "clf",
-                 "--registry", registry, "--json", "-")
+                 "--registry-root", registry, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["baseline"]["version"] == promotion["version"]
 
 
 def test_promote_without_a_model_name_is_an_error(world: GateWorld, tmp_path: Path) -> None:
-    result = gate("--candidate", world.candidate, "--golden", world.golden, "--promote", "--registry",
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--promote", "--registry-root",
                   tmp_path / "r", "--junit", tmp_path / "j.xml")
     assert result.exit_code == 2
     assert "--promote needs a registry and a model name" in result.stderr
@@ -231,8 +231,21 @@ def test_a_pinned_golden_digest_gates_the_golden_set_too(world: GateWorld, tmp_p
         output["tolerance"]["atol"] = 1e30
     (golden / "golden.json").write_text(json.dumps(manifest))
     refused = gate("--candidate", world.candidate, "--golden", f"{golden}@{digest}", "--baseline", world.same,
-                   "--json", str(tmp_path / "gate.json"))
+                   "--verdict", str(tmp_path / "gate.json"))
     assert refused.exit_code == 2, refused.output
     assert "golden set digest mismatch" in refused.output
     data = json.loads((tmp_path / "gate.json").read_text())
     assert (data["verdict"], data["exit_code"]) == ("error", 2)
+
+
+def test_old_spellings_still_work_for_a_release(world: GateWorld, tmp_path: Path) -> None:
+    result = gate("--candidate", world.candidate, "--golden", world.golden, "--json", tmp_path / "v.json",
+                  "--registry", tmp_path / "registry")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "v.json").read_text())["verdict"] == "pass"  # --json FILE wrote the verdict
+    assert result.stdout.startswith("PASS: ")  # ... and stdout kept the human summary, as before
+    assert "`main gate --json FILE` is deprecated" in result.stderr
+    assert "use --verdict FILE" in result.stderr
+    assert "`main gate --registry` is deprecated" in result.stderr
+    assert "--registry-root DIR" in result.stderr
+    assert not (tmp_path / "registry").exists()

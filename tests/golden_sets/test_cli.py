@@ -115,10 +115,10 @@ def test_a_pinned_digest_refuses_a_loosened_golden_set(tabular: ExampleArtifacts
     assert f"digest {GoldenSet.load(tmp_path / 'g2').digest}" in human.output
 
     model = str(tabular.models["torchscript"])
-    pinned = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest, "--json")
+    pinned = invoke("golden", "replay", "--model", model, "--golden", f"{out}@{digest}", "--json")
     assert pinned.exit_code == 0, pinned.output
     assert json.loads(pinned.stdout)["golden_digest"] == digest
-    bare_hex = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest[7:].upper())
+    bare_hex = invoke("golden", "replay", "--model", model, "--golden", f"{out}@sha256:{digest[7:].upper()}")
     assert bare_hex.exit_code == 0, bare_hex.output
 
     manifest = json.loads((out / "golden.json").read_text())
@@ -126,14 +126,18 @@ def test_a_pinned_digest_refuses_a_loosened_golden_set(tabular: ExampleArtifacts
     (out / "golden.json").write_text(json.dumps(manifest, indent=2))
     unpinned = invoke("golden", "replay", "--model", model, "--golden", str(out))
     assert unpinned.exit_code == 0  # the data files still match their digests: only the pin can tell
-    refused = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest)
+    refused = invoke("golden", "replay", "--model", model, "--golden", f"{out}@{digest}")
     assert refused.exit_code == 2
     assert refused.output.strip().count("\n") == 0
     assert "golden set digest mismatch" in refused.output
     assert "golden.json" in refused.output
-    malformed = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", "sha256:abc")
+    malformed = invoke("golden", "replay", "--model", model, "--golden", f"{out}@sha256:abc")
     assert malformed.exit_code == 2
-    assert "not a golden set digest: 'sha256:abc'" in malformed.output
+    assert "--golden: not a golden set digest: 'sha256:abc'" in malformed.output
+    old = invoke("golden", "replay", "--model", model, "--golden", str(out), "--golden-digest", digest)
+    assert old.exit_code == 2  # the deprecated spelling still pins: refused the same way
+    assert "golden set digest mismatch" in old.stderr
+    assert "`main golden replay --golden-digest` is deprecated" in old.stderr
 
 
 def test_in_memory_golden_set_cannot_match_a_pin(tabular: ExampleArtifacts) -> None:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from goldwatch.cli import main
@@ -23,7 +22,7 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 def test_fingerprint_then_verify_intact_and_corrupted(model_dir: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "m.json"
-    code, out, _ = _run("fingerprint", str(model_dir), "-o", str(manifest), "--digest", "blake3")
+    code, out, _ = _run("fingerprint", str(model_dir), "--out", str(manifest), "--digest", "blake3")
     assert code == 0
     assert "4 file(s)" in out
     assert "digest blake3" in out
@@ -56,7 +55,7 @@ def test_fingerprint_prints_the_manifest_without_output(tmp_path: Path) -> None:
     assert code == 0
     data = json.loads(out)
     assert data["files"][0]["digest"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    code, out, _ = _run("fingerprint", str(tmp_path / "w.bin"), "-o", str(tmp_path / "m.json"), "--json")
+    code, out, _ = _run("fingerprint", str(tmp_path / "w.bin"), "--out", str(tmp_path / "m.json"), "--json")
     assert code == 0
     assert json.loads(out)["files"] == 1
 
@@ -64,7 +63,7 @@ def test_fingerprint_prints_the_manifest_without_output(tmp_path: Path) -> None:
 def test_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     hostile = tmp_path / "bad.safetensors"
     hostile.write_bytes(raw_safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 99]}}, bytes(8)))
-    code, out, err = _run("fingerprint", str(hostile), "-o", str(tmp_path / "m.json"))
+    code, out, err = _run("fingerprint", str(hostile), "--out", str(tmp_path / "m.json"))
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1
@@ -88,7 +87,7 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     (tmp_path / "model" / "w.bin").write_bytes(bytes(range(256)) * 10)
     exe = str(Path(sys.executable).with_name("goldwatch"))
     manifest = tmp_path / "m.json"
-    done = subprocess.run([exe, "fingerprint", str(tmp_path / "model"), "-o", str(manifest), "--digest", "xxh3"],
+    done = subprocess.run([exe, "fingerprint", str(tmp_path / "model"), "--out", str(manifest), "--digest", "xxh3"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     done = subprocess.run([exe, "verify", str(tmp_path / "model"), "--manifest", str(manifest)],
@@ -111,24 +110,35 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_progress_bar_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_counts_the_bytes_of_each_pass(tmp_path: Path) -> None:
+    from goldwatch import progress
     from goldwatch.cli import integrity as cli_integrity
+    from goldwatch.integrity.manifest import build_manifest
 
     (tmp_path / "w.bin").write_bytes(bytes(3000))
-    monkeypatch.setattr(cli_integrity, "show_progress", lambda: True)
-    monkeypatch.setattr(cli_integrity, "_PROGRESS_MIN_BYTES", 1)
-    seen: list[int] = []
-    with cli_integrity._byte_progress(tmp_path, label="test", passes=2) as on_bytes:
-        assert on_bytes is not None
-        from goldwatch.integrity.manifest import build_manifest
+    tasks: list[progress.Task] = []
 
-        build_manifest(tmp_path, on_bytes=lambda n: (seen.append(n), on_bytes(n)))
-    assert sum(seen) == 3000  # a plain file: digest pass only (no tensors)
+    class Collect:
+        def start(self, task: progress.Task) -> None:
+            tasks.append(task)
+
+        def update(self, task: progress.Task) -> None:
+            pass
+
+        def finish(self, task: progress.Task, *, ok: bool) -> None:
+            assert ok
+
+    with progress.reporting(Collect()), cli_integrity._byte_progress(tmp_path, label="test", passes=2) as on_bytes:
+        assert on_bytes is not None
+        build_manifest(tmp_path, on_bytes=on_bytes)
+    (task,) = tasks
+    # a plain file: one digest pass (no tensors to fingerprint), and the total expected just that
+    assert (task.total, task.snapshot().done) == (3000, 3000)
 
 
 def test_a_manifest_kept_inside_the_model_directory(model_dir: Path) -> None:
     manifest = model_dir / "goldwatch-manifest.json"
-    code, out, _ = _run("fingerprint", str(model_dir), "-o", str(manifest))
+    code, out, _ = _run("fingerprint", str(model_dir), "--out", str(manifest))
     assert code == 0
     assert "4 file(s)" in out  # the manifest does not describe itself
     code, out, _ = _run("verify", str(model_dir), "--manifest", str(manifest))

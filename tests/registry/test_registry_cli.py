@@ -19,7 +19,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # no stray ./goldwatch.toml
     monkeypatch.delenv("GOLDWATCH_CONFIG", raising=False)
     runner = CliRunner()
-    base = ["registry", "--root", str(tmp_path / "reg"), "--serving-dir", str(tmp_path / "serve")]
+    base = ["registry", "--registry-root", str(tmp_path / "reg"), "--serving-dir", str(tmp_path / "serve")]
 
     def run(*args: str, base_args: list[str] | None = None):
         return runner.invoke(main, [*(base if base_args is None else base_args), *args], catch_exceptions=False)
@@ -95,7 +95,7 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(cli, tmp_path: P
     assert "upgrade goldwatch; nothing was changed" in res.stderr
     (tmp_path / "notreg").mkdir()
     (tmp_path / "notreg" / "README").write_text("x")
-    res = cli("list", base_args=["registry", "--root", str(tmp_path / "notreg")])
+    res = cli("list", base_args=["registry", "--registry-root", str(tmp_path / "notreg")])
     assert res.exit_code == 2
     assert "is not a goldwatch registry (no registry.db" in res.stderr
     assert sorted(p.name for p in (tmp_path / "notreg").iterdir()) == ["README"]
@@ -124,7 +124,7 @@ def test_config_section_drives_serving_and_reload(cli, tmp_path: Path) -> None:
 def test_console_script_subprocess(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("goldwatch")
     src = write_weights(tmp_path / "m1", 1)
-    env_args = [str(exe), "registry", "--root", str(tmp_path / "reg")]
+    env_args = [str(exe), "registry", "--registry-root", str(tmp_path / "reg")]
     done = subprocess.run([*env_args, "add", "fraud", str(src), "--json"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -138,8 +138,9 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
 def test_mlflow_layout_needs_a_registry_uri(cli, tmp_path: Path) -> None:
     (tmp_path / "goldwatch.toml").write_text('[registry]\nlayout = "mlflow-alias"\n')
     src = write_weights(tmp_path / "m1", 1)
-    assert cli("add", "fraud", str(src), base_args=["registry", "--root", str(tmp_path / "reg")]).exit_code == 0
-    res = cli("promote", "fraud", "1", "--reason", "x", base_args=["registry", "--root", str(tmp_path / "reg")])
+    base = ["registry", "--registry-root", str(tmp_path / "reg")]
+    assert cli("add", "fraud", str(src), base_args=base).exit_code == 0
+    res = cli("promote", "fraud", "1", "--reason", "x", base_args=base)
     assert res.exit_code == 2
     assert "registry.mlflow_registry_uri: layout 'mlflow-alias' needs mlflow_registry_uri" in res.stderr
 
@@ -198,7 +199,7 @@ def test_rollback_output_says_which_skipped_versions_were_quarantined(cli, tmp_p
     assert res.exit_code == 0, res.output
     assert "skipped 3: could not run (not quarantined)" in res.stdout
     assert "warning: no server was told to reload" in res.stderr
-    res = cli("rollback", "fraud", "--reason", "v2 bad", "--golden", "--keep-current", "--json")
+    res = cli("rollback", "fraud", "--reason", "v2 bad", "--replay-golden", "--keep-current", "--json")
     out = json.loads(res.stdout)
     assert (out["from_version"], out["to_version"]) == ("2", "1")
     assert out["skipped"] == [{"version": "3", "reason": "could not run", "quarantined": False}]

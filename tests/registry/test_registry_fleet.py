@@ -112,10 +112,10 @@ def test_each_host_serves_its_own_pointer_and_show_says_who_serves_what(tmp_path
         assert (result.from_version, result.to_version) == ("3", "2")
         assert make_pointer("current-link", serve / "pod-c").read().source == c.get("m", "3").path.resolve()
         assert c.serving_target("m")[0] == "3"  # still recorded as serving v3 (now quarantined): c checks next
-    shown = CliRunner().invoke(main, ["registry", "--root", str(root), "show", "m", "2", "--json"])
+    shown = CliRunner().invoke(main, ["registry", "--registry-root", str(root), "show", "m", "2", "--json"])
     assert shown.exit_code == 0, shown.output
     assert sorted(s["host"] for s in json.loads(shown.output)["served_by"]) == ["pod-a", "pod-b"]
-    text = CliRunner().invoke(main, ["registry", "--root", str(root), "show", "m", "3"])
+    text = CliRunner().invoke(main, ["registry", "--registry-root", str(root), "show", "m", "3"])
     assert "served by (1 host serving m 3)" in text.output
     assert "pod-c" in text.output
     with Registry.open(root, host="ops") as reg:

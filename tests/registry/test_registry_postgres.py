@@ -53,7 +53,7 @@ def test_the_database_going_away_before_the_switch(tmp_path: Path, postgres_serv
         assert "goldwatch:***@" in message
         assert postgres_server.password not in caplog.text
         # while it is down, opening says so in one line, exit 2
-        done = CliRunner().invoke(main, ["registry", "--root", str(tmp_path / "reg"), "list"])
+        done = CliRunner().invoke(main, ["registry", "--registry-root", str(tmp_path / "reg"), "list"])
         assert done.exit_code == 2
         assert done.output.count("\n") == 1
         assert "cannot connect to the registry database" in done.output
@@ -116,10 +116,10 @@ def test_an_older_schema_is_refused_until_the_migrate_command(tmp_path: Path, da
     assert "goldwatch registry migrate" in str(err.value)
     monkeypatch.setenv("GOLDWATCH_HOST", "pod-a")
     runner = CliRunner()
-    done = runner.invoke(main, ["registry", "--root", str(tmp_path / "reg"), "migrate"])
+    done = runner.invoke(main, ["registry", "--registry-root", str(tmp_path / "reg"), "migrate"])
     assert done.exit_code == 0, done.output
     assert f"from schema 1 to {SCHEMA_VERSION}" in done.output
-    assert "already" in runner.invoke(main, ["registry", "--root", str(tmp_path / "reg"), "migrate"]).output
+    assert "already" in runner.invoke(main, ["registry", "--registry-root", str(tmp_path / "reg"), "migrate"]).output
     with Registry.open(tmp_path / "reg") as reg:
         assert [(s.host, s.target) for s in reg.served_by("m")] == [("pod-a", "/models/fallback")]
 
@@ -161,7 +161,7 @@ def test_credentials_come_from_a_file_or_the_environment_never_the_config(
     assert password not in done.output
     # the whole URL in the environment (a Kubernetes secret) works
     monkeypatch.setenv(DATABASE_URL_ENV, full)
-    done = runner.invoke(main, ["registry", "--root", str(tmp_path / "reg"), "list", "--json"])
+    done = runner.invoke(main, ["registry", "--registry-root", str(tmp_path / "reg"), "list", "--json"])
     assert done.exit_code == 0, done.output
     assert password not in done.output
 

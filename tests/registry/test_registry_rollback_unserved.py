@@ -14,12 +14,13 @@ def test_rollback_without_serving_pointer_is_an_input_error(tmp_path: Path) -> N
     artifact.write_bytes(b"weights v1" * 100)
     root = str(tmp_path / "reg")
     runner = CliRunner()
-    assert runner.invoke(main, ["registry", "--root", root, "add", "m", str(artifact)]).exit_code == 0
-    assert runner.invoke(main, ["registry", "--root", root, "promote", "m", "1", "--reason", "ok"]).exit_code == 0
-    result = runner.invoke(main, ["registry", "--root", root, "rollback", "m", "--reason", "bad"])
+    assert runner.invoke(main, ["registry", "--registry-root", root, "add", "m", str(artifact)]).exit_code == 0
+    promoted = runner.invoke(main, ["registry", "--registry-root", root, "promote", "m", "1", "--reason", "ok"])
+    assert promoted.exit_code == 0
+    result = runner.invoke(main, ["registry", "--registry-root", root, "rollback", "m", "--reason", "bad"])
     assert result.exit_code == 2, result.output
     assert "no serving pointer" in result.output
     assert "--serving-dir" in result.output
     # nothing changed: v1 is still known-good, not quarantined
-    shown = runner.invoke(main, ["registry", "--root", root, "show", "m", "1", "--json"])
+    shown = runner.invoke(main, ["registry", "--registry-root", root, "show", "m", "1", "--json"])
     assert '"known-good"' in shown.output

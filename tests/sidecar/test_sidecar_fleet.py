@@ -113,7 +113,7 @@ def fleet(tmp_path: Path, postgres_server: Any, postgres_url: str,
 
 
 def _show(shared: Path) -> dict[str, Any]:
-    done = CliRunner().invoke(main, ["registry", "--root", str(shared), "show", "fraud", "2", "--json"])
+    done = CliRunner().invoke(main, ["registry", "--registry-root", str(shared), "show", "fraud", "2", "--json"])
     assert done.exit_code == 0, done.output
     return json.loads(done.output)
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.detectors._validation import (
     NanPolicy,
     _compact,
@@ -420,6 +421,7 @@ def wasserstein(reference: Any, current: Any, *, normed: bool = False, threshold
     return res
 
 
+@progress.stage(lambda *_, test="ks", **__: f"drift test ({test}) on Dask")
 def detect_drift(
     reference: Any,
     current: Any,

@@ -33,7 +33,7 @@ import dataclasses
 import threading
 from typing import Any
 
-__all__ = ["AgentMetrics", "agent_metrics"]
+__all__ = ["AgentMetrics", "agent_metrics", "document_metrics"]
 
 _LOCK = threading.Lock()
 _BY_REGISTRY: dict[int, tuple[Any, AgentMetrics]] = {}
@@ -90,3 +90,8 @@ def agent_metrics(registry: Any = None) -> AgentMetrics:
         )
         _BY_REGISTRY[id(registry)] = (registry, metrics)
         return metrics
+
+
+def document_metrics(registry: Any) -> None:
+    """The agent's metrics in ``registry``, for the reference documentation (goldwatch.reference)."""
+    agent_metrics(registry)

@@ -75,12 +75,9 @@ def load_golden(spec: str | os.PathLike[str]) -> GoldenView:
     """Load a golden set folder, ``DIR`` or ``DIR@sha256:HEX`` to pin its digest (GoldenSetError when malformed,
     tampered with, or not the pinned one)."""
     from goldwatch.golden_sets import GoldenSet
-    from goldwatch.golden_sets.format import check_digest_spelling
+    from goldwatch.golden_sets.format import split_pinned
 
-    text = os.fspath(spec)
-    folder, pinned, digest = text.rpartition("@sha256:")
-    path = Path(folder if pinned else text)
-    expected = check_digest_spelling("sha256:" + digest, where="--golden") if pinned else None
+    path, expected = split_pinned(spec)
     golden = GoldenSet.load(path, expected_digest=expected)
     return GoldenView(
         name=path.resolve().name or str(path),

@@ -138,7 +138,7 @@ def run_demo(
             raise failed[0][1]
         command = (
             f"goldwatch gate --candidate {cand} --golden {golden} --baseline {baseline} --manifest {manifest} "
-            f"--junit {paths.junit} --markdown {paths.markdown} --json {paths.json} --html {paths.html}"
+            f"--junit {paths.junit} --markdown {paths.markdown} --verdict {paths.json} --html {paths.html}"
         )
         runs.append(DemoRun(label, cand, verdict, paths, command, expected))
     return DemoResult(root, candidate, baseline, golden, manifest, flipped, tuple(runs))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.checks import Check
 from goldwatch.config import GateConfig, GoldenConfig
 from goldwatch.errors import ArtifactError, GoldwatchError, InvalidInputError, from_unexpected
@@ -147,8 +148,10 @@ def _baseline_outputs(runtime: Any, golden: areas.GoldenView, output_map: Mappin
 
     names = list(golden.expected)
     match = match_outputs(names, runtime.signature.output_names, output_map, where=f"baseline {runtime!r}")
-    return {k: np.asarray(v) for k, v in match.rename(run_batches(runtime, dict(golden.inputs),
-                                                                  batch_size=None)).items()}
+    n = len(next(iter(golden.inputs.values()))) if golden.inputs else None
+    with progress.task(f"baseline on {golden.name}", total=n, unit="samples"):
+        outputs = run_batches(runtime, dict(golden.inputs), batch_size=None)
+    return {k: np.asarray(v) for k, v in match.rename(outputs).items()}
 
 
 def _golden_outputs(run: _Run, runtime: Any, golden: areas.GoldenView, device: str, tag: str,
@@ -547,7 +550,7 @@ def run_gate(
         if baseline_registry is not None:
             if root is None:
                 raise InvalidInputError("--baseline-registry needs a registry", where="--baseline-registry",
-                                        hint="set [registry] root in goldwatch.toml or pass --registry DIR")
+                                        hint="set [registry] root in goldwatch.toml or pass --registry-root DIR")
             mv = areas.known_good(root, baseline_registry)
             base_spec = mv.path
             base_ref = ModelRef(spec=f"registry:{baseline_registry}", name=mv.model, version=str(mv.version))
@@ -655,7 +658,7 @@ def _promote(verdict: GateVerdict, candidate: str | os.PathLike[str], golden: Se
         if root is None or model is None:
             raise InvalidInputError(
                 "--promote needs a registry and a model name", where="--promote",
-                hint="pass --registry DIR and --baseline-registry NAME (or --model-name NAME)",
+                hint="pass --registry-root DIR and --baseline-registry NAME (or --model-name NAME)",
             )
         evidence = {"gate_verdict": verdict.to_dict()}
         mv = areas.promote(root, model, Path(candidate), golden=[Path(g) for g in golden], actor=actor,

@@ -1,7 +1,7 @@
 """The gate's verdict: every check it ran, the plots' data, and the one word CI acts on.
 
 The JSON form is documented by ``verdict.schema.json`` (next to this module; see also docs/gate.md) and is what
-``goldwatch gate --json FILE`` writes. JUnit, Markdown and HTML are renderings of the same object, so the four
+``goldwatch gate --verdict FILE`` writes. JUnit, Markdown and HTML are renderings of the same object, so the four
 reports can never disagree.
 
 >>> from goldwatch.checks import Check
@@ -219,7 +219,7 @@ class GateVerdict:
 
             raise DataError(
                 f"not a gate verdict (schema {data.get('schema')!r}, expected {SCHEMA_ID!r})",
-                hint="pass the file written by `goldwatch gate --json`",
+                hint="pass the file written by `goldwatch gate --verdict FILE`",
             )
 
         def opt(kind: Any, value: Any) -> Any:

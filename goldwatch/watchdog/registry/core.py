@@ -128,7 +128,7 @@ def check_add_inputs(model: str, path: str | os.PathLike[str], *, version: str |
 def _check_root(root: Path, url: DatabaseUrl, *, create: bool) -> None:
     if root.exists() and not root.is_dir():
         raise RegistryError("the registry root is not a directory", where=str(root),
-                            hint="point --root at a directory (it is created if missing)")
+                            hint="point --registry-root at a directory (it is created if missing)")
     local_db = url.backend == "sqlite" and url.path is not None and url.path.absolute() == root / DB_NAME
     marker = root / DB_NAME if local_db else root / "store"
     if marker.exists():

@@ -47,6 +47,7 @@ import stat
 from pathlib import Path
 from typing import Protocol
 
+from goldwatch import progress
 from goldwatch._fs import fsync_dir, fsync_file, tmp_name
 from goldwatch.errors import GoldwatchError, RegistryError
 from goldwatch.integrity.digest import file_digest
@@ -181,12 +182,15 @@ class ArtifactStore:
         tmp = self.tmp / tmp_name("obj")
         h = hashlib.sha256()
         size = 0
+        on_bytes = progress.byte_callback(None)
         try:
             with path.open("rb") as src, tmp.open("wb") as dst:
                 while chunk := src.read(_CHUNK):
                     h.update(chunk)
                     dst.write(chunk)
                     size += len(chunk)
+                    if on_bytes:
+                        on_bytes(len(chunk))
                 dst.flush()
                 os.fsync(dst.fileno())
             digest = h.hexdigest()

@@ -28,6 +28,7 @@ with one clear message. Responses never contain the token or any other secret.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,7 +42,7 @@ from goldwatch.errors import GoldwatchError, InvalidInputError
 from goldwatch.serialize import to_jsonable
 from goldwatch.watchdog.sidecar.service import BusyError, ConflictError, SidecarService, UnknownModelError
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "document_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -118,6 +119,7 @@ def build_app(service: SidecarService) -> Starlette:
     limit = service.config.serve.max_body_bytes
 
     def guarded(handler: Handler, *, auth: bool) -> Handler:
+        @functools.wraps(handler)  # the handler's docstring is the route's line in docs/reference/http.md
         async def endpoint(request: Request) -> Response:
             if auth:
                 denied = service.authorize(request.headers.get("authorization"))
@@ -143,9 +145,11 @@ def build_app(service: SidecarService) -> Starlette:
         return endpoint
 
     async def livez(request: Request) -> Response:
+        """The event loop answers (shallow: for a liveness probe)."""
         return _json({"status": "alive", "stopping": service.stopping})
 
     async def startupz(request: Request) -> Response:
+        """Start-up verification passed (``--verify-first``; a startupProbe)."""
         if not service.startup_done:
             return _json({"status": "verifying", "models": {m: c.startup for m, c in service.models.items()}}, 503)
         if service.startup_problem:
@@ -153,14 +157,17 @@ def build_app(service: SidecarService) -> Starlette:
         return _json({"status": "ok", "models": {m: c.startup for m, c in service.models.items()}})
 
     async def readyz(request: Request) -> Response:
+        """Config loaded, journal writable, first round of checks done (a readinessProbe)."""
         ready, reasons = service.readiness()
         return _json({"status": "ready" if ready else "not ready", "reasons": reasons}, 200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
+        """Prometheus text format (OpenMetrics on request); the metrics are in docs/reference/metrics.md."""
         body, content_type = service.metrics.render(request.headers.get("accept", ""))
         return Response(body, media_type=None, headers={"Content-Type": content_type})
 
     async def status(request: Request) -> Response:
+        """Per model: served version, each check's last result, incidents."""
         return _json(service.status())
 
     def _int(request: Request, name: str, default: int, *, low: int = 0, high: int = 10000) -> int:
@@ -176,6 +183,7 @@ def build_app(service: SidecarService) -> Starlette:
         return value
 
     async def incidents(request: Request) -> Response:
+        """Incidents: ``?state=open|resolved&model=M&limit=N``."""
         state = request.query_params.get("state")
         if state not in (None, "open", "resolved"):
             raise _BodyError(400, f"state must be open or resolved, got {state!r}")
@@ -183,11 +191,13 @@ def build_app(service: SidecarService) -> Starlette:
                                                      limit=_int(request, "limit", 200, low=1))})
 
     async def journal(request: Request) -> Response:
+        """Decisions, ``?after=ID&model=M&limit=N`` (a timeline to follow)."""
         return _json({"decisions": service.decisions(after=_int(request, "after", 0, high=2**62),
                                                      model=request.query_params.get("model"),
                                                      limit=_int(request, "limit", 200, low=1))})
 
     async def check(request: Request) -> Response:
+        """Bearer token. Run checks now: ``{"checks": [...], "sha256": bool, "wait": bool}``."""
         body = await _read_json(request, limit, required=False)
         _only(body, {"checks", "sha256", "wait"})
         kinds = _field(body, "checks", list)
@@ -199,6 +209,7 @@ def build_app(service: SidecarService) -> Starlette:
         return _json(result, 200 if "runs" in result else 202)
 
     async def rollback(request: Request) -> Response:
+        """Bearer token. A person's rollback: ``{"reason": "..."}``."""
         body = await _read_json(request, limit, required=True)
         _only(body, {"reason", "actor"})
         reason = _field(body, "reason", str)
@@ -221,6 +232,7 @@ def build_app(service: SidecarService) -> Starlette:
         return _json(result, 200 if result["ok"] else 502)
 
     async def pause(request: Request) -> Response:
+        """Bearer token. No action, no page: ``{"reason": "...", "for_s": 1800}``."""
         body = await _read_json(request, limit, required=True)
         _only(body, {"reason", "for_s"})
         reason = _field(body, "reason", str)
@@ -231,12 +243,14 @@ def build_app(service: SidecarService) -> Starlette:
                                          for_s=None if for_s is None else float(for_s)))
 
     async def resume(request: Request) -> Response:
+        """Bearer token. End a pause or a flap-guard stop."""
         body = await _read_json(request, limit, required=False)
         _only(body, {"reason"})
         return _json(await service.resume(request.path_params["model"],
                                           reason=_field(body, "reason", str) or "resumed by a person"))
 
     async def evidence(request: Request) -> Response:
+        """Bearer token. A report from another component (the in-process agent, a CI job)."""
         body = await _read_json(request, limit, required=True)
         service.model(request.path_params["model"])
         wait = request.query_params.get("wait", "false").lower()
@@ -262,3 +276,14 @@ def build_app(service: SidecarService) -> Starlette:
         *service.extra_routes,
     ]
     return Starlette(routes=routes)
+
+
+def document_routes() -> list[BaseRoute]:
+    """The sidecar's own routes as served (extensions add theirs), for the reference documentation
+    (goldwatch.reference). Built over a stand-in for the service: no route is called, nothing starts."""
+    from types import SimpleNamespace
+
+    from goldwatch.config import GoldwatchConfig
+
+    stand_in: Any = SimpleNamespace(config=GoldwatchConfig(), extra_routes=[])
+    return list(build_app(stand_in).routes)

@@ -215,7 +215,7 @@ def run_sidecar_demo(out: str | os.PathLike[str] = "goldwatch-demo/sidecar", *, 
     commands = (
         f"goldwatch --config {config} serve",
         f"goldwatch status --url {url}",
-        f"goldwatch registry --root {registry_root} list {MODEL}",
+        f"goldwatch registry --registry-root {registry_root} list {MODEL}",
     )
     return SidecarDemoResult(
         out=root, config=config, flipped=flipped, timeline=tuple(timeline), incident=incident, pagerduty=pages,

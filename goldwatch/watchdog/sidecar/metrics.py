@@ -26,7 +26,7 @@ from prometheus_client.exposition import choose_encoder
 if TYPE_CHECKING:
     from goldwatch.watchdog.sidecar.evidence import Evidence
 
-__all__ = ["SidecarMetrics"]
+__all__ = ["SidecarMetrics", "document_metrics"]
 
 # Seconds: from a readiness probe (ms) to hashing a large model (minutes).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -157,3 +157,10 @@ class SidecarMetrics:
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def document_metrics(registry: CollectorRegistry) -> None:
+    """The sidecar's metrics in ``registry``, for the reference documentation (goldwatch.reference)."""
+    from goldwatch._version import __version__
+
+    SidecarMetrics(version=__version__, registry=registry)

@@ -149,7 +149,7 @@ class Database:
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"not a usable SQLite database ({exc})", where=str(path),
-                hint="point --root at a goldwatch registry, or move this file away",
+                hint="point --registry-root at a goldwatch registry, or move this file away",
             ) from None
         return conn
 
