@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from goldwatch import progress
 from goldwatch.cli._common import emit_json, finish, guarded, json_option, state
 from goldwatch.errors import InvalidInputError
 
@@ -199,7 +200,12 @@ def asset_verify(names: tuple[str, ...], as_json: bool) -> None:
     if not chosen:
         raise InvalidInputError("no [[recovery.assets]] in the config", where="goldwatch.toml",
                                 hint="add one (name, path, backups, rpo_seconds)")
-    statuses = [check_asset(a, scratch=_scratch()) for a in chosen]
+    statuses = []
+    with progress.task("restore-and-verify", total=len(chosen), unit="assets"):
+        for a in chosen:
+            with progress.isolated():  # its bytes are not assets
+                statuses.append(check_asset(a, scratch=_scratch()))
+            progress.advance(1)
     ok = all(not s.failed and s.rpo_met and (s.live is None or s.live.ok) for s in statuses)
     if as_json:
         emit_json([{"asset": s.asset, "ok": not s.failed and s.rpo_met, "rpo_s": s.rpo_s,

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from goldwatch import progress
 from goldwatch.config import GoldwatchConfig, ServeWatchConfig
 from goldwatch.errors import ConfigError, GoldwatchError, InvalidInputError, StateError
 from goldwatch.watchdog.recovery.scenarios import Scenario, scenario
@@ -537,30 +538,39 @@ class Drill:
 
     # ---- the scenarios ----------------------------------------------------------------------------------------
     def run(self, keys: Sequence[str]) -> list[ScenarioResult]:
-        import httpx
-
+        """Each scenario in turn (a progress task of ``len(keys)`` scenarios)."""
         results = []
         self.keys = tuple(keys)
-        for key in keys:
-            t = time.perf_counter()
-            s = scenario(key.removesuffix("b"))
-            try:
-                result = getattr(self, f"_s{key}")(s)
-            except _Skip as why:
-                result = ScenarioResult(key, s.slug, _title(key, s), self._subject(key), "-", _target_name(s), None,
-                                        None, "skip", str(why))
-            except (GoldwatchError, TimeoutError, OSError, httpx.HTTPError) as exc:
-                problems = self.undo.undo_all()
-                note = f"; undo problems: {'; '.join(problems)}" if problems else ""
-                result = ScenarioResult(key, s.slug, _title(key, s), self._subject(key), "-", _target_name(s), None,
-                                        None, "error", f"the drill could not complete it: {exc}{note}")
-            result = dataclasses.replace(result, duration_s=round(time.perf_counter() - t, 3))
-            self.say(f"scenario {key} ({s.slug}): {result.status.upper()}: {result.summary}")
-            results.append(result)
-            if result.status == "error":
-                with contextlib.suppress(Exception):
-                    self.wait_healthy("the stack to recover after a scenario that could not complete")
+        with progress.task(f"drill of stack {self.target.name}", total=len(keys), unit="scenarios"):
+            for key in keys:
+                with progress.isolated():  # the bytes of a version restored are not scenarios
+                    results.append(self._one(key))
+                progress.advance(1)
         return results
+
+    def _one(self, key: str) -> ScenarioResult:
+        """Run one scenario; a scenario that cannot complete is reported (error), and the stack given time to
+        recover before the next."""
+        import httpx
+
+        t = time.perf_counter()
+        s = scenario(key.removesuffix("b"))
+        try:
+            result = getattr(self, f"_s{key}")(s)
+        except _Skip as why:
+            result = ScenarioResult(key, s.slug, _title(key, s), self._subject(key), "-", _target_name(s), None,
+                                    None, "skip", str(why))
+        except (GoldwatchError, TimeoutError, OSError, httpx.HTTPError) as exc:
+            problems = self.undo.undo_all()
+            note = f"; undo problems: {'; '.join(problems)}" if problems else ""
+            result = ScenarioResult(key, s.slug, _title(key, s), self._subject(key), "-", _target_name(s), None,
+                                    None, "error", f"the drill could not complete it: {exc}{note}")
+        result = dataclasses.replace(result, duration_s=round(time.perf_counter() - t, 3))
+        self.say(f"scenario {key} ({s.slug}): {result.status.upper()}: {result.summary}")
+        if result.status == "error":
+            with contextlib.suppress(Exception):
+                self.wait_healthy("the stack to recover after a scenario that could not complete")
+        return result
 
     def _subject(self, key: str) -> str:
         return (self.target.asset or "-") if key == "5" else self.target.model

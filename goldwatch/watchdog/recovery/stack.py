@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from goldwatch import progress
 from goldwatch.errors import InvalidInputError
 
 __all__ = ["LocalStack", "start_local_stack"]
@@ -264,13 +265,16 @@ def start_local_stack(out: str | os.PathLike[str], *, seed: int = 0, device: str
     releases: dict[str, Path] = {}
     golden: dict[str, Path] = {}
     inputs_path = None
-    for name, release_seed in (("1", seed), ("2", seed + 1), ("fallback", seed + 7)):
-        model_dir, inputs_path = _model_dir(root / "models" / name, seed=release_seed)
-        with np.load(inputs_path, allow_pickle=False) as data:
-            frozen = {k: np.asarray(data[k])[:GOLDEN_SAMPLES] for k in data.files}
-        golden[name] = root / "golden" / name
-        build_golden_set(model_dir, frozen, golden[name], repeats=2, overwrite=True)
-        releases[name] = model_dir
+    with progress.task("drill stack: models and golden sets", total=3, unit="models"):
+        for name, release_seed in (("1", seed), ("2", seed + 1), ("fallback", seed + 7)):
+            with progress.isolated():  # the samples and bytes of building one are not models
+                model_dir, inputs_path = _model_dir(root / "models" / name, seed=release_seed)
+                with np.load(inputs_path, allow_pickle=False) as data:
+                    frozen = {k: np.asarray(data[k])[:GOLDEN_SAMPLES] for k in data.files}
+                golden[name] = root / "golden" / name
+                build_golden_set(model_dir, frozen, golden[name], repeats=2, overwrite=True)
+                releases[name] = model_dir
+            progress.advance(1)
     # the fallback is served outside the registry: its manifest sits beside it, where the runtime looks
     fallback = releases["fallback"]
     build_manifest(fallback).save(fallback.parent / f"{fallback.name}.manifest.json")
@@ -314,10 +318,11 @@ def start_local_stack(out: str | os.PathLike[str], *, seed: int = 0, device: str
 
         threads = [threading.Thread(target=boot, args=("primary", repo_primary, env_primary)),
                    threading.Thread(target=boot, args=("local", repo_local, {}))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with progress.task("drill stack: starting two MLServer processes"):
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         for key in ("primary", "local"):
             if key in started:
                 stack.callback(started[key].stop)
@@ -347,8 +352,9 @@ def start_local_stack(out: str | os.PathLike[str], *, seed: int = 0, device: str
         say("starting `goldwatch serve` (the sidecar) and waiting for its first round of checks...")
         env = {"GOLDWATCH_SERVE_TOKEN": token, "GOLDWATCH_PAGERDUTY_ROUTING_KEY": routing_key,
                "GOLDWATCH_PAGERDUTY_EVENTS_URL": pagerduty.url}
-        sidecar = start_sidecar(config_path, url=f"http://127.0.0.1:{port}", env=env, token=token,
-                                log_path=root / "sidecar.log", timeout=120.0)
+        with progress.task("drill stack: starting goldwatch serve"):
+            sidecar = start_sidecar(config_path, url=f"http://127.0.0.1:{port}", env=env, token=token,
+                                    log_path=root / "sidecar.log", timeout=120.0)
         stack.callback(lambda: holder[0].sidecar.terminate() if holder else sidecar.terminate())
         probe_inputs = {"x": frozen["x"][:4]}
         answers = {name: _answers(releases[name], probe_inputs) for name in ("1", "2", "fallback")}
