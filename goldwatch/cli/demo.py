@@ -55,6 +55,26 @@ def _gate(out: Path, kind: str, seed: int) -> bool:
     return result.as_expected
 
 
+def _pages(events: tuple[tuple[str, str], ...]) -> str:
+    """PagerDuty's events grouped by incident: a second trigger with the same dedup_key updates the open incident
+    (here it carries the rollback), it does not open another.
+
+    >>> _pages((("trigger", "k"), ("trigger", "k"), ("resolve", "k")))
+    'trigger k, trigger k (same incident, updated), resolve k -- 1 incident'
+    >>> _pages(())
+    'none'
+    """
+    if not events:
+        return "none"
+    seen: set[str] = set()
+    words = []
+    for action, key in events:
+        again = action == "trigger" and key in seen
+        seen.add(key)
+        words.append(f"{action} {key}" + (" (same incident, updated)" if again else ""))
+    return ", ".join(words) + f" -- {len(seen)} incident" + ("s" if len(seen) != 1 else "")
+
+
 def _sidecar(out: Path, seed: int, *, number: int) -> bool:
     from goldwatch.watchdog.sidecar.demo import run_sidecar_demo
 
@@ -66,8 +86,7 @@ def _sidecar(out: Path, seed: int, *, number: int) -> bool:
         click.echo(f"   t = {entry.t:6.2f} s  {entry.what}")  # type: ignore[attr-defined]
 
     result = run_sidecar_demo(out, seed=seed, say=_say, on_event=show)
-    pages = ", ".join(f"{action} {key}" for action, key in result.pagerduty) or "none"
-    click.echo(f"   PagerDuty received: {pages}")
+    click.echo(f"   PagerDuty received: {_pages(result.pagerduty)}")
     if result.ttd_s is not None:
         click.echo(f"   time to detect: {result.ttd_s:.2f} s after the flip (files checked every 1 s in this demo)")
     if result.ttr_s is not None:

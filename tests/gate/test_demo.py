@@ -28,7 +28,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         for line in ("3. the sidecar heals a corrupted served model", "one bit flipped in the served file",
                      "DETECTED by the files check: integrity:model.onnx: model.onnx: tensor", "paged on-call",
                      "ROLLED BACK 2 -> 1", "golden replay passes (version 1)", "RESOLVED:",
-                     "PagerDuty received: trigger goldwatch/fraud/integrity", "resolve goldwatch/fraud/integrity",
+                     "PagerDuty received: trigger goldwatch/fraud/integrity",
+                     "resolve goldwatch/fraud/integrity -- 1 incident",
                      "time to detect:", "time to recover:", "RTO 60 s: met",
                      "the corruption was detected, rolled back, verified and resolved without a human"):
             assert line in text, line
