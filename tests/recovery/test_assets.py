@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -314,3 +315,57 @@ def test_runbooks_from_the_config_say_what_this_configuration_does(tmp_path: Pat
     assert "fraud-ml on-call" in fraud
     assert "No degradation path is configured" in bare
     assert "No degradation path is configured" not in fraud
+
+
+def test_the_doctor_says_whether_each_degradation_path_asset_and_drill_target_is_usable(tmp_path: Path) -> None:
+    """`goldwatch doctor`'s recovery section: nothing is called, restored or changed; broken setups fail with what to
+    do, a model without a degradation path is a skip, an asset without a backup (or with one past its RPO) fails."""
+    from goldwatch.doctor import diagnose
+
+    config = _cli_config(tmp_path)
+    golden = tmp_path / "golden-small"
+    golden.mkdir()
+    config.write_text(config.read_text() + toml({
+        "serve": {"watch": [
+            {"name": "fraud", "url": "http://127.0.0.1:9/v2/models/fraud", "serving_dir": str(tmp_path / "s"),
+             "fallback": {"url": "http://127.0.0.1:9/v2/models/fraud-small", "golden": [str(golden)]},
+             "route": {"kind": "command", "command": [str(tmp_path / "set-route")]}},
+            {"name": "bare", "url": "http://127.0.0.1:9/v2/models/bare", "serving_dir": str(tmp_path / "s2")}]},
+        "drill": {"stack": "staging", "drill_target": True}}))
+
+    def found() -> dict[str, tuple[str, str]]:
+        return {c.name: (c.status, c.summary) for c in diagnose(str(config), only=["recovery"]).checks}
+
+    checks = found()
+    assert checks["recovery:bare"][0] == "skip"
+    status, summary = checks["recovery:fraud"]
+    assert status == "fail"
+    assert "golden set(s)" in summary
+    assert "never be proven" in summary
+    assert "set-route is not an executable" in summary
+    assert checks["asset:train"][0] == "fail"
+    assert "goldwatch asset register train" in checks["asset:train"][1]
+    asset = parse_config(config.read_text(), source=str(config)).recovery.assets[0]
+    register(asset)
+    assert found()["asset:train"] == ("fail", "no backup of train: the training RPO is unbounded (`goldwatch asset "
+                                              "backup train`)")
+    assert checks["drill"][0] == "pass"
+    assert "1 (no stop_command/start_command)" in checks["drill"][1]
+    assert "4 (no cpu_variant)" in checks["drill"][1]
+    assert checks["recovery:scratch"][0] == "pass"
+    # repaired: the golden set exists, the hook is executable, a backup is taken (then made older than the RPO)
+    (golden / "golden.json").write_text("{}")
+    hook = tmp_path / "set-route"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    take_backup(asset)
+    checks = found()
+    assert checks["recovery:fraud"][0] == "pass", checks["recovery:fraud"]
+    assert checks["asset:train"][0] == "pass", checks["asset:train"]
+    take_backup(asset, now=time.time() - 3600)  # the only one left is 1 h old; the RPO is 600 s
+    (newest,) = [b for b in list_backups(asset)[0] if b.taken_at > time.time() - 600]
+    shutil.rmtree(newest.path)
+    status, summary = found()["asset:train"]
+    assert status == "fail"
+    assert "past the RPO of 600 s" in summary
+    assert not (tmp_path / "scratch").exists(), "the doctor restores nothing"
