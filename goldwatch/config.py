@@ -37,8 +37,12 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "AgentConfig",
     "AlertsConfig",
+    "AlternateConfig",
+    "AssetConfig",
     "DaskConfig",
     "DetectorsConfig",
+    "DrillConfig",
+    "FallbackConfig",
     "GateConfig",
     "GoldenConfig",
     "GoldwatchConfig",
@@ -48,7 +52,9 @@ __all__ = [
     "LiveDriftSection",
     "LoggingConfig",
     "PagerDutyConfig",
+    "RecoveryConfig",
     "RegistryConfig",
+    "RouteConfig",
     "RuntimesConfig",
     "ServeCheckConfig",
     "ServeConfig",
@@ -442,6 +448,59 @@ class ServeGoldenCheck(ServeCheckConfig):
     confirm: bool = Field(True, description="confirm a failure with one immediate re-run before acting")
 
 
+class AlternateConfig(_Section):
+    """Where a model's traffic may go when its primary cannot serve it (disaster recovery, scenarios 1, 3 and 4):
+    an OIP v2 endpoint that goldwatch replays golden sets against, and routes to only when they pass."""
+
+    url: str = Field(pattern=_OIP_MODEL_URL, description="the alternate's OIP v2 model URL")
+    golden: list[Path] = Field([], description="golden sets that prove the alternate before traffic goes to it")
+    rto_seconds: float | None = Field(
+        None, gt=0, description="serving RTO when traffic moves here (default: the model's rto_seconds)",
+    )
+    timeout_s: float = Field(30.0, gt=0, description="a verification replay still going after this fails it")
+    batch_size: int = Field(16, ge=1, le=100000, description="samples per request of the verification replay")
+
+
+class FallbackConfig(AlternateConfig):
+    """The degradation path (scenario 1, and scenario 3 when no known-good version passes): a smaller or older
+    model served elsewhere, proven by its own golden sets."""
+
+    @field_validator("golden")
+    @classmethod
+    def _proven(cls, value: list[Path]) -> list[Path]:
+        if not value:
+            raise ValueError("a fallback needs golden sets: it is verified with them before traffic goes to it "
+                             "(build one with `goldwatch golden build` against the fallback model)")
+        return value
+
+
+class RouteConfig(_Section):
+    """How traffic is moved between the primary and an alternate: a hook a gateway or feature flag listens to.
+
+    ``http``: POST ``{"model", "route", "url", "reason"}`` to ``url`` (2xx: done). ``command``: run ``command``
+    (argv, no shell) with ``GOLDWATCH_MODEL``, ``GOLDWATCH_ROUTE``, ``GOLDWATCH_URL`` and ``GOLDWATCH_REASON`` set
+    (exit 0: done). ``route`` is ``primary``, ``fallback`` or ``cpu_variant``.
+    """
+
+    kind: Literal["http", "command"] = Field(
+        "http", description="how traffic is moved: POST to url (http), or run command (command)",
+    )
+    url: str | None = Field(None, pattern=r"^https?://\S+$", description="kind = http: the hook's URL")
+    command: list[str] | None = Field(None, description="kind = command: the argv to run")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="a hook still going after this failed")
+    route_back_after_s: float = Field(
+        30.0, ge=0, description="the primary passes every check this long before traffic goes back to it",
+    )
+
+    @model_validator(mode="after")
+    def _has_target(self) -> RouteConfig:
+        if self.kind == "http" and not self.url:
+            raise ValueError('route kind "http" needs url (the hook a gateway or feature flag listens to)')
+        if self.kind == "command" and not self.command:
+            raise ValueError('route kind "command" needs command, e.g. ["/usr/local/bin/set-route"]')
+        return self
+
+
 class ServeWatchConfig(_Section):
     """One watched model (``[[serve.watch]]``): its OIP v2 endpoint, where its versions come from, its checks."""
 
@@ -477,11 +536,28 @@ class ServeWatchConfig(_Section):
     resident_stale_factor: float = Field(
         3.0, gt=1, description="an evidence source silent for this many of its intervals is stale (warning)",
     )
+    escalation: str | None = Field(
+        None, max_length=500, description="whom the runbooks tell on-call to escalate to (default recovery.escalation)",
+    )
+    fallback: FallbackConfig | None = Field(None, description="the degradation path (scenarios 1 and 3)")
+    cpu_variant: AlternateConfig | None = Field(
+        None, description="GPU capacity gone (scenario 4): a CPU deployment proven by the cross-device golden set "
+        "(default golden: the served version's)",
+    )
+    route: RouteConfig | None = Field(None, description="how traffic moves to an alternate and back")
     files: ServeFilesCheck = ServeFilesCheck()
     golden_replay: ServeGoldenCheck = ServeGoldenCheck()
     readiness: ServeCheckConfig = ServeCheckConfig(interval_s=10.0, timeout_s=5.0)
     rollback_readiness: ServeCheckConfig = ServeCheckConfig(interval_s=300.0, timeout_s=600.0)
     version: ServeCheckConfig = ServeCheckConfig(interval_s=30.0, timeout_s=5.0)
+    device: ServeCheckConfig = Field(
+        ServeCheckConfig(interval_s=10.0, timeout_s=5.0),
+        description="the device the server reports for the model (goldwatch's MLServer runtime): GPU lost",
+    )
+    standby: ServeCheckConfig = Field(
+        ServeCheckConfig(interval_s=300.0, timeout_s=120.0),
+        description="the fallback and the CPU variant still pass their golden sets (reported; a warning)",
+    )
     drift: LiveDriftConfig | None = Field(
         None, description="live-traffic drift of this model ([serve.watch.drift]; process-wide settings under "
         "[live_drift]); drift pages a warning, data quality an error, never a rollback")
@@ -496,6 +572,13 @@ class ServeWatchConfig(_Section):
             raise ValueError('reload = "command" needs reload_command, e.g. ["systemctl", "reload", "model-server"]')
         if self.reload == "http" and not self.reload_url:
             raise ValueError('reload = "http" needs reload_url')
+        alternates = [name for name in ("fallback", "cpu_variant") if getattr(self, name) is not None]
+        if alternates and self.route is None:
+            raise ValueError(f"{' and '.join(alternates)} need [serve.watch.route]: how traffic is moved to them "
+                             "(an http hook a gateway or feature flag listens to, or a command)")
+        if self.route is not None and not alternates:
+            raise ValueError("route is set but there is nowhere to route to: add [serve.watch.fallback] or "
+                             "[serve.watch.cpu_variant]")
         return self
 
     @property
@@ -534,6 +617,68 @@ class ServeConfig(_Section):
         if duplicates:
             raise ValueError(f"watched model names must be unique, repeated: {', '.join(duplicates)}")
         return self
+
+class AssetConfig(_Section):
+    """A training asset (a dataset or checkpoints) whose backups are restored and verified on a schedule
+    (disaster recovery, scenario 5). Training RPO = the age of the newest backup that restored and verified."""
+
+    name: str = Field(pattern=_NAME_PATTERN, description="the asset's name in metrics, incidents and pages")
+    kind: Literal["dataset", "checkpoint"] = Field(
+        "dataset", description="dataset: files checked by digest; checkpoint: tensors fingerprinted too, so "
+                               "corruption is located to a tensor and block",
+    )
+    path: Path = Field(description="the live asset: a file or directory")
+    manifest: Path | None = Field(
+        None, description="the live asset's manifest (goldwatch asset register): checked on every run when set",
+    )
+    backups: Path = Field(description="the folder of its backups, one snapshot folder each (goldwatch asset backup)")
+    rpo_seconds: float = Field(gt=0, description="training RPO: the newest verified restore point may be this old")
+    verify_interval_s: float = Field(3600.0, gt=0, description="a restore-and-verify runs this often")
+    timeout_s: float = Field(1800.0, gt=0, description="a restore-and-verify still going after this is an error")
+    restore_command: list[str] | None = Field(
+        None, description="restore a snapshot into the scratch folder ({snapshot}, {scratch} replaced); "
+        "default: copy its data folder",
+    )
+    escalation: str | None = Field(None, max_length=500, description="runbooks: whom to escalate to")
+
+
+class RecoveryConfig(_Section):
+    """Disaster recovery: training assets and their backups, and whom on-call escalates to."""
+
+    escalation: str | None = Field(
+        None, max_length=500, description="whom the generated runbooks tell on-call to escalate to",
+    )
+    scratch: Path | None = Field(
+        None, description="where backups are restored to be verified (default <registry.root>/restore-scratch)",
+    )
+    assets: list[AssetConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_assets(self) -> RecoveryConfig:
+        names = [a.name for a in self.assets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"asset names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+
+class DrillConfig(_Section):
+    """``goldwatch drill`` against a named stack (staging). Faults are injected only into a stack whose config
+    says ``drill_target = true`` and whose ``stack`` name the command repeats (``--stack NAME``)."""
+
+    stack: str | None = Field(None, pattern=_NAME_PATTERN, description="this stack's name; --stack must repeat it")
+    drill_target: bool = Field(False, description="true: this stack may receive injected faults")
+    sidecar_url: str | None = Field(None, pattern=r"^https?://\S+$",
+                                    description="the sidecar's API (default http://serve.host:serve.port)")
+    model: str | None = Field(None, pattern=_NAME_PATTERN, description="the watched model scenarios 1-4 drill")
+    asset: str | None = Field(None, pattern=_NAME_PATTERN, description="the asset scenario 5 drills")
+    client_url: str | None = Field(
+        None, pattern=_OIP_MODEL_URL, description="where clients send the model's requests (their view is measured)",
+    )
+    stop_command: list[str] | None = Field(None, description="scenario 1: stops the model's server")
+    start_command: list[str] | None = Field(None, description="scenario 1: starts it again (the undo)")
+    scenario_timeout_s: float = Field(60.0, gt=0, le=3600, description="a scenario not recovered after this fails")
+
 
 class AgentConfig(_Section):
     """The in-process agent (goldwatch.watchdog.agent) and the MLServer runtime that hosts it."""
@@ -580,6 +725,17 @@ class GoldwatchConfig(_Section):
     live_drift: LiveDriftSection = LiveDriftSection()
     agent: AgentConfig = AgentConfig()
     dask: DaskConfig = DaskConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    drill: DrillConfig = DrillConfig()
+
+    @model_validator(mode="after")
+    def _assets_are_not_models(self) -> GoldwatchConfig:
+        # incidents, pages and the journal name a model or an asset by the same field: they must not collide
+        clash = sorted({w.name for w in self.serve.watch} & {a.name for a in self.recovery.assets})
+        if clash:
+            raise ValueError(f"recovery.assets: {', '.join(clash)} is also a watched model's name; give the asset "
+                             "another name")
+        return self
 
 
 def _secret_keys(table: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -46,6 +46,7 @@ __all__ = [
     "advance",
     "batch_starts",
     "byte_callback",
+    "isolated",
     "listening",
     "reporting",
     "stage",
@@ -182,6 +183,38 @@ def stage(describe: Callable[..., str]) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Keep the work inside from advancing the tasks outside: a task that counts its own units (a drill's
+    scenarios) calls work that reports bytes or samples to whatever task is innermost. Tasks opened inside still
+    show; what is reported to no task of its own is dropped.
+
+    >>> seen = []
+    >>> class Collect:
+    ...     def start(self, task): pass
+    ...     def update(self, task): pass
+    ...     def finish(self, task, *, ok): seen.append((task.label, task.snapshot().done))
+    >>> with reporting(Collect()), task("scenarios", total=2, unit="scenarios"):
+    ...     with isolated():
+    ...         advance(4096)             # e.g. a file hashed while restoring a version
+    ...     advance(1)
+    >>> seen
+    [('scenarios', 1.0)]
+    """
+    if _reporter is None:
+        yield
+        return
+    sink = Task("(isolated)", total=None, unit="", reporter=None)
+    with _lock:
+        _open.append(sink)
+    try:
+        yield
+    finally:
+        with _lock:
+            if sink in _open:
+                _open.remove(sink)
 
 
 def active() -> Task | None:

@@ -237,3 +237,17 @@ def test_services_never_show_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(main.lazy, "not-a-service", "tests.test_progress:fake_service")  # type: ignore[attr-defined]
     assert CliRunner().invoke(main, ["serve"]).stdout.strip() == "listening=False"
     assert CliRunner().invoke(main, ["not-a-service"]).stdout.strip() == "listening=True"
+
+
+def test_isolated_work_does_not_advance_the_task_counting_its_own_units() -> None:
+    """A drill counts scenarios; the bytes hashed while it restores a version go to no task of theirs."""
+    seen = Collect()
+    with progress.reporting(seen), progress.task("drill", total=2, unit="scenarios"):
+        for _ in range(2):
+            with progress.isolated():
+                progress.advance(1 << 20)
+                with progress.task("golden build", total=8, unit="samples"):
+                    progress.advance(8)
+            progress.advance(1)
+    assert seen.ended == [("golden build", 8.0, 8, True), ("golden build", 8.0, 8, True), ("drill", 2.0, 2, True)]
+    assert progress.active() is None

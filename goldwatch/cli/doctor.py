@@ -16,8 +16,8 @@ _MARK = {"pass": "ok", "skip": "--", "fail": "FAIL", "error": "ERROR"}
 @guarded
 def doctor(as_json: bool) -> None:
     """Check this machine and setup: versions and extras, CPU, CUDA and the Triton kernel, ONNX Runtime providers,
-    MLServer, Chromium, the config file, the registry, the alert path (nothing is sent), the sidecar and the
-    references of live drift.
+    MLServer, Chromium, the config file, the registry, the alert path (nothing is sent), the sidecar, the
+    references of live drift and the disaster-recovery setup.
 
     Exit 0 when nothing is broken (a missing extra or GPU is reported, not a failure), 1 when something present
     or configured is broken, 2 on a usage error. Changes nothing.

@@ -64,6 +64,11 @@ def _print_status(data: dict[str, Any], url: str) -> None:
             flags.append(f"NOT ACTING (flap guard): {m['stopped'].get('reason')}")
         if m.get("mode") == "observe":
             flags.append("observe mode")
+        if m.get("route") not in (None, "primary"):
+            since = m.get("degraded_since")
+            when = (f" since {time.strftime('%H:%M:%S', time.localtime(since))} ({now - since:.0f} s)"
+                    if since else "")
+            flags.append(f"DEGRADED: traffic on the {str(m['route']).replace('_', ' ')}{when}")
         click.echo("")
         click.echo(f"{m['name']}: {'healthy' if m['healthy'] else 'UNHEALTHY'}, serving "
                    f"{m.get('served_version') or '(no registry version)'}"

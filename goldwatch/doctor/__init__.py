@@ -2,7 +2,9 @@
 
 One pass over everything a command could trip on later: goldwatch's version and each optional extra, the CPU,
 CUDA devices and the Triton fingerprint kernel, ONNX Runtime's providers, MLServer, Chromium, the config file, the
-registry, the alert path, the sidecar and live drift's references. Each finding is a :class:`~goldwatch.checks.Check`:
+registry, the alert path, the sidecar, live drift's references, and the disaster-recovery setup
+(degradation paths, training assets' backups against their RPO, the drill target). Each finding is a
+:class:`~goldwatch.checks.Check`:
 
 * ``pass`` -- available and working
 * ``skip`` -- not available here (an extra not installed, no GPU, nothing configured): the summary says what that
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterable
 
 from goldwatch.checks import Check, CheckReport
 from goldwatch.config import GoldwatchConfig
-from goldwatch.doctor import hardware, setup, software
+from goldwatch.doctor import hardware, recovery, setup, software
 
 __all__ = ["SECTIONS", "DoctorReport", "diagnose"]
 
@@ -44,6 +46,7 @@ SECTIONS: dict[str, Callable[[GoldwatchConfig], list[Check]]] = {
     "alerts": setup.alerts,
     "sidecar": setup.sidecar,
     "live_drift": setup.live_drift,
+    "recovery": recovery.recovery,
 }
 
 

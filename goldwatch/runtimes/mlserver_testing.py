@@ -271,8 +271,10 @@ def start_mlserver(
     pythonpath: Sequence[str | os.PathLike[str]] = (),
     settings: Mapping[str, Any] | None = None,
     log_path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> MLServerProcess:
-    """Start ``mlserver start REPOSITORY`` on free 127.0.0.1 ports and wait until it is ready."""
+    """Start ``mlserver start REPOSITORY`` on free 127.0.0.1 ports and wait until it is ready (``env``: more
+    environment variables for the server, on top of this process's)."""
     repo = Path(repository).resolve()
     repo.mkdir(parents=True, exist_ok=True)
     http_port, grpc_port, metrics_port = free_ports(3)
@@ -291,12 +293,12 @@ def start_mlserver(
     # ports given in ``settings`` win (e.g. restarting a server where its clients expect it)
     http_port, grpc_port, metrics_port = (int(server_settings[k]) for k in ("http_port", "grpc_port", "metrics_port"))
     (repo / "settings.json").write_text(json.dumps(server_settings, indent=2))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the log tail shown on a failed start is complete
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}  # the log tail shown on a failed start is complete
     extra = os.pathsep.join(str(Path(p).resolve()) for p in pythonpath)
     if extra:
         env["PYTHONPATH"] = extra + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     log = Path(log_path) if log_path else repo / "mlserver.log"
-    with open(log, "wb") as fh:
+    with open(log, "ab") as fh:  # a restarted server (same log) keeps the first run's lines
         process = subprocess.Popen(
             [_mlserver_executable(), "start", str(repo)],
             stdout=fh,

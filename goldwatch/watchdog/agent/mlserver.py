@@ -16,7 +16,10 @@ refused, and MLServer reports the load as failed with goldwatch's message (file,
 
 Loading, verifying and the first fingerprints run off the event loop, so the server's health endpoints keep
 answering. MLServer runs ``load`` in every inference worker (``parallel_workers``): each worker has its own agent,
-reporting as ``agent:<host>:<pid>``. This module imports mlserver: only an MLServer process imports it.
+reporting as ``agent:<host>:<pid>``. The model's metadata reports the device it runs on and whether that device can
+still run a kernel (``parameters.goldwatch_device``, ``goldwatch_device_ok``, ``goldwatch_device_error``): the
+sidecar's device check reads it (disaster recovery: GPU capacity gone). This module imports mlserver: only an
+MLServer process imports it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.errors import MLServerError
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 from mlserver.utils import get_model_uri, to_absolute_path
 
 from goldwatch.errors import ArtifactError, ConfigError, GoldwatchError
@@ -63,6 +66,7 @@ class GoldwatchModel(MLModel):
     """Serve ``parameters.uri`` verified, with the resident-weights agent (or the ONNX golden probe) running."""
 
     _served: ServedModel | None = None
+    _device_lost: str | None = None  # set by the drill runtime (mlserver_faults) to simulate a lost device
 
     def _extra(self) -> dict[str, Any]:
         params = self.settings.parameters
@@ -96,7 +100,27 @@ class GoldwatchModel(MLModel):
             raise RuntimeError(f"model {self.name} is not loaded")
         return self._served
 
+    async def device_status(self) -> tuple[str, bool, str]:
+        served = self.served()
+        if self._device_lost is not None:
+            return str(served.runtime.device), False, self._device_lost
+        if str(served.runtime.device).startswith("cuda"):  # a hung device must not block the event loop
+            return await asyncio.to_thread(served.device_status)
+        return served.device_status()
+
+    async def metadata(self) -> MetadataModelResponse:
+        meta = await super().metadata()
+        if self._served is None:
+            return meta
+        device, ok, error = await self.device_status()
+        params = meta.parameters.model_dump(exclude_none=True) if meta.parameters is not None else {}
+        params.update(goldwatch_device=device, goldwatch_device_ok=ok, goldwatch_device_error=error or None)
+        meta.parameters = Parameters(**params)
+        return meta
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        if self._device_lost is not None:
+            raise MLServerError(f"device {self.served().runtime.device} lost: {self._device_lost}", status_code=500)
         feed = {inp.name: NumpyCodec.decode_input(inp) for inp in payload.inputs}
         outputs = self.served().predict(feed, probe=is_probe_request(payload))
         return InferenceResponse(

@@ -218,8 +218,26 @@ class ServedModel:
 
     @property
     def module(self) -> Any:
-        """The torch module whose tensors the agent watches (None for ONNX)."""
-        return self.agent.module if isinstance(self.agent, ResidentAgent) else None
+        """The torch module that serves (the one the agent watches, when it runs); None for ONNX."""
+        if isinstance(self.agent, ResidentAgent):
+            return self.agent.module
+        return getattr(self.runtime, "module", None)
+
+    def device_status(self) -> tuple[str, bool, str]:
+        """(device, usable, why not): a CUDA device is exercised (a tiny kernel, synchronised), so a lost GPU or a
+        failed driver shows here and not only as failed requests."""
+        device = str(self.runtime.device)
+        if not device.startswith("cuda"):
+            return device, True, ""
+        try:
+            import torch
+
+            probe = torch.ones(1, device=device)
+            probe.add_(1)
+            torch.cuda.synchronize(device)
+        except Exception as exc:  # any CUDA failure means the device cannot serve; the message says which
+            return device, False, f"{type(exc).__name__}: {exc}"
+        return device, True, ""
 
     def predict(self, inputs: Mapping[str, np.ndarray], *, probe: bool = False) -> dict[str, np.ndarray]:
         """Run one batch; inputs are cast to the dtypes the signature declares (JSON carries float64 numbers).

@@ -204,6 +204,8 @@ def _check_entry(check: Check) -> dict[str, Any]:
 class AlertManager:
     """Sends trigger/acknowledge/resolve and change events to every sink through the outbox.
 
+    ``runbook_for(model, check_class)``: the runbook link of one incident (e.g. its disaster scenario's anchor in the
+    generated runbooks); default ``runbook_url`` for every incident.
     ``renotify_s``: an unchanged, still-failing incident is re-sent (a reminder trigger on the same dedup key)
     at most this often. ``resolve_after_s``: :meth:`observe` resolves an incident only after its checks have
     passed for this long, so a flapping check keeps one incident.
@@ -232,6 +234,7 @@ class AlertManager:
         self.pod = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or self.host
         self.source = source or self.pod
         self.runbook_url = runbook_url
+        self.runbook_for: Callable[[str, str], str | None] | None = None
         self.rto_s = rto_s
         self.renotify_s = renotify_s
         self.resolve_after_s = resolve_after_s
@@ -293,7 +296,7 @@ class AlertManager:
             "action": to_jsonable(action) if action else {"kind": "none", "description": "no action taken"},
             "timing": timing.to_dict() if timing else None,
             "rto_s": self.rto_s,
-            "runbook": self.runbook_url,
+            "runbook": self._runbook(model, cls_name),
             "host": self.host,
             "pod": self.pod,
         }
@@ -304,6 +307,11 @@ class AlertManager:
         if extra:
             details.update(to_jsonable(dict(extra)))
         return details
+
+    def _runbook(self, model: str, check_class: str) -> str | None:
+        if self.runbook_for is not None:
+            return self.runbook_for(model, check_class) or self.runbook_url
+        return self.runbook_url
 
     def _summary(self, model: str, cls_name: str, failed: Sequence[Check], served_version: str | None,
                  action: ActionTaken | None, timing: Timing | None) -> str:
@@ -358,7 +366,7 @@ class AlertManager:
             action="trigger", dedup_key=key, summary=text, source=self.source, severity=severity,
             timestamp=_utc(self._clock()), component=model, group=check_class, event_class=check_class,
             custom_details=self._details(model, check_class, checks, served_version, action, timing, details),
-            links=[Link(self.runbook_url, "Runbook")] if self.runbook_url else (),
+            links=[Link(runbook, "Runbook")] if (runbook := self._runbook(model, check_class)) else (),
         )
         fingerprint = page_fingerprint(severity=severity, checks=checks, served_version=served_version,
                                        action=action, summary=summary)

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import json
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -178,13 +179,14 @@ def validate_change(body: Any) -> list[str]:
 
 @dataclasses.dataclass
 class Received:
-    """One request as the stub saw it, with the answer it gave and any schema errors."""
+    """One request as the stub saw it, with the answer it gave, any schema errors, and when it arrived (epoch s)."""
 
     path: str
     body: Any
     status: int | str
     errors: list[str]
     size: int
+    at: float = dataclasses.field(default_factory=time.time)
 
 
 @dataclasses.dataclass

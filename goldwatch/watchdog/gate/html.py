@@ -24,7 +24,7 @@ from goldwatch.watchdog.gate._files import atomic_write_text
 from goldwatch.watchdog.gate.svg import bar_chart, histogram_chart
 from goldwatch.watchdog.gate.verdict import GateVerdict
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["REPORT_CSS", "render_html", "write_html"]
 
 # Plot groups in reading order, with the heading people see.
 _GROUPS = {
@@ -76,6 +76,8 @@ details summary{cursor:pointer;color:var(--muted)}
 iframe.evidently{width:100%;height:900px;border:1px solid var(--line);border-radius:8px}
 footer{color:var(--muted);font-size:12px;margin-top:40px}
 """
+#: the report style, shared by goldwatch's other HTML reports (the disaster-recovery drill's)
+REPORT_CSS = _CSS
 
 
 def _numbers(values: object) -> str:

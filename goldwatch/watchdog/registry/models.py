@@ -122,6 +122,8 @@ class RollbackResult:
     """What a rollback did. ``phases`` holds seconds per phase (select, switch, verify_after, reload, ready).
 
     ``server_ready`` is None when no server was told to reload (reload ``none``); ``warnings`` then says so.
+    ``no_target``: nothing was switched because no known-good version verified (and no fallback is configured):
+    the caller may degrade some other way (the sidecar routes to its verified fallback).
     """
 
     model: str
@@ -133,6 +135,7 @@ class RollbackResult:
     server_ready: bool | None = None
     error: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    no_target: bool = False
 
     @property
     def switched(self) -> bool:

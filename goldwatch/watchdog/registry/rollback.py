@@ -178,6 +178,7 @@ def _decide_and_switch(ledger: Ledger, model: str, serving: Serving | None, *, a
     if target is None:
         if serving is None or serving.fallback is None:
             result.error = "no verified known-good version to roll back to, and no fallback model configured"
+            result.no_target = True
             return result, Path(), None
         source = Path(serving.fallback)
         if not source.exists():

@@ -29,6 +29,12 @@ The modules, one responsibility each:
 * :mod:`.process` -- running ``goldwatch serve`` as a process (demo, tests, benchmark); :mod:`.demo` --
   ``goldwatch demo sidecar``.
 
+Disaster recovery (:mod:`goldwatch.watchdog.recovery`, ``docs/recovery.md``) is carried by the same core: the
+policy decides ``route`` (to a model's fallback or CPU variant, and back to the primary once it passes again), the
+responder verifies the alternate with its golden sets before it calls the route hook, the ``device`` and
+``standby`` checks watch a lost GPU and the degradation path, and ``POST /v1/models/{model}/route`` lets a person
+move traffic. Training assets (``[[recovery.assets]]``) are watched by a built-in extension.
+
 Extension points (see :mod:`.extensions` for the loader):
 
 1. **External evidence.** ``POST /v1/models/{model}/evidence`` with the bearer token, or

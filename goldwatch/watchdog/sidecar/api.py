@@ -12,6 +12,8 @@ route                                    auth    what
 ``GET /v1/journal``                      --      decisions, ``?after=ID&model=M&limit=N`` (a timeline to follow)
 ``POST /v1/models/{model}/check``        bearer  run checks now: ``{"checks": [...], "sha256": bool, "wait": bool}``
 ``POST /v1/models/{model}/rollback``     bearer  ``{"reason": "..."}``: a person's rollback
+``POST /v1/models/{model}/route``        bearer  ``{"route": "primary|fallback|cpu_variant", "reason": "..."}``:
+                                                 a person moves traffic (an alternate only once it verifies)
 ``POST /v1/models/{model}/pause``        bearer  ``{"reason": "...", "for_s": 1800}``: no action, no page
 ``POST /v1/models/{model}/resume``       bearer  end a pause or a flap-guard stop
 ``POST /v1/models/{model}/evidence``     bearer  a report from another component (see the package docstring): 202
@@ -217,6 +219,18 @@ def build_app(service: SidecarService) -> Starlette:
                                         actor=_field(body, "actor", str))
         return _json(result, 200 if result["ok"] else 502)
 
+    async def route(request: Request) -> Response:
+        """Move MODEL's traffic to ``primary``, ``fallback`` or ``cpu_variant`` (an alternate is verified by its
+        golden sets first; needs the bearer token)."""
+        body = await _read_json(request, limit, required=True)
+        _only(body, {"route", "reason", "actor"})
+        where, reason = _field(body, "route", str), _field(body, "reason", str)
+        if not where or not reason:
+            raise _BodyError(400, "route and reason: required, e.g. {\"route\": \"primary\", \"reason\": \"why\"}")
+        result = await service.route(request.path_params["model"], route=where, reason=reason,
+                                     actor=_field(body, "actor", str))
+        return _json(result, 200 if result["ok"] else 502)
+
     async def pause(request: Request) -> Response:
         """Bearer token. No action, no page: ``{"reason": "...", "for_s": 1800}``."""
         body = await _read_json(request, limit, required=True)
@@ -255,6 +269,7 @@ def build_app(service: SidecarService) -> Starlette:
         Route("/v1/journal", guarded(journal, auth=False), methods=["GET"]),
         Route("/v1/models/{model}/check", guarded(check, auth=True), methods=["POST"]),
         Route("/v1/models/{model}/rollback", guarded(rollback, auth=True), methods=["POST"]),
+        Route("/v1/models/{model}/route", guarded(route, auth=True), methods=["POST"]),
         Route("/v1/models/{model}/pause", guarded(pause, auth=True), methods=["POST"]),
         Route("/v1/models/{model}/resume", guarded(resume, auth=True), methods=["POST"]),
         Route("/v1/models/{model}/evidence", guarded(evidence, auth=True), methods=["POST"]),

@@ -12,6 +12,11 @@
 * :class:`ReadinessCheck` -- ``/v2/health/ready`` and the model's ready endpoint.
 * :class:`VersionCheck` -- the versions the server reports for the model against what the registry serves.
 * :class:`RollbackReadinessCheck` -- :meth:`~goldwatch.watchdog.registry.Registry.check`: a verified target exists.
+* :class:`DeviceCheck` -- the device the server reports for the model (goldwatch's MLServer runtime says it in the
+  model's metadata): a lost GPU fails it (disaster recovery, scenario 4).
+* :class:`StandbyCheck` -- the model's alternates (the fallback, the CPU variant) still pass their golden sets
+  through their own endpoints (:func:`verify_alternate`, which the sidecar also runs right before it routes traffic
+  to one).
 
 A check that cannot run (server unreachable, golden set unreadable, timeout) returns an ``error`` check, never a
 ``fail``: only evidence about the model fails.
@@ -36,6 +41,8 @@ from goldwatch.integrity import ArtifactManifest, file_digest, verify_artifact
 from goldwatch.watchdog.sidecar.targets import Served, Target, split_model_url
 
 __all__ = [
+    "AlternateProof",
+    "DeviceCheck",
     "FilesCheck",
     "GoldenCheck",
     "GoldenSetCache",
@@ -44,7 +51,10 @@ __all__ = [
     "RunRequest",
     "RunResult",
     "ScheduledCheck",
+    "StandbyCheck",
     "VersionCheck",
+    "replay_sets",
+    "verify_alternate",
 ]
 
 BASELINE_NAMESPACE = "files-baseline"
@@ -121,6 +131,19 @@ class FilesCheck:
         served = target.served()
         if served.path is None or served.manifest is None:
             return _skip("integrity:files", served.note or "no local files to check", served.version)
+        result = self._run(target, served, request)
+        if result.checks and any(c.status == "fail" for c in result.checks):
+            # another process (an operator, a CI job) may have switched the version while these files were read:
+            # a mismatch is evidence only about files that were still the ones served
+            now = target.served()
+            if (now.version, now.path, now.manifest) != (served.version, served.path, served.manifest):
+                return _skip("integrity:files", f"the served version changed while its files were checked "
+                             f"({served.version} -> {now.version}): the next run checks the new one", served.version)
+        return result
+
+    def _run(self, target: Target, served: Served, request: RunRequest) -> RunResult:
+        assert served.path is not None
+        assert served.manifest is not None
         try:
             manifest = self._manifest(served.manifest)
             baseline = self._baseline(served, manifest)
@@ -242,8 +265,6 @@ class GoldenCheck:
         self._client: tuple[str | None, Any] | None = None
 
     def run(self, target: Target, request: RunRequest) -> RunResult:
-        from goldwatch.golden_sets import replay
-
         served = target.served()
         if not served.golden:
             return _skip("golden:replay", "no golden set vouches for the served version (link one with "
@@ -256,22 +277,9 @@ class GoldenCheck:
             runtime = self._runtime(target.watch.url, served.version)
         except GoldwatchError as exc:
             return _error("golden:replay", exc, served.version)
-        checks: list[Check] = []
-        declared = runtime.declared
         ok = False
         try:
-            for path, golden in zip(served.golden, sets):
-                # the client is kept between runs: each set starts from what the server declares (replay adopts a
-                # golden set's signature where the server publishes none, and says so in a check)
-                runtime.signature = declared
-                report = replay(runtime, golden, batch_size=self.config.batch_size,
-                                min_top1_agreement=self.golden.min_top1_agreement, min_cosine=self.golden.min_cosine,
-                                drift_alpha=self.golden.drift_alpha or None)
-                if len(sets) == 1:
-                    checks += report.checks
-                else:  # several sets: name each check after its set, keeping the 'golden' class
-                    checks += [dataclasses.replace(c, name=f"golden:{Path(path).name}:{c.name.partition(':')[2]}")
-                               for c in report.checks]
+            checks = replay_sets(runtime, served.golden, sets, golden=self.golden, batch_size=self.config.batch_size)
             ok = True
         except GoldwatchError as exc:
             return _error("golden:replay", exc, served.version)
@@ -300,6 +308,129 @@ class GoldenCheck:
 
     def close(self) -> None:
         self._drop()
+
+
+def replay_sets(runtime: Any, paths: Sequence[Path], sets: Sequence[Any], *, golden: GoldenConfig,
+                batch_size: int) -> list[Check]:
+    """Replay each golden set through ``runtime`` (an OIP client) and return the checks, class ``golden``.
+
+    Each set starts from what the server declares (replay adopts a golden set's signature where the server publishes
+    none, and says so in a check). Raises what replay raises (unreachable server, a set that does not fit)."""
+    from goldwatch.golden_sets import replay
+
+    checks: list[Check] = []
+    declared = getattr(runtime, "declared", runtime.signature)
+    for path, golden_set in zip(paths, sets):
+        runtime.signature = declared
+        report = replay(runtime, golden_set, batch_size=batch_size, min_top1_agreement=golden.min_top1_agreement,
+                        min_cosine=golden.min_cosine, drift_alpha=golden.drift_alpha or None)
+        if len(sets) == 1:
+            checks += report.checks
+        else:  # several sets: name each check after its set, keeping the 'golden' class
+            checks += [dataclasses.replace(c, name=f"golden:{Path(path).name}:{c.name.partition(':')[2]}")
+                       for c in report.checks]
+    return checks
+
+
+# ---- the alternates (disaster recovery) ----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class AlternateProof:
+    """Whether an alternate (``fallback`` or ``cpu_variant``) answers its golden sets within tolerance now.
+
+    ``ok`` is None when it could not be checked (unreachable, no golden set): never routed to either way."""
+
+    alternate: str
+    url: str
+    ok: bool | None
+    summary: str
+    checks: tuple[Check, ...] = ()
+    golden: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    devices: tuple[str, ...] = ()  # where the golden sets' tolerances were calibrated
+
+    def to_check(self) -> Check:
+        status = "pass" if self.ok else ("fail" if self.ok is False else "error")
+        failed = [c for c in self.checks if not c.ok]
+        return Check(name=f"standby:{self.alternate}", status=status, summary=self.summary,  # type: ignore[arg-type]
+                     measured={"checks_passed": sum(1 for c in self.checks if c.ok), "checks": len(self.checks)},
+                     details={"url": self.url, "golden": list(self.golden), "calibrated_on": list(self.devices),
+                              "failed": [{"name": c.name, "summary": c.summary} for c in failed[:10]]},
+                     duration_s=self.duration_s)
+
+
+def alternate_golden(target: Target, alternate: str) -> tuple[Path, ...]:
+    """The golden sets that prove ``alternate``: its own; for the CPU variant without its own, the served
+    version's (build those across devices: their tolerances then cover CPU against GPU)."""
+    config = getattr(target.watch, alternate)
+    if config is None:
+        return ()
+    if config.golden:
+        return tuple(Path(p) for p in config.golden)
+    return tuple(target.served().golden) if alternate == "cpu_variant" else ()
+
+
+def verify_alternate(target: Target, alternate: str, *, golden: GoldenConfig, cache: GoldenSetCache,
+                     ) -> AlternateProof:
+    """Replay the alternate's golden sets through its own endpoint (requests marked as goldwatch's probes)."""
+    from goldwatch.runtimes.oip import OipRuntime
+
+    t0 = time.perf_counter()
+    config = getattr(target.watch, alternate, None)
+    if config is None:
+        return AlternateProof(alternate, "", None, f"no {alternate} is configured")
+    label = "the fallback" if alternate == "fallback" else "the CPU variant"
+    try:
+        paths = alternate_golden(target, alternate)
+    except GoldwatchError as exc:
+        return AlternateProof(alternate, config.url, None, f"{label}: the served version's golden sets cannot be "
+                              f"read: {exc}", duration_s=time.perf_counter() - t0)
+    names = tuple(str(p) for p in paths)
+    if not paths:
+        return AlternateProof(alternate, config.url, None, f"{label} has no golden set to prove it with: never "
+                              "routed to", duration_s=time.perf_counter() - t0)
+    try:
+        sets = [cache.load(p) for p in paths]
+        runtime = OipRuntime(config.url, timeout=config.timeout_s, probe=True)
+        try:
+            checks = replay_sets(runtime, paths, sets, golden=golden, batch_size=config.batch_size)
+        finally:
+            runtime.close()
+    except GoldwatchError as exc:
+        return AlternateProof(alternate, config.url, None, f"{label} could not be verified: {exc}", golden=names,
+                              duration_s=time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    devices = tuple(sorted({str(d) for g in sets for tol in g.tolerances.values()
+                            for d in (tol.derivation or {}).get("devices", ())}))
+    bad = [c for c in checks if c.status == "fail"] or [c for c in checks if c.status == "error"]
+    if bad:
+        more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+        verdict = "fails its golden set" if bad[0].status == "fail" else "could not be compared with its golden set"
+        return AlternateProof(alternate, config.url, False if bad[0].status == "fail" else None,
+                              f"{label} {verdict}: {bad[0].name}: {bad[0].summary}{more}", tuple(checks), names, took,
+                              devices)
+    where = ""
+    if alternate == "cpu_variant" and devices:
+        where = (f"; tolerances calibrated on {' and '.join(devices)}" if len(devices) > 1 else
+                 f"; tolerances calibrated on {devices[0]} only (the CPU/GPU difference was not measured)")
+    return AlternateProof(alternate, config.url, True, f"{label} passes {len(checks)} golden check(s) of "
+                          f"{len(paths)} set(s) in {took:.2f} s{where}", tuple(checks), names, took, devices)
+
+
+class StandbyCheck:
+    """The alternates still pass their golden sets (one check each): is the degradation path there when needed?"""
+
+    kind = "standby"
+
+    def __init__(self, golden: GoldenConfig, *, cache: GoldenSetCache) -> None:
+        self.golden = golden
+        self.cache = cache
+
+    def run(self, target: Target, request: RunRequest) -> RunResult:
+        checks = tuple(verify_alternate(target, name, golden=self.golden, cache=self.cache).to_check()
+                       for name in ("fallback", "cpu_variant") if getattr(target.watch, name) is not None)
+        return RunResult(checks or (Check("standby:none", "skip", "no fallback or CPU variant is configured"),),
+                         None)
 
 
 # ---- the server ----------------------------------------------------------------------------------------------
@@ -383,6 +514,44 @@ class VersionCheck:
         return RunResult((Check(name="version:served", status="pass" if ok else "fail", summary=summary,
                                 measured={"reported": ",".join(reported)},
                                 threshold={"expected": served.server_version}),), served.version)
+
+    def close(self) -> None:
+        self._readiness.close()
+
+
+DEVICE_PARAMETER = "goldwatch_device"
+
+
+class DeviceCheck:
+    """The device the server reports for the model in its metadata ``parameters`` (goldwatch's MLServer runtime:
+    ``goldwatch_device``, ``goldwatch_device_ok``, ``goldwatch_device_error``): a device reported lost fails.
+    A server that reports no device is skipped (say so): its GPU loss shows as errors and readiness instead."""
+
+    kind = "device"
+
+    def __init__(self, *, timeout_s: float) -> None:
+        self._readiness = ReadinessCheck(timeout_s=timeout_s)
+
+    def run(self, target: Target, request: RunRequest) -> RunResult:
+        probe = self._readiness._probe(target)
+        t0 = time.perf_counter()
+        status, body, what = probe.get(probe.path)
+        took = time.perf_counter() - t0
+        if status != 200 or not isinstance(body, dict):
+            return RunResult((Check(name="device:available", status="error", summary=f"model metadata: {what}",
+                                    duration_s=took),), None)
+        found = body.get("parameters")
+        params: dict[str, Any] = found if isinstance(found, dict) else {}
+        device = params.get(DEVICE_PARAMETER)
+        if not isinstance(device, str):
+            return _skip("device:available", "the server does not report the model's device (goldwatch's MLServer "
+                         "runtime does: goldwatch.watchdog.agent.mlserver.GoldwatchModel)", None)
+        ok = params.get("goldwatch_device_ok") is True
+        error = str(params.get("goldwatch_device_error") or "")
+        summary = f"{device} available" if ok else f"{device} LOST: {error or 'the server reports it unusable'}"
+        return RunResult((Check(name="device:available", status="pass" if ok else "fail", summary=summary,
+                                measured={"device": device, "available": ok}, threshold={"available": True},
+                                details={"error": error} if error else {}, duration_s=took),), None)
 
     def close(self) -> None:
         self._readiness.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goldwatch.config import ServeCheckConfig, ServeWatchConfig
 from goldwatch.errors import InvalidInputError, StateError
@@ -12,6 +12,9 @@ from goldwatch.watchdog.sidecar.checks import ScheduledCheck
 from goldwatch.watchdog.sidecar.evidence import Evidence
 from goldwatch.watchdog.sidecar.policy import ModelView
 from goldwatch.watchdog.sidecar.targets import Target
+
+if TYPE_CHECKING:
+    from goldwatch.watchdog.recovery.routes import Router
 
 __all__ = ["BusyError", "ConflictError", "ModelContext", "UnknownModelError"]
 
@@ -30,7 +33,9 @@ class BusyError(StateError):
 
 @dataclasses.dataclass
 class ModelContext:
-    """One watched model: its target, its checks and their schedules, and the policy's view of it."""
+    """One watched model: its target, its checks and their schedules, and the policy's view of it. ``router``
+    moves its traffic to an alternate and back (disaster recovery); ``degraded_counted_at``: up to when the time
+    spent on an alternate is counted in the metrics."""
 
     name: str
     watch: ServeWatchConfig
@@ -47,6 +52,8 @@ class ModelContext:
     action: asyncio.Task[Any] | None = None
     rollback_ready: bool | None = None
     startup: str | None = None
+    router: Router | None = None
+    degraded_counted_at: float | None = None
     # reports from outside, decided on in arrival order by one task per model (the HTTP answer does not wait)
     reports: asyncio.Queue[tuple[Evidence, asyncio.Future[Any] | None]] | None = None
     reported: dict[str, str] = dataclasses.field(default_factory=dict)  # source -> status of its last report

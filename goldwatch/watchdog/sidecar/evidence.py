@@ -11,12 +11,20 @@ kind                          incident class   severity    on failure
 ``files``                     integrity        critical    rollback + page (the bytes changed)
 ``golden``                    golden           critical    confirm once, then rollback + page
 ``resident`` (external)       resident         critical    rollback + page; a silent source: warning
-``readiness``                 server           error       page after a grace period; never a rollback
+``readiness``                 server           error       page after a grace period; never a rollback;
+                                                           with a fallback: route to it once it is verified
+``device``                    device           error       page; route to the CPU variant once the
+                                                           cross-device golden set proves it
 ``version``                   version          error       page, and tell the server to reload
 ``rollback_readiness``        rollback-ready   warning     reported (status, metrics), never paged
+``standby``                   standby          warning     an alternate fails its golden set: page
 ``drift`` (live drift)        drift            warning     page; never a rollback
 ``data_quality`` (live drift) data-quality     error       page; never a rollback
 ============================  ===============  ==========  ==========================================
+
+A failure of a kind with ``reroute`` alternates moves the model's traffic to the first of them that is configured
+and passes its golden sets (disaster recovery; see :mod:`goldwatch.watchdog.recovery`), and back once the primary
+passes again.
 
 A new kind is one more row registered with :meth:`EvidenceKinds.register`; nothing in the policy changes. The
 last two are live drift's (:mod:`goldwatch.watchdog.live.sidecar`), registered when a watched model has a
@@ -74,6 +82,8 @@ class EvidenceKind:
     ``external``: reported by another component (``POST /v1/models/{model}/evidence``), not scheduled here;
     such a source that reported with an ``interval_s`` and then stays silent for more than the model's
     ``resident_stale_factor`` intervals raises a warning (class ``<check_class>-stale``), never a rollback.
+    ``reroute``: the alternates (``fallback``, ``cpu_variant``), in order of preference, that a failure of this
+    kind moves the model's traffic to (after its grace period), when configured and verified.
     """
 
     name: str
@@ -85,6 +95,7 @@ class EvidenceKind:
     confirm: bool = False
     consecutive: int = 1
     external: bool = False
+    reroute: tuple[str, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -93,6 +104,10 @@ class EvidenceKind:
                                     f"and the class must not contain ':' (got {self.check_class!r})")
         if self.consecutive < 1:
             raise InvalidInputError(f"evidence kind {self.name!r}: consecutive must be >= 1")
+        unknown = [r for r in self.reroute if r not in ("fallback", "cpu_variant")]
+        if unknown:
+            raise InvalidInputError(f"evidence kind {self.name!r}: reroute names {unknown}; the alternates are "
+                                    "'fallback' and 'cpu_variant'")
         if self.may_rollback and self.may_reload:
             raise InvalidInputError(f"evidence kind {self.name!r}: a failure either proves the model wrong "
                                     "(may_rollback) or calls for a reload (may_reload), not both")
@@ -103,12 +118,16 @@ BUILTIN_KINDS: tuple[EvidenceKind, ...] = (
                  description="served files against the served version's manifest"),
     EvidenceKind("golden", "golden", "critical", may_rollback=True, confirm=True,
                  description="golden replay against the live endpoint, within calibrated tolerances"),
-    EvidenceKind("readiness", "server", "error",
+    EvidenceKind("readiness", "server", "error", reroute=("fallback", "cpu_variant"),
                  description="the server's and the model's ready endpoints"),
+    EvidenceKind("device", "device", "error", confirm=True, reroute=("cpu_variant", "fallback"),
+                 description="the device the server reports for the model (a GPU lost)"),
     EvidenceKind("version", "version", "error", may_reload=True,
                  description="the version the server reports against the one the registry serves"),
     EvidenceKind("rollback_readiness", "rollback-ready", "warning", pages=False,
                  description="a verified rollback target exists (reported, never acted on)"),
+    EvidenceKind("standby", "standby", "warning",
+                 description="the fallback and the CPU variant pass their golden sets through their endpoints"),
     EvidenceKind("resident", "resident", "critical", may_rollback=True, external=True,
                  description="fingerprints of the weights resident in the server's memory (in-process agent)"),
 )

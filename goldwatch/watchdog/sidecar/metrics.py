@@ -95,6 +95,15 @@ class SidecarMetrics:
                              buckets=INCIDENT_BUCKETS, registry=r)
         self.ttr = Histogram("goldwatch_time_to_recover_seconds", "Incident recovered minus detected",
                              buckets=INCIDENT_BUCKETS, registry=r)
+        # disaster recovery: where traffic goes, and for how long it was not the primary
+        self.degraded = Gauge("goldwatch_degraded", "1 while the model's traffic goes to an alternate (the fallback "
+                              "or the CPU variant) instead of the primary", ["model"], registry=r)
+        self.degraded_seconds = Counter("goldwatch_degraded_seconds", "Time the model's traffic spent on an "
+                                        "alternate (degraded mode)", ["model"], registry=r)
+        self.route_changes = Counter("goldwatch_route_changes", "Traffic moved, by where it went (primary, fallback, "
+                                     "cpu_variant)", ["model", "route"], registry=r)
+        self.alternate_ready = Gauge("goldwatch_alternate_ready", "1 when the alternate passed its golden sets at its "
+                                     "last verification", ["model", "alternate"], registry=r)
         self.build = Info("goldwatch_build", "goldwatch's version", registry=r)
         self.build.info({"version": version})
 
@@ -133,6 +142,12 @@ class SidecarMetrics:
             self.rollback_ready.labels(model).set(1 if rollback_ready else 0)
         self.paused.labels(model).set(1 if paused else 0)
         self.acting.labels(model).set(1 if acting else 0)
+
+    def set_route(self, model: str, route: str, *, previous: str | None = None) -> None:
+        self.degraded.labels(model).set(0 if route == "primary" else 1)
+        self.degraded_seconds.labels(model)  # the series exists (at 0) before the first degradation
+        if previous is not None and previous != route:
+            self.route_changes.labels(model, route).inc()
 
     def render(self, accept: str) -> tuple[bytes, str]:
         """The exposition for an ``Accept`` header: (body, content type)."""

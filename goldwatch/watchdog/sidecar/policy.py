@@ -21,7 +21,13 @@ The rules, as in the design:
 * evidence about a version no longer served, or from a run that started before the last action finished, is
   recorded and otherwise ignored;
 * checks passing again -> resolve; an incident that caused a rollback resolves only once every proof check has
-  passed on what is served after it (files and golden replay: "recovered").
+  passed on what is served after it (files and golden replay: "recovered");
+* disaster recovery: a failure of a kind with ``reroute`` alternates (the server down past its grace period, the
+  device lost) moves the model's traffic to the first configured alternate that its golden sets prove (``route``;
+  the responder verifies before it routes); a rollback that finds no verified known-good version routes to the
+  fallback instead; while traffic is on an alternate, the primary keeps being checked, and once every one of its
+  checks has passed for ``route_back_after_s`` the traffic goes back (``route`` to ``primary``) and the incident
+  resolves. Never in observe mode, while paused, or after the flap guard stopped acting.
 
 >>> from goldwatch.checks import Check
 >>> from goldwatch.watchdog.sidecar.evidence import Evidence, EvidenceKinds
@@ -34,6 +40,13 @@ The rules, as in the design:
 >>> observe = ModelView(model="fraud", rules=Rules(mode="observe"), served_version="2")
 >>> [(d.action, d.reason) for d in decide(observe, bad, kinds.get("files"), now=100.2).decisions]
 [('page', 'not acting: observe mode (pages, never acts)')]
+>>> degrading = ModelView(model="fraud", rules=Rules(alternates=("fallback",), server_down_grace_s=1.0),
+...                       seen_ready=True)
+>>> down = Evidence("fraud", "readiness", (Check("server:ready", "fail", "cannot connect"),), 100.0, 100.0)
+>>> later = dataclasses.replace(down, started_at=101.5, finished_at=101.5)
+>>> first = decide(degrading, down, kinds.get("readiness"), now=100.0)
+>>> [(d.action, d.alternates) for d in decide(first.view, later, kinds.get("readiness"), now=101.5).decisions]
+[('page', ()), ('route', ('fallback',))]
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ from goldwatch.watchdog.sidecar.evidence import Evidence, EvidenceKind, Evidence
 
 __all__ = [
     "FLAP_GUARD_CLASS",
+    "PRIMARY",
     "Decision",
     "IncidentView",
     "KindState",
@@ -56,13 +70,15 @@ __all__ = [
     "Rules",
     "SourceState",
     "decide",
+    "primary_passes",
     "resolutions",
     "staleness",
 ]
 
 FLAP_GUARD_CLASS = "flap-guard"
 HOUR_S = 3600.0
-Action = Literal["ignore", "hold", "confirm", "page", "rollback", "reload", "stop", "resolve", "forget"]
+PRIMARY = "primary"
+Action = Literal["ignore", "hold", "confirm", "page", "rollback", "reload", "route", "stop", "resolve", "forget"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +86,9 @@ class Rules:
     """A model's policy settings (from its ``[[serve.watch]]`` table).
 
     ``proof_kinds``: the scheduled kinds that must pass on what is served after a rollback before its incident
-    resolves. ``confirm``: the kinds whose failures are confirmed by one immediate re-run.
+    resolves. ``confirm``: the kinds whose failures are confirmed by one immediate re-run. ``alternates``: where
+    traffic may go when the primary cannot serve (``fallback``, ``cpu_variant``: configured with a route hook);
+    ``primary_kinds``: the scheduled kinds that must all pass, for ``route_back_after_s``, before traffic goes back.
     """
 
     mode: Literal["act", "observe"] = "act"
@@ -80,8 +98,11 @@ class Rules:
     server_down_grace_s: float = 60.0
     server_start_grace_s: float = 300.0
     stale_factor: float = 3.0
-    confirm: frozenset[str] = frozenset({"golden"})
+    confirm: frozenset[str] = frozenset({"golden", "device"})
     proof_kinds: tuple[str, ...] = ("files", "golden")
+    alternates: tuple[str, ...] = ()
+    route_back_after_s: float = 30.0
+    primary_kinds: tuple[str, ...] = ("readiness", "device", "version", "golden")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +133,7 @@ class IncidentView:
     kind: str
     detected_at: float
     acted_at: float | None = None
-    action: Literal["rollback", "reload"] | None = None
+    action: Literal["rollback", "reload", "route"] | None = None
     severity: str = "error"
 
 
@@ -135,7 +156,9 @@ class SourceState:
 
 @dataclasses.dataclass(frozen=True)
 class ModelView:
-    """Everything the policy knows about one watched model."""
+    """Everything the policy knows about one watched model. ``route``: where its traffic goes (``primary`` or an
+    alternate) since ``routed_at``; ``primary_ok_since``: while on an alternate, since when every check of the
+    primary has passed."""
 
     model: str
     rules: Rules
@@ -150,6 +173,9 @@ class ModelView:
     kinds: Mapping[str, KindState] = dataclasses.field(default_factory=dict)
     incidents: Mapping[str, IncidentView] = dataclasses.field(default_factory=dict)
     sources: Mapping[str, SourceState] = dataclasses.field(default_factory=dict)
+    route: str = PRIMARY
+    routed_at: float | None = None
+    primary_ok_since: float | None = None
 
     def paused(self, now: float) -> bool:
         return self.paused_until is not None and now < self.paused_until
@@ -160,6 +186,15 @@ class ModelView:
     def server_down(self) -> bool:
         state = self.kinds.get("readiness")
         return state is not None and state.status in ("fail", "error")
+
+    def device_lost(self) -> bool:
+        state = self.kinds.get("device")
+        return state is not None and state.status == "fail"
+
+    @property
+    def degraded(self) -> bool:
+        """Traffic goes to an alternate, not to the primary."""
+        return self.route != PRIMARY
 
     def skewed(self) -> bool:
         state = self.kinds.get("version")
@@ -174,8 +209,10 @@ class Decision:
     """One thing to do (or not to do, and why): journaled first, then carried out by the service.
 
     ``page`` opens or updates the incident of ``check_class`` at ``severity``; ``resolve`` closes it; ``rollback``
-    and ``reload`` act on the model; ``stop`` trips the flap guard; ``confirm`` asks for an immediate re-run;
-    ``forget`` drops a superseded evidence source; ``hold`` and ``ignore`` record why nothing happens.
+    and ``reload`` act on the model; ``route`` moves its traffic: to the first of ``alternates`` its golden sets
+    prove, or back to the primary (``route = "primary"``); a ``rollback`` with ``alternates`` routes to them when
+    it finds no verified known-good version; ``stop`` trips the flap guard; ``confirm`` asks for an immediate
+    re-run; ``forget`` drops a superseded evidence source; ``hold`` and ``ignore`` record why nothing happens.
     """
 
     action: Action
@@ -183,6 +220,8 @@ class Decision:
     check_class: str | None = None
     severity: Severity | None = None
     source: str | None = None
+    route: str | None = None
+    alternates: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +238,7 @@ def _at_most_error(severity: Severity) -> Severity:
     return "error" if severity == "critical" else severity
 
 
-def _not_acting(view: ModelView, *, what: Literal["rollback", "reload"]) -> str | None:
+def _not_acting(view: ModelView, *, what: Literal["rollback", "reload", "route"]) -> str | None:
     if view.rules.mode == "observe":
         return "observe mode (pages, never acts)"
     if view.stopped:
@@ -208,7 +247,14 @@ def _not_acting(view: ModelView, *, what: Literal["rollback", "reload"]) -> str 
         return "rollback is off (no registry: served_path + manifest)"
     if what == "reload" and not view.rules.can_reload:
         return "no reloader is configured (reload = \"none\")"
+    if what == "route" and not view.rules.alternates:
+        return "no fallback or CPU variant is configured"
     return None
+
+
+def _alternates(view: ModelView, kind: EvidenceKind) -> tuple[str, ...]:
+    """The alternates a failure of ``kind`` may move traffic to, configured ones only, in the kind's order."""
+    return tuple(a for a in kind.reroute if a in view.rules.alternates)
 
 
 def _observe(view: ModelView, ev: Evidence, kind: EvidenceKind, *, ignored: bool) -> ModelView:
@@ -242,12 +288,43 @@ def decide(view: ModelView, ev: Evidence, kind: EvidenceKind, *, now: float,
     seen = _observe(view, ev, kind, ignored=stale is not None)
     if stale is not None:
         return Outcome(seen, [Decision("ignore", stale)])
+    seen = _track_primary(seen, now=now)
     status = ev.status
     if status == "skip":
-        return Outcome(seen, [])
+        return Outcome(seen, _route_back(seen, now=now))
     if status == "pass":
-        return Outcome(seen, resolutions(seen, kinds=kinds))
+        return Outcome(seen, _route_back(seen, now=now) + resolutions(seen, kinds=kinds))
     return Outcome(seen, _on_failure(seen, ev, kind, now=now))
+
+
+def primary_passes(view: ModelView) -> bool:
+    """While traffic is on an alternate: every scheduled check of the primary has passed since it was moved."""
+    if not view.degraded or view.routed_at is None:
+        return False
+    for name in view.rules.primary_kinds:
+        state = view.kinds.get(name)
+        if state is None or state.status in ("fail", "error") or not _passed_since(state, view.routed_at):
+            return False
+    return True
+
+
+def _track_primary(view: ModelView, *, now: float) -> ModelView:
+    if not view.degraded:
+        return view if view.primary_ok_since is None else dataclasses.replace(view, primary_ok_since=None)
+    if not primary_passes(view):
+        return view if view.primary_ok_since is None else dataclasses.replace(view, primary_ok_since=None)
+    return view if view.primary_ok_since is not None else dataclasses.replace(view, primary_ok_since=now)
+
+
+def _route_back(view: ModelView, *, now: float) -> list[Decision]:
+    if view.primary_ok_since is None or view.paused(now) or view.rules.mode == "observe":
+        return []
+    held = now - view.primary_ok_since
+    if held < view.rules.route_back_after_s:
+        return [Decision("hold", f"the primary passes again: traffic goes back once it has passed for "
+                                 f"{view.rules.route_back_after_s:g} s")]
+    return [Decision("route", f"the primary passes every check again ({held:.1f} s): traffic goes back to it",
+                     route=PRIMARY)]
 
 
 def _on_failure(view: ModelView, ev: Evidence, kind: EvidenceKind, *, now: float) -> list[Decision]:
@@ -256,10 +333,16 @@ def _on_failure(view: ModelView, ev: Evidence, kind: EvidenceKind, *, now: float
     if view.paused(now):
         return [Decision("hold", "paused (planned work): neither acting nor paging until resumed")]
     proof = ev.status == "fail" and kind.may_rollback
+    incident = view.incidents.get(kind.check_class)
+    if proof and view.degraded and incident is not None and incident.action == "route":
+        return [_page(kind, kind.severity, f"traffic stays on the {view.route}: the primary still fails, and no "
+                                           "verified known-good version was left to roll back to; it goes back "
+                                           "once the primary passes again")]
+    if ev.status == "fail" and ev.kind in rules.confirm and not ev.confirmed and not (
+            view.degraded and kind.reroute):  # traffic already moved: nothing to confirm before
+        return [Decision("confirm", "a failure is confirmed by one immediate re-run before anything is done")]
     if not proof:
         return _not_proof(view, ev, kind, state, now=now)
-    if ev.kind in rules.confirm and not ev.confirmed:
-        return [Decision("confirm", "a failure is confirmed by one immediate re-run before anything is done")]
     if ev.kind != "files" and view.skewed():
         return [_page(kind, kind.severity, "not rolling back: the server does not report the version the registry "
                                            "serves, so its answers are no proof against that version")]
@@ -277,8 +360,9 @@ def _on_failure(view: ModelView, ev: Evidence, kind: EvidenceKind, *, now: float
                              f"(POST /v1/models/{view.model}/resume to act again)",
                      check_class=FLAP_GUARD_CLASS, severity="critical"),
         ]
+    fallback = ("fallback",) if "fallback" in rules.alternates else ()
     return [_page(kind, kind.severity, "rolling back to the newest verified known-good version"),
-            Decision("rollback", ev.summary())]
+            Decision("rollback", ev.summary(), alternates=fallback)]
 
 
 def _not_proof(view: ModelView, ev: Evidence, kind: EvidenceKind, state: KindState, *,
@@ -286,6 +370,8 @@ def _not_proof(view: ModelView, ev: Evidence, kind: EvidenceKind, state: KindSta
     rules = view.rules
     if ev.status == "error" and ev.kind != "readiness" and view.server_down():
         return [Decision("hold", "the server is not ready: reported once, as the 'server' incident")]
+    if ev.status == "error" and ev.kind not in ("readiness", "device") and view.device_lost():
+        return [Decision("hold", "the device is lost: reported once, as the 'device' incident")]
     if ev.status == "error" or ev.kind == "readiness":
         if view.seen_ready:
             grace, since, what = rules.server_down_grace_s, state.failing_since or now, "failing"
@@ -299,6 +385,9 @@ def _not_proof(view: ModelView, ev: Evidence, kind: EvidenceKind, state: KindSta
     if not kind.pages:
         return [Decision("hold", "reported (status, metrics), never paged")]
     severity = kind.severity if ev.status == "fail" else _at_most_error(kind.severity)
+    alternates = _alternates(view, kind)
+    if kind.reroute and (ev.status == "fail" or ev.kind == "readiness"):
+        return _reroute(view, kind, ev, severity, alternates)
     if not (kind.may_reload and ev.status == "fail"):
         return [_page(kind, severity, "never acted on: page only")]
     incident = view.incidents.get(kind.check_class)
@@ -311,6 +400,22 @@ def _not_proof(view: ModelView, ev: Evidence, kind: EvidenceKind, state: KindSta
             Decision("reload", ev.summary())]
 
 
+def _reroute(view: ModelView, kind: EvidenceKind, ev: Evidence, severity: Severity,
+             alternates: tuple[str, ...]) -> list[Decision]:
+    if view.degraded:
+        return [_page(kind, severity, f"traffic is on the {view.route}; it goes back once the primary passes again")]
+    if not alternates:
+        why = "no fallback or CPU variant is configured" if not view.rules.alternates else \
+            f"none of {', '.join(kind.reroute)} is configured"
+        return [_page(kind, severity, f"never a rollback; traffic cannot move: {why}")]
+    why_not = _not_acting(view, what="route")
+    if why_not:
+        return [_page(kind, severity, f"not acting: {why_not}")]
+    return [_page(kind, severity, f"moving traffic to the {alternates[0]} once its golden sets pass; never a "
+                                  "rollback"),
+            Decision("route", ev.summary(), check_class=kind.check_class, severity=severity, alternates=alternates)]
+
+
 def resolutions(view: ModelView, *, kinds: EvidenceKinds | None = None) -> list[Decision]:
     """Resolve every open incident whose kind passes now (after a rollback: once every proof kind passed on what
     is served after it). Incidents of derived classes (flap guard, stale sources) resolve elsewhere."""
@@ -321,6 +426,8 @@ def resolutions(view: ModelView, *, kinds: EvidenceKinds | None = None) -> list[
             continue
         if kinds is not None and incident.kind in kinds and kinds.get(incident.kind).check_class != cls:
             continue
+        if incident.action == "route" and view.degraded:
+            continue  # it resolves when traffic is back on the primary (the route back resolves it)
         if incident.action == "rollback" and incident.acted_at is not None:
             waiting = [k for k in view.rules.proof_kinds if not _passed_since(view.kinds.get(k), incident.acted_at)]
             if waiting:

@@ -24,23 +24,15 @@ import httpx
 
 from goldwatch.errors import ServerUnreachableError
 
-__all__ = ["SidecarProcess", "start_sidecar"]
+__all__ = ["SidecarClient", "SidecarProcess", "start_sidecar"]
 
 
 @dataclasses.dataclass
-class SidecarProcess:
-    """A running sidecar: ``url`` is its API, ``token`` the bearer token it was given."""
+class SidecarClient:
+    """A sidecar's API at ``url`` (``token``: the bearer token of its POST endpoints), wherever it runs."""
 
-    process: subprocess.Popen[bytes]
     url: str
     token: str | None
-    log_path: Path
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -65,6 +57,20 @@ class SidecarProcess:
     def incidents(self, **params: Any) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get("/v1/incidents", **params)["incidents"]
         return result
+
+
+@dataclasses.dataclass
+class SidecarProcess(SidecarClient):
+    """A running sidecar process: its API (``url``, ``token``), the process and its log."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def wait_ready(self, *, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -121,7 +127,7 @@ def start_sidecar(config: str | os.PathLike[str], *, url: str, env: Mapping[str,
             [sys.executable, "-m", "goldwatch", "--config", str(config), "serve", *extra_args],
             stdout=fh, stderr=subprocess.STDOUT, env=full_env,
         )
-    sidecar = SidecarProcess(process, url.rstrip("/"), token, log)
+    sidecar = SidecarProcess(url.rstrip("/"), token, process, log)
     if wait:
         try:
             sidecar.wait_ready(timeout=timeout)

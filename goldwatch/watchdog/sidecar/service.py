@@ -29,6 +29,8 @@ from goldwatch.watchdog.registry import database_from_config
 from goldwatch.watchdog.registry.names import HOST_ENV
 from goldwatch.watchdog.sidecar import startup, views
 from goldwatch.watchdog.sidecar.checks import (
+    AlternateProof,
+    DeviceCheck,
     FilesCheck,
     GoldenCheck,
     GoldenSetCache,
@@ -37,8 +39,10 @@ from goldwatch.watchdog.sidecar.checks import (
     RunRequest,
     RunResult,
     ScheduledCheck,
+    StandbyCheck,
     VersionCheck,
     rollback_ready,
+    verify_alternate,
 )
 from goldwatch.watchdog.sidecar.context import BusyError, ConflictError, ModelContext, UnknownModelError
 from goldwatch.watchdog.sidecar.evidence import (
@@ -55,6 +59,7 @@ from goldwatch.watchdog.sidecar.journal import CheckRow, Journal, SourceRow, che
 from goldwatch.watchdog.sidecar.metrics import SidecarMetrics
 from goldwatch.watchdog.sidecar.policy import (
     FLAP_GUARD_CLASS,
+    PRIMARY,
     Decision,
     ModelView,
     Rules,
@@ -105,6 +110,7 @@ class SidecarService:
         self.kinds = EvidenceKinds.builtin()
         self.metrics = SidecarMetrics(version=__version__)
         self.extra_routes: list[Any] = []
+        self.subjects: set[str] = set()  # what else incidents name besides watched models (extensions' assets)
         self._start_hooks: list[Callable[[], Awaitable[None]]] = []
         self._stop_hooks: list[Callable[[], Awaitable[None]]] = []
         self._golden_cache = GoldenSetCache()
@@ -119,9 +125,10 @@ class SidecarService:
         self._tasks: list[asyncio.Task[Any]] = []
         problems: list[str] = []
         serve = config.serve
-        if not serve.watch:
+        if not serve.watch and not config.recovery.assets:
             problems.append("serve.watch: no [[serve.watch]] table, so there is nothing to watch "
-                            "(add one per model: name, url, and registry_model or served_path + manifest)")
+                            "(add one per model: name, url, and registry_model or served_path + manifest; or "
+                            "[[recovery.assets]] to watch training assets)")
         try:
             self.token = resolve_secret(env=serve.token_env, file=serve.token_file, what="API token")
         except ConfigError as exc:
@@ -139,6 +146,11 @@ class SidecarService:
             problems += self._static_problems(watch, where)
         problems += _fleet_problems(config)
         loaded: list[SidecarExtension] = []
+        if config.recovery.assets:
+            # training assets (disaster recovery, scenario 5): their backups are restored and verified here too
+            from goldwatch.watchdog.recovery.asset_watch import AssetWatch
+
+            loaded.append(AssetWatch(config))
         for spec in serve.extensions:
             try:
                 loaded.append(load_extension(spec))
@@ -179,7 +191,14 @@ class SidecarService:
                                    on_skip=lambda job, why: self.metrics.skipped.labels(job.spec.model,
                                                                                        job.spec.kind).inc())
         self.responder = Responder(journal=self.journal, alerts=self.alerts, metrics=self.metrics, kinds=self.kinds,
-                                   scheduler=self.scheduler, clock=clock, fleet=self.fleet)
+                                   scheduler=self.scheduler, clock=clock, fleet=self.fleet,
+                                   verify_alternate=self._verify_alternate)
+        if config.alerts.runbook_url:
+            from goldwatch.watchdog.recovery.scenarios import runbook_link
+
+            base = config.alerts.runbook_url
+            # every page links its own scenario's runbook (goldwatch runbook writes them)
+            self.alerts.runbook_for = lambda model, check_class: runbook_link(base, model, check_class)
         for ext in [*loaded, *extensions]:
             ext.setup(self)
 
@@ -195,11 +214,14 @@ class SidecarService:
                 ArtifactManifest.load(watch.manifest)
             except GoldwatchError as exc:
                 problems.append(f"{where}.manifest: {exc}")
-        for path in watch.golden:
-            try:
-                self._golden_cache.load(Path(path))
-            except GoldwatchError as exc:
-                problems.append(f"{where}.golden: {exc}")
+        for key, paths in (("golden", watch.golden), ("fallback.golden", watch.fallback.golden if watch.fallback
+                                                       else []),
+                           ("cpu_variant.golden", watch.cpu_variant.golden if watch.cpu_variant else [])):
+            for path in paths:
+                try:
+                    self._golden_cache.load(Path(path))
+                except GoldwatchError as exc:
+                    problems.append(f"{where}.{key}: {exc}")
         return problems
 
     def _context(self, watch: ServeWatchConfig, target: Target) -> ModelContext:
@@ -213,7 +235,11 @@ class SidecarService:
             ("readiness", watch.readiness, lambda: ReadinessCheck(timeout_s=watch.readiness.timeout_s)),
             ("version", watch.version, lambda: VersionCheck(timeout_s=watch.version.timeout_s)),
             ("rollback_readiness", watch.rollback_readiness, RollbackReadinessCheck),
+            ("device", watch.device, lambda: DeviceCheck(timeout_s=watch.device.timeout_s)),
         ]
+        alternates = tuple(a for a in ("fallback", "cpu_variant") if getattr(watch, a) is not None)
+        if alternates:
+            plan.append(("standby", watch.standby, lambda: StandbyCheck(golden, cache=self._golden_cache)))
         for kind, schedule, make in plan:
             if schedule.enabled:
                 checks[kind] = make()
@@ -222,12 +248,24 @@ class SidecarService:
             mode=watch.mode, can_rollback=target.can_rollback, can_reload=target.can_reload,
             max_rollbacks_per_hour=watch.max_rollbacks_per_hour, server_down_grace_s=watch.server_down_grace_s,
             server_start_grace_s=watch.server_start_grace_s, stale_factor=watch.resident_stale_factor,
-            confirm=frozenset({"golden"}) if watch.golden_replay.confirm else frozenset(),
+            confirm=frozenset({"golden"} if watch.golden_replay.confirm else ()) | {"device"},
             proof_kinds=tuple(k for k in ("files", "golden") if k in checks),
+            alternates=alternates if watch.route is not None else (),
+            route_back_after_s=watch.route.route_back_after_s if watch.route is not None else 30.0,
+            primary_kinds=tuple(k for k in ("readiness", "device", "version", "golden") if k in checks),
         )
         rto = watch.rto_seconds or self.config.alerts.rto_seconds
+        router = None
+        if watch.route is not None:
+            from goldwatch.watchdog.recovery.routes import make_router
+
+            router = make_router(watch.route)
         return ModelContext(watch.name, watch, target, checks, schedules, ModelView(model=watch.name, rules=rules),
-                            rto)
+                            rto, router=router)
+
+    def _verify_alternate(self, ctx: ModelContext, alternate: str) -> AlternateProof:
+        """Replay the alternate's golden sets through its endpoint now (blocking: a worker thread calls it)."""
+        return verify_alternate(ctx.target, alternate, golden=self.config.golden, cache=self._golden_cache)
 
     # ---- extension points ---------------------------------------------------------------------------------
     def register_kind(self, kind: EvidenceKind, *, replace: bool = False) -> None:
@@ -626,6 +664,7 @@ class SidecarService:
                 log.error("cannot send the resolves held for alerts.resolve_after_s: %s", exc)
             now = self.clock()
             for ctx in self.models.values():
+                self.responder.count_degraded(ctx, now)
                 assert ctx.lock is not None
                 if ctx.lock.locked():  # deciding or acting (a rollback takes seconds): next tick; never wait on it
                     continue
@@ -735,6 +774,32 @@ class SidecarService:
         return {"model": model, "action": taken.kind, "summary": taken.description,
                 "from_version": taken.from_version, "to_version": taken.to_version, "ok": taken.kind != "none"}
 
+    async def route(self, model: str, *, route: str, reason: str, actor: str | None = None) -> dict[str, Any]:
+        """A person moves the model's traffic: to an alternate (verified by its golden sets first, as always) or
+        back to the primary (which resolves the incidents that moved it)."""
+        ctx = self.model(model)
+        if not reason.strip():
+            raise InvalidInputError("a reason is required", where="reason", hint='send {"route": ..., "reason": "why"}')
+        allowed = (PRIMARY, *ctx.view.rules.alternates)
+        if route not in allowed:
+            raise InvalidInputError(f"route {route!r} is not one of {', '.join(allowed)} for {model}", where="route",
+                                    hint="configure [serve.watch.fallback] / [serve.watch.cpu_variant] and "
+                                         "[serve.watch.route]")
+        assert ctx.lock is not None
+        async with ctx.lock:
+            if ctx.view.acting:
+                raise ConflictError(f"an action on {model} is already in progress", hint="try again in a moment")
+            self.responder.record(model, None, "route", f"requested by {actor or 'the API'}: {route}: {reason}")
+            decision = Decision("route", f"requested by {actor or 'the API'}: {reason}",
+                                route=PRIMARY if route == PRIMARY else None,
+                                alternates=() if route == PRIMARY else (route,))
+            task = asyncio.create_task(self.responder.route(ctx, decision, None, actor=actor or "api"))
+            ctx.action = task
+            outcome = await asyncio.shield(task)
+            self.refresh_metrics(ctx)
+        return {"model": model, "ok": outcome.moved, "route": outcome.route, "url": outcome.url,
+                "summary": outcome.description, "duration_s": round(outcome.duration_s, 6)}
+
     async def pause(self, model: str, *, reason: str, for_s: float | None = None) -> dict[str, Any]:
         """Neither act nor page on ``model`` for ``for_s`` seconds (default an hour): planned work."""
         ctx = self.model(model)
@@ -784,7 +849,7 @@ class SidecarService:
 
     def incidents(self, *, state: str | None = None, model: str | None = None,
                   limit: int = 200) -> list[dict[str, Any]]:
-        if model is not None:
+        if model is not None and model not in self.subjects:
             self.model(model)
         return [row.to_dict() for row in self.journal.incidents(state=state, model=model, limit=limit)]
 

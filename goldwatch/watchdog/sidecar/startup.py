@@ -23,7 +23,8 @@ from goldwatch.watchdog.sidecar.checks import RunRequest
 from goldwatch.watchdog.sidecar.context import ModelContext
 from goldwatch.watchdog.sidecar.evidence import Evidence
 from goldwatch.watchdog.sidecar.journal import check_to_dict
-from goldwatch.watchdog.sidecar.policy import HOUR_S, Decision, IncidentView, KindState, SourceState
+from goldwatch.watchdog.sidecar.policy import HOUR_S, PRIMARY, Decision, IncidentView, KindState, SourceState
+from goldwatch.watchdog.sidecar.responder import ROUTE_NAMESPACE
 from goldwatch.watchdog.sidecar.workers import in_thread
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ async def restore(service: SidecarService, ctx: ModelContext) -> None:
     for row in service.journal.incidents(state="open", model=ctx.name):
         action = (row.action or {}).get("kind")
         incidents[row.check_class] = IncidentView(row.check_class, row.kind, row.detected_at, row.acted_at,
-                                                  action if action in ("rollback", "reload") else None,
+                                                  action if action in ("rollback", "reload", "route") else None,
                                                   row.severity)
     rollbacks = tuple(r.started_at for r in service.journal.rollbacks(model=ctx.name, since=now - HOUR_S)
                       if r.automatic)
@@ -54,11 +55,18 @@ async def restore(service: SidecarService, ctx: ModelContext) -> None:
     except GoldwatchError as exc:
         log.warning("%s: cannot read what is served: %s", ctx.name, exc)
         served = None
+    # where the model's traffic went: a sidecar restarted while degraded keeps watching for the primary to return
+    route = service.journal.get_checkpoint(ROUTE_NAMESPACE, ctx.name)
+    degraded = isinstance(route, dict) and route.get("route") in ctx.view.rules.alternates
     ctx.view = dataclasses.replace(
         ctx.view, served_version=served, started_at=now, kinds=kinds, incidents=incidents, rollbacks=rollbacks,
         paused_until=state.paused_until if state.paused_until and state.paused_until > now else None,
         stopped=state.stopped_at is not None, sources=sources,
+        route=str(route["route"]) if degraded else PRIMARY,
+        routed_at=float(route["since"]) if degraded else None,
     )
+    service.metrics.set_route(ctx.name, ctx.view.route)
+    ctx.degraded_counted_at = now if degraded else None
     service.refresh_metrics(ctx)
 
 
@@ -116,7 +124,8 @@ async def reassert_incidents(service: SidecarService) -> None:
             continue
         action = None
         if row.action:
-            action = ActionTaken(kind="rollback" if row.action.get("kind") == "rollback" else "none",
+            kind = row.action.get("kind")
+            action = ActionTaken(kind="rollback" if kind == "rollback" else ("fallback" if kind == "route" else "none"),
                                  description=str(row.action.get("summary") or row.action.get("kind")),
                                  from_version=row.action.get("from"), to_version=row.action.get("to"))
         await service.responder.trigger(ctx, row.check_class, checks=list(row.checks), severity=row.severity,

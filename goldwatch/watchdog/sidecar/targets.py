@@ -33,6 +33,7 @@ from goldwatch.watchdog.registry import (
     make_reloader,
 )
 from goldwatch.watchdog.registry.pointer import ServingPointer
+from goldwatch.watchdog.registry.serving import pointer_lock
 
 __all__ = ["RegistryTarget", "Served", "StaticTarget", "Target", "open_target", "split_model_url"]
 
@@ -157,7 +158,10 @@ class RegistryTarget:
                               hint="add and promote it (goldwatch registry add/promote), or set registry_model")
 
     def served(self) -> Served:
-        with self._lock:
+        # The pointer's host-local lock: a promote or rollback run by another process (an operator's CLI, a drill)
+        # switches the link inside its database transaction, so without it the version read here could be the old
+        # one and the files the new ones -- a mismatch that is no corruption.
+        with self._lock, pointer_lock(self.serving.pointer):
             target = self.registry.serving_target(self.model)
             if target is None:
                 return Served(None, None, None, tuple(self.watch.golden),

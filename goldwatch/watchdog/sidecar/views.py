@@ -56,6 +56,8 @@ def status(service: SidecarService) -> dict[str, Any]:
             "healthy": healthy(service, ctx), "acting": view.acting,
             "paused": ({"until": view.paused_until, "reason": state.paused_reason} if view.paused(now) else None),
             "stopped": ({"at": state.stopped_at, "reason": state.stopped_reason} if view.stopped else None),
+            "route": view.route, "degraded_since": view.routed_at if view.degraded else None,
+            "alternates": {a: getattr(ctx.watch, a).url for a in view.rules.alternates},
             "rollbacks_last_hour": view.recent_rollbacks(now), "rollback_ready": ctx.rollback_ready,
             "startup": ctx.startup,
             "checks": {kind: kind_status(service, ctx, kind) for kind in kinds_shown(service, ctx)},
