@@ -52,6 +52,23 @@ def human_amount(value: float, unit: str) -> str:
     return f"{value:,.0f} {unit}".rstrip()
 
 
+def human_rate(per_second: float, unit: str) -> str:
+    """A rate in the unit of time that keeps it readable: slow work (a drill's scenarios) is not "0 /s".
+
+    >>> human_rate(52_000_000, "B"), human_rate(1234.5, "samples"), human_rate(2.5, "files")
+    ('49.6 MiB/s', '1,234 samples/s', '2.5 files/s')
+    >>> human_rate(0.3, "scenarios"), human_rate(0.001, "backups")
+    ('18 scenarios/min', '3.6 backups/h')
+    """
+    if unit == "B" or per_second >= 10:
+        return f"{human_amount(per_second, unit)}/s"
+    for scale, name in ((1, "s"), (60, "min"), (3600, "h")):
+        value = per_second * scale
+        if value >= 1 or name == "h":
+            return f"{value:.0f} {unit}/{name}" if value >= 10 else f"{value:.1f} {unit}/{name}"
+    raise AssertionError("unreachable")
+
+
 def human_duration(seconds: float) -> str:
     if seconds < 10:
         return f"{seconds:.1f} s"
@@ -121,7 +138,7 @@ class LogReporter:
         if ok:
             text = f"{task.label}: done in {human_duration(snap.elapsed_s)}"
             if amount:
-                text += f" ({amount}" + (f", {human_amount(snap.rate, snap.unit)}/s" if snap.rate else "") + ")"
+                text += f" ({amount}" + (f", {human_rate(snap.rate, snap.unit)}" if snap.rate else "") + ")"
         else:
             text = f"{task.label}: stopped after {human_duration(snap.elapsed_s)}" + (f" at {amount}" if amount else "")
         self._emit(task, state, text)
@@ -154,7 +171,7 @@ def running_line(task: Task) -> str:
     text = (f"{task.label}: {human_amount(snap.done, snap.unit)} of {human_amount(snap.total, snap.unit)} "
             f"({100 * (snap.fraction or 0):.0f}%)")
     if snap.rate:
-        text += f", {human_amount(snap.rate, snap.unit)}/s"
+        text += f", {human_rate(snap.rate, snap.unit)}"
     if snap.eta_s is not None and snap.done:
         text += f", about {human_duration(snap.eta_s)} left"
     return text
