@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 
 from benchmarks._results import record, table
+from goldwatch._http_server import QuietKeepAliveHandler
 from goldwatch.golden_sets import build_golden_set
 from goldwatch.runtimes.mlserver_testing import (
     NpzReferenceRuntime,
@@ -309,13 +310,7 @@ class StandInOip:
         self.weights = weights
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietKeepAliveHandler):
             def _reply(self, status: int, data: Any = None) -> None:
                 body = json.dumps(data).encode() if data is not None else b""
                 self.send_response(status)

@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from goldwatch._http_server import QuietKeepAliveHandler
+
 MAX_BYTES = 512 * 1024
 SEVERITIES = {"critical", "error", "warning", "info"}
 ACTIONS = {"trigger", "acknowledge", "resolve"}
@@ -210,16 +212,7 @@ class PagerDutyStub:
         self._release = threading.Event()
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # One buffered write per answer and no Nagle: otherwise each keep-alive request waits ~40 ms for a
-            # delayed ACK and the stub, not goldwatch, sets the pace.
-            wbufsize = 1 << 16
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
+        class Handler(QuietKeepAliveHandler):
             def do_POST(self) -> None:
                 stub._handle(self)
 

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from goldwatch._http_server import QuietKeepAliveHandler
+
 __all__ = ["Gateway", "RouteChange"]
 
 _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?P<rest>(/ready|/infer)?)$")
@@ -62,14 +64,7 @@ class Gateway:
                                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            wbufsize = 1 << 16
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
+        class Handler(QuietKeepAliveHandler):
             def do_GET(self) -> None:
                 gateway._handle(self, "GET")
 
