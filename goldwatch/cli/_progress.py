@@ -62,11 +62,12 @@ def human_rate(per_second: float, unit: str) -> str:
     """
     if unit == "B" or per_second >= 10:
         return f"{human_amount(per_second, unit)}/s"
-    for scale, name in ((1, "s"), (60, "min"), (3600, "h")):
-        value = per_second * scale
-        if value >= 1 or name == "h":
-            return f"{value:.0f} {unit}/{name}" if value >= 10 else f"{value:.1f} {unit}/{name}"
-    raise AssertionError("unreachable")
+    value, per = per_second, "s"
+    if value < 1:
+        value, per = per_second * 60, "min"
+    if value < 1:
+        value, per = per_second * 3600, "h"
+    return f"{value:.0f} {unit}/{per}" if value >= 10 else f"{value:.1f} {unit}/{per}"
 
 
 def human_duration(seconds: float) -> str:
